@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// The s3zmount command line (DESIGN §5). Only wiring lives here: each command's
+// work is in src/commands/. Exit codes: 0 success, 1 failure, 2 usage.
+import { Command, CommanderError, Option } from 'commander';
+import { makeContext, runCommand, type GlobalOptions } from './commands/context.js';
+import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
+import { localS3Command } from './commands/local-s3.js';
+
+const program = new Command('s3zmount')
+  .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
+  .version('0.1.0')
+  .option('--endpoint <url>', 'S3 endpoint URL, for S3-compatible servers (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
+  .option('--region <region>', 'S3 region (default: $AWS_REGION, else us-east-1)')
+  .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Credentials come from the AWS SDK's default chain: AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role. Never from flags.
+
+Sizes take K, M, G and T suffixes (binary: 1G = 1073741824 bytes).
+
+Example, on one machine with the embedded S3 server:
+  s3zmount local-s3 --dir /var/tmp/s3 &          # prints the variables to export
+  export AWS_ENDPOINT_URL_S3=http://127.0.0.1:4568 AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+  s3zmount create s3://s3zmount/backup --size 1T
+  s3zmount status s3://s3zmount/backup
+
+Exit codes: 0 success, 1 failure (one line on stderr saying why), 2 bad usage.`,
+  );
+
+let debug = false;
+function ctx(cmd: Command) {
+  const g = cmd.optsWithGlobals<GlobalOptions>();
+  const c = makeContext(g);
+  debug = c.debug;
+  return c;
+}
+
+program
+  .command('create')
+  .description('create a volume: writes its descriptor; refuses if one exists')
+  .argument('<s3url>', 'where the volume lives: s3://BUCKET/PREFIX')
+  .requiredOption('--size <size>', 'device size, a multiple of the block size, at most 2^53 (e.g. 2T)')
+  .option('--block-size <size>', 'block size: a power of two from 4K to 64M', '1M')
+  .action((url: string, opts: { size: string; blockSize: string }, cmd: Command) => runCommand(() => debug, () => createCommand(ctx(cmd), url, opts)));
+
+program
+  .command('status')
+  .description('show a volume: size, blocks and bytes stored, lease holder')
+  .argument('<s3url>', 's3://BUCKET/PREFIX')
+  .option('--json', 'print JSON (keys: format, uuid, size, blockSize, blocksStored, bytesStored, lease...)')
+  .action((url: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, () => statusCommand(ctx(cmd), url, opts)));
+
+program
+  .command('verify')
+  .description('check every block object: key in range, size, checksum; exit 1 if any is bad')
+  .argument('<s3url>', 's3://BUCKET/PREFIX')
+  .option('--json', 'print the report as JSON')
+  .option('--concurrency <n>', 'parallel GETs', '16')
+  .action((url: string, opts: { json?: boolean; concurrency: string }, cmd: Command) => runCommand(() => debug, () => verifyCommand(ctx(cmd), url, opts)));
+
+program
+  .command('erase')
+  .description('delete a volume: every block object, the lease and the descriptor')
+  .argument('<s3url>', 's3://BUCKET/PREFIX')
+  .option('--yes', 'confirm: without it nothing is deleted')
+  .option('--force', 'erase even while a read-write mount holds the lease')
+  .action((url: string, opts: { yes?: boolean; force?: boolean }, cmd: Command) => runCommand(() => debug, () => eraseCommand(ctx(cmd), url, opts)));
+
+program
+  .command('local-s3')
+  .description('run the embedded S3-compatible server (s3rver) in the foreground, for trying s3zmount on one machine')
+  .option('--dir <dir>', 'where it keeps its data (default: ~/.local/share/s3zmount/local-s3)')
+  .option('--port <port>', 'TCP port, 0 for any free one', '4568')
+  .option('--address <addr>', 'address to listen on', '127.0.0.1')
+  .option('--bucket <name...>', 'buckets to create if missing', ['s3zmount'])
+  .action((opts: { dir?: string; port: string; address: string; bucket: string[] }, cmd: Command) =>
+    runCommand(() => debug, async () => {
+      ctx(cmd);
+      await localS3Command(opts);
+    }),
+  );
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version are successes; anything else commander refused is a usage error.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else {
+    process.stderr.write(`s3zmount: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

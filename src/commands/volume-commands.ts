@@ -1,0 +1,83 @@
+// create, status, verify, erase: commands that work on a volume in S3 with no mount.
+import type { Context } from './context.js';
+import { S3zError } from '../errors.js';
+import { formatSize, parseSize } from '../size.js';
+import { progress } from '../progress.js';
+import { createDescriptor } from '../volume/descriptor.js';
+import { countStored } from '../volume/inventory.js';
+import { readLease } from '../volume/lease.js';
+import { openVolume, volumeRef, type VolumeRef } from '../volume/volume.js';
+import { verifyVolume } from '../volume/verify.js';
+import { eraseVolume } from '../volume/erase.js';
+
+async function withRef<T>(ctx: Context, url: string, body: (ref: VolumeRef) => Promise<T>): Promise<T> {
+  const ref = volumeRef(ctx.s3, url, ctx.log);
+  try {
+    return await body(ref);
+  } finally {
+    ref.bucket.destroy();
+  }
+}
+
+export async function createCommand(ctx: Context, url: string, opts: { size: string; blockSize: string }): Promise<void> {
+  const size = parseSize(opts.size, '--size');
+  const blockSize = parseSize(opts.blockSize, '--block-size');
+  await withRef(ctx, url, async (ref) => {
+    const desc = await createDescriptor(ref.bucket, ref.loc, { size, blockSize });
+    process.stdout.write(`created ${ref.url}: ${formatSize(desc.size)} in ${formatSize(desc.blockSize)} blocks (uuid ${desc.uuid})\n`);
+  });
+}
+
+export async function statusCommand(ctx: Context, url: string, opts: { json?: boolean }): Promise<void> {
+  await withRef(ctx, url, async (ref) => {
+    const vol = await openVolume(ref);
+    const [stored, lease] = await Promise.all([countStored(vol.bucket, vol.keys), readLease(vol.bucket, vol.loc)]);
+    const d = vol.descriptor;
+    const status = {
+      url: vol.url, format: d.format, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created,
+      keyLayout: d.keyLayout, blocks: d.size / d.blockSize, blocksStored: stored.blocks, bytesStored: stored.bytes, lease,
+    };
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(status, null, 2) + '\n');
+      return;
+    }
+    const pct = ((100 * stored.blocks) / status.blocks).toFixed(status.blocks > 1e6 ? 4 : 1);
+    process.stdout.write(
+      [
+        `volume   ${vol.url}`,
+        `uuid     ${d.uuid} (format ${d.format}, created ${d.created})`,
+        `size     ${formatSize(d.size)} (${d.size} bytes) in ${status.blocks} blocks of ${formatSize(d.blockSize)}`,
+        `stored   ${stored.blocks} blocks, ${formatSize(stored.bytes)} (${pct}% of the device)`,
+        `lease    ${lease ? `held by ${lease.holder} until ${lease.expires}` : 'free'}`,
+      ].join('\n') + '\n',
+    );
+  });
+}
+
+export async function verifyCommand(ctx: Context, url: string, opts: { json?: boolean; concurrency: string }): Promise<void> {
+  const concurrency = Number(opts.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new S3zError('EUSAGE', '--concurrency must be a whole number from 1 to 256');
+  await withRef(ctx, url, async (ref) => {
+    const vol = await openVolume(ref);
+    const bar = progress('verify', { enabled: !opts.json && process.stderr.isTTY });
+    const report = await verifyVolume(vol, ctx.log, { concurrency, onProgress: (done, listed) => bar.update(done, listed) });
+    bar.stop();
+    if (opts.json) process.stdout.write(JSON.stringify({ url: vol.url, ...report }, null, 2) + '\n');
+    else {
+      for (const p of report.problems) process.stdout.write(`BAD  ${p.key}: ${p.problem}\n`);
+      process.stdout.write(`${report.checked} block objects checked (${formatSize(report.bytes)}), ${report.problems.length} bad\n`);
+    }
+    if (report.problems.length > 0) throw new S3zError('ECORRUPT', `${vol.url}: ${report.problems.length} of ${report.checked} block objects failed verification`);
+  });
+}
+
+export async function eraseCommand(ctx: Context, url: string, opts: { yes?: boolean; force?: boolean }): Promise<void> {
+  if (!opts.yes) throw new S3zError('EUSAGE', `erase deletes every block of ${url}: pass --yes to confirm`);
+  await withRef(ctx, url, async (ref) => {
+    const vol = await openVolume(ref);
+    const bar = progress('erase', { unit: 'objects' });
+    const { deleted } = await eraseVolume(vol, { force: opts.force ?? false, onProgress: (n) => bar.update(n, n) });
+    bar.stop();
+    process.stdout.write(`erased ${vol.url}: ${deleted} block objects and the descriptor deleted\n`);
+  });
+}

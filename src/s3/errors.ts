@@ -1,0 +1,83 @@
+// Turns what the AWS SDK and Node's sockets throw into S3zErrors, and says which
+// failures are transient. Only this file knows the SDK's error shapes.
+import { S3zError, type ErrorCode } from '../errors.js';
+
+interface SdkLikeError {
+  name?: string;
+  code?: string;
+  Code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+  cause?: unknown;
+}
+
+const RETRYABLE_NAMES = new Set([
+  'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeoutException',
+  'Throttling', 'ThrottlingException', 'TooManyRequests', 'TooManyRequestsException', 'TimeoutError',
+  'AbortError', 'RequestTimeTooSkewed',
+]);
+const NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const ACCESS_NAMES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired']);
+
+/**
+ * A failure we detected ourselves that is worth another attempt (short body, bad
+ * checksum). `code` is what it becomes once the retries are spent.
+ */
+export class TransientError extends Error {
+  readonly code: ErrorCode;
+  constructor(message: string, options?: { cause?: unknown; code?: ErrorCode }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TransientError';
+    this.code = options?.code ?? 'ES3';
+  }
+}
+
+function netCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as SdkLikeError).cause, depth++) {
+    const code = (e as SdkLikeError).code;
+    if (typeof code === 'string' && NET_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+/** Wrong bytes are seldom a passing fault: a few more tries, not the full budget. */
+const CORRUPT_ATTEMPTS = 3;
+
+export function isRetryable(err: unknown, attempt: number): boolean {
+  if (err instanceof TransientError) return err.code !== 'ECORRUPT' || attempt < CORRUPT_ATTEMPTS;
+  if (err instanceof S3zError) return false;
+  const e = err as SdkLikeError;
+  if (netCode(err)) return true;
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
+  if (e.name && RETRYABLE_NAMES.has(e.name)) return true;
+  if (e.$retryable) return true;
+  // A socket that died under the SDK without a code still says so.
+  return /socket hang up|aborted|premature close|timed? ?out/i.test(e.message ?? '');
+}
+
+/** The error a caller sees once retries are exhausted or the failure is permanent. */
+export function toS3zError(err: unknown, what: string, bucket: string, endpoint: string): S3zError {
+  if (err instanceof S3zError) return err;
+  if (err instanceof TransientError) return new S3zError(err.code, `${what}: ${err.message}`, { cause: err });
+  const e = err as SdkLikeError;
+  const name = e.name ?? e.Code ?? '';
+  const status = e.$metadata?.httpStatusCode;
+  const code = netCode(err);
+  if (name === 'PreconditionFailed' || status === 412) return new S3zError('EVOLUMEEXISTS', `${what}: the object already exists`, { cause: err });
+  if (name === 'NoSuchBucket') return new S3zError('ENOBUCKET', `s3://${bucket}: the bucket does not exist at ${endpoint}`, { cause: err });
+  if (ACCESS_NAMES.has(name) || status === 403) {
+    return new S3zError('EACCESS', `s3://${bucket}: access denied by ${endpoint} (${name || 'HTTP 403'}): check the AWS credentials`, { cause: err });
+  }
+  if (name === 'CredentialsProviderError') {
+    return new S3zError('EACCESS', `s3://${bucket}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`, { cause: err });
+  }
+  if (code && UNREACHABLE_CODES.has(code)) return new S3zError('EUNREACHABLE', `cannot reach ${endpoint} (${code}) for ${what}`, { cause: err });
+  if (name === 'TimeoutError' || name === 'AbortError' || code === 'ETIMEDOUT') {
+    return new S3zError('EUNREACHABLE', `${endpoint} did not answer in time for ${what}`, { cause: err });
+  }
+  const detail = status ? `HTTP ${status}${name ? ` ${name}` : ''}` : (code ?? name) || (e.message ?? String(err));
+  return new S3zError('ES3', `${what}: ${detail}`, { cause: err });
+}

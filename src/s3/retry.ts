@@ -1,0 +1,35 @@
+// Retries with capped, jittered exponential backoff (p-retry). Callers say which
+// errors are worth another attempt; the last error is what they get back.
+import pRetry from 'p-retry';
+
+export interface RetryPolicy {
+  /** Attempts after the first. */
+  readonly retries: number;
+  readonly minDelayMs: number;
+  readonly maxDelayMs: number;
+  /** No new attempt starts after this long. */
+  readonly maxTotalMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDelayMs: 5000, maxTotalMs: 60_000 };
+
+export function withRetry<T>(
+  policy: RetryPolicy,
+  attempt: (n: number) => Promise<T>,
+  isRetryable: (err: unknown, attempt: number) => boolean,
+  onRetry: (err: unknown, n: number) => void,
+): Promise<T> {
+  return pRetry(attempt, {
+    retries: policy.retries,
+    factor: 2,
+    minTimeout: policy.minDelayMs,
+    maxTimeout: policy.maxDelayMs,
+    randomize: true,
+    maxRetryTime: policy.maxTotalMs,
+    shouldRetry: ({ error, retriesLeft, attemptNumber }) => {
+      const again = retriesLeft > 0 && isRetryable(error, attemptNumber);
+      if (again) onRetry(error, policy.retries - retriesLeft + 1);
+      return again;
+    },
+  });
+}

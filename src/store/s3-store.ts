@@ -1,0 +1,83 @@
+// The bottom layer: one S3 object per non-zero block. Stateless apart from its
+// counters; every write goes straight to S3, so flush() has nothing to wait for.
+// Invariants: a PUT carries Content-MD5 and the content's SHA-256 in metadata; a
+// zero block is a DELETE; a GET is returned only if its length and SHA-256 match
+// (otherwise it is retried, then fails with ECORRUPT: wrong bytes never go up).
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import type { S3Bucket, S3Object } from '../s3/bucket.js';
+import { TransientError } from '../s3/errors.js';
+import type { BlockKeys } from '../volume/keys.js';
+import type { BlockStore, ReadOptions } from './types.js';
+import { checkBlock, checkIndex, checkOpen } from './checks.js';
+import { CHECKSUM_META, isZero, md5, sha256 } from './checksum.js';
+
+export interface S3StoreStats {
+  corrupt: number;
+}
+
+export interface S3StoreConfig {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly readOnly: boolean;
+}
+
+export class S3BlockStore implements BlockStore {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly stats: S3StoreStats = { corrupt: 0 };
+  #bucket: S3Bucket;
+  #keys: BlockKeys;
+  #readOnly: boolean;
+  #closed = false;
+  #log: Logger;
+
+  constructor(config: S3StoreConfig, bucket: S3Bucket, keys: BlockKeys, log: Logger) {
+    this.blockSize = config.blockSize;
+    this.blockCount = config.blockCount;
+    this.#readOnly = config.readOnly;
+    this.#bucket = bucket;
+    this.#keys = keys;
+    this.#log = log.child({ layer: 's3-store' });
+  }
+
+  async read(index: number, _opts?: ReadOptions): Promise<Buffer | null> {
+    checkIndex(this, index, this.#closed);
+    const obj = await this.#bucket.get(this.#keys.key(index), (o) => this.#verify(index, o));
+    return obj === null ? null : obj.body;
+  }
+
+  async write(index: number, data: Buffer | null): Promise<void> {
+    checkIndex(this, index, this.#closed);
+    if (this.#readOnly) throw new S3zError('EROFS', `block ${index}: the store is read-only`);
+    checkBlock(this, index, data);
+    const key = this.#keys.key(index);
+    if (data === null || isZero(data)) {
+      await this.#bucket.delete(key);
+      return;
+    }
+    await this.#bucket.put(key, data, { md5: md5(data), metadata: { [CHECKSUM_META]: sha256(data) } });
+  }
+
+  async flush(): Promise<void> {
+    checkOpen(this.#closed);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+
+  #verify(index: number, obj: S3Object): void {
+    const expected = obj.metadata[CHECKSUM_META];
+    let problem: string | undefined;
+    if (obj.body.length !== this.blockSize) problem = `${obj.body.length} bytes instead of ${this.blockSize}`;
+    else if (expected === undefined) problem = 'no checksum in its metadata';
+    else if (sha256(obj.body) !== expected) problem = 'content does not match its checksum';
+    if (problem === undefined) return;
+    this.stats.corrupt++;
+    // debug only: each attempt fails alike; the caller reports the final ECORRUPT.
+    this.#log.debug({ block: index, problem }, 'block failed verification');
+    throw new TransientError(`block ${index}: ${problem}`, { code: 'ECORRUPT' });
+  }
+}

@@ -1,0 +1,25 @@
+// `erase`: deletes every object of a volume. Blocks go first and the descriptor
+// last, so an erase cut short leaves a volume that `erase` can finish.
+import { S3zError } from '../errors.js';
+import { keyUnder } from '../s3/url.js';
+import { DESCRIPTOR_NAME } from './descriptor.js';
+import { storedBlocks } from './inventory.js';
+import { LEASE_NAME, readLease } from './lease.js';
+import type { Volume } from './volume.js';
+
+export async function eraseVolume(vol: Volume, opts: { force: boolean; onProgress?: (deleted: number) => void }): Promise<{ deleted: number }> {
+  const lease = await readLease(vol.bucket, vol.loc);
+  if (lease && !opts.force) {
+    throw new S3zError('ELEASE', `${vol.url}: mounted read-write by ${lease.holder} (lease until ${lease.expires}); unmount it first, or pass --force`);
+  }
+  let deleted = 0;
+  // Page by page, so memory stays flat however large the volume.
+  for await (const page of storedBlocks(vol.bucket, vol.keys)) {
+    await vol.bucket.deleteMany(page.map((o) => o.key));
+    deleted += page.length;
+    opts.onProgress?.(deleted);
+  }
+  await vol.bucket.delete(keyUnder(vol.loc, LEASE_NAME));
+  await vol.bucket.delete(keyUnder(vol.loc, DESCRIPTOR_NAME));
+  return { deleted };
+}

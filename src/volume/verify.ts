@@ -1,0 +1,57 @@
+// `verify`: every block object is checked against the descriptor and its own
+// checksum: a key that names no block of this device, a wrong size, a missing or
+// wrong checksum. Reads go through the S3 store, so the check is the one a mount makes.
+import pMap from 'p-map';
+import type { Logger } from '../log.js';
+import { isS3zError } from '../errors.js';
+import { S3BlockStore } from '../store/s3-store.js';
+import { storedBlocks } from './inventory.js';
+import type { Volume } from './volume.js';
+
+export interface VerifyProblem {
+  readonly key: string;
+  readonly problem: string;
+}
+
+export interface VerifyReport {
+  readonly checked: number;
+  readonly bytes: number;
+  readonly problems: VerifyProblem[];
+}
+
+export async function verifyVolume(vol: Volume, log: Logger, opts: { concurrency?: number; onProgress?: (done: number, listed: number) => void } = {}): Promise<VerifyReport> {
+  const { blockSize, size } = vol.descriptor;
+  const blockCount = size / blockSize;
+  const store = new S3BlockStore({ blockSize, blockCount, readOnly: true }, vol.bucket, vol.keys, log);
+  const problems: VerifyProblem[] = [];
+  let checked = 0;
+  let listed = 0;
+  let bytes = 0;
+  for await (const page of storedBlocks(vol.bucket, vol.keys)) {
+    listed += page.length;
+    await pMap(
+      page,
+      async (o) => {
+        if (o.index === undefined || o.index >= blockCount) {
+          problems.push({ key: o.key, problem: o.index === undefined ? 'not a block key' : `block ${o.index} is beyond the end of the device` });
+        } else if (o.size !== blockSize) {
+          problems.push({ key: o.key, problem: `${o.size} bytes instead of ${blockSize}` });
+        } else {
+          try {
+            // The store refuses (after retries) any block whose checksum does not match.
+            if ((await store.read(o.index)) === null) problems.push({ key: o.key, problem: 'listed but gone when read' });
+          } catch (err) {
+            if (!isS3zError(err, 'ECORRUPT')) throw err;
+            problems.push({ key: o.key, problem: err.message });
+          }
+        }
+        checked++;
+        bytes += o.size;
+        opts.onProgress?.(checked, listed);
+      },
+      { concurrency: opts.concurrency ?? 16 },
+    );
+  }
+  problems.sort((a, b) => (a.key < b.key ? -1 : 1));
+  return { checked, bytes, problems };
+}

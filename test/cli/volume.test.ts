@@ -1,0 +1,164 @@
+// The volume commands end to end, as a user runs them: the built CLI against a
+// real s3rver, checking exit codes, one-line errors and JSON.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
+import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
+import { S3BlockStore } from '../../dist/store/s3-store.js';
+import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
+import { BlockKeys } from '../../dist/volume/keys.js';
+import { silentLogger } from '../../dist/log.js';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
+
+let s3: TestS3;
+before(async () => {
+  s3 = await startS3();
+});
+after(() => s3?.stop());
+
+const cli = (...args: string[]) => runCli(args, s3.env);
+
+/** A failure says one line on stderr, no stack trace, nothing on stdout. */
+function failsWith(r: CliResult, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
+  assert.match(lines[0] ?? '', pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(r.stdout, '');
+}
+
+test('create then status --json shows an empty 1G volume with 1M blocks and no lease', async () => {
+  const url = s3.url();
+  const c = await cli('create', url, '--size', '1G');
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stdout, /created s3:\/\/.* 1 GiB in 1 MiB blocks/);
+  assert.equal(c.stderr, '', 'nothing on stderr (no SDK warning)');
+  const s = await cli('status', url, '--json');
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.stderr, '');
+  const j = JSON.parse(s.stdout) as Record<string, unknown>;
+  assert.equal(j.format, 1);
+  assert.equal(j.size, 1073741824);
+  assert.equal(j.blockSize, 1048576);
+  assert.equal(j.blocksStored, 0);
+  assert.equal(j.bytesStored, 0);
+  assert.equal(j.lease, null);
+  assert.match(String(j.uuid), /^[0-9a-f-]{36}$/);
+  const h = await cli('status', url);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /lease\s+free/);
+});
+
+test('status counts stored blocks; verify passes a clean volume and reports a tampered one', async () => {
+  const url = s3.url();
+  assert.equal((await cli('create', url, '--size', '64M', '--block-size', '64K')).code, 0);
+  const loc = parseS3Url(url);
+  const keys = new BlockKeys(loc);
+  const bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint, retry: { retries: 1, minDelayMs: 10, maxDelayMs: 10, maxTotalMs: 1000 } }, loc.bucket, silentLogger);
+  Object.assign(process.env, s3.env);
+  try {
+    const store = new S3BlockStore({ blockSize: 65536, blockCount: 1024, readOnly: false }, bucket, keys, silentLogger);
+    for (const i of [0, 5, 1023]) await store.write(i, randomBytes(65536));
+    const st = JSON.parse((await cli('status', url, '--json')).stdout) as { blocksStored: number; bytesStored: number };
+    assert.equal(st.blocksStored, 3);
+    assert.equal(st.bytesStored, 3 * 65536);
+
+    const ok = await cli('verify', url);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /3 block objects checked .* 0 bad/);
+
+    // Behind its back: same key and metadata, other bytes; a stray key; a short object.
+    const head = await bucket.head(keys.key(5));
+    assert.ok(head);
+    const raw = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED' });
+    await raw.send(new PutObjectCommand({ Bucket: loc.bucket, Key: keys.key(5), Body: randomBytes(65536), Metadata: head.metadata }));
+    await raw.send(new PutObjectCommand({ Bucket: loc.bucket, Key: keyUnder(loc, 'blocks/junk'), Body: 'x' }));
+    await raw.send(new PutObjectCommand({ Bucket: loc.bucket, Key: keys.key(7), Body: Buffer.alloc(100, 1), Metadata: head.metadata }));
+    raw.destroy();
+
+    const bad = await cli('verify', url, '--json');
+    assert.equal(bad.code, 1);
+    const report = JSON.parse(bad.stdout) as { checked: number; problems: { key: string; problem: string }[] };
+    assert.equal(report.checked, 5);
+    assert.deepEqual(report.problems.map((p) => p.key).sort(), [keys.key(5), keys.key(7), keyUnder(loc, 'blocks/junk')].sort());
+    assert.match(report.problems.find((p) => p.key === keys.key(5))?.problem ?? '', /does not match its checksum/);
+    assert.match(bad.stderr.trim(), /^s3zmount: .*3 of 5 block objects failed verification$/);
+    // The good blocks are not reported.
+    assert.ok(!report.problems.some((p) => p.key === keys.key(0) || p.key === keys.key(1023)));
+  } finally {
+    bucket.destroy();
+  }
+});
+
+test('erase needs --yes, then deletes everything', async () => {
+  const url = s3.url();
+  assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
+  const loc = parseS3Url(url);
+  const bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint }, loc.bucket, silentLogger);
+  Object.assign(process.env, s3.env);
+  try {
+    const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
+    for (let i = 0; i < 20; i++) await store.write(i * 7, Buffer.alloc(4096, i + 1));
+    failsWith(await cli('erase', url), 2, /pass --yes/);
+    assert.equal((await cli('status', url)).code, 0, 'still there without --yes');
+    const e = await cli('erase', url, '--yes');
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /20 block objects/);
+    let left = 0;
+    for await (const page of bucket.list(loc.prefix + '/')) left += page.length;
+    assert.equal(left, 0);
+    failsWith(await cli('status', url), 1, /no volume there/);
+  } finally {
+    bucket.destroy();
+  }
+});
+
+test('bad input: one clear line and the right exit code', async () => {
+  const url = s3.url();
+  failsWith(await cli('create', 's3:/nope', '--size', '1G'), 2, /not an s3:\/\/ URL/);
+  failsWith(await cli('status', 's3://Bad_Bucket/v'), 2, /not a valid bucket name/);
+  failsWith(await cli('create', 's3://no-such-bucket-s3z/v', '--size', '1G'), 1, /bucket does not exist/);
+  failsWith(await cli('status', 's3://no-such-bucket-s3z/v'), 1, /bucket does not exist/);
+  failsWith(await runCli(['status', url], { ...s3.env, AWS_ACCESS_KEY_ID: 'NOBODY' }), 1, /access denied .*InvalidAccessKeyId.*credentials/);
+  failsWith(await cli('status', url), 1, /no volume there/);
+  failsWith(await cli('verify', url), 1, /no volume there/);
+  assert.equal((await cli('create', url, '--size', '1G')).code, 0);
+  failsWith(await cli('create', url, '--size', '1G'), 1, /already exists/);
+  failsWith(await cli('create', s3.url(), '--size', '1000K'), 2, /not a multiple of the block size/);
+  failsWith(await cli('create', s3.url(), '--size', '1G', '--block-size', '3K'), 2, /power of two from 4K to 64M/);
+  failsWith(await cli('create', s3.url(), '--size', '1G', '--block-size', '2K'), 2, /power of two from 4K to 64M/);
+  failsWith(await cli('create', s3.url(), '--size', '1G', '--block-size', '128M'), 2, /power of two from 4K to 64M/);
+  failsWith(await cli('create', s3.url(), '--size', '0'), 2, /more than 0/);
+  failsWith(await cli('create', s3.url(), '--size', '16P'), 2, /at most 2\^53/);
+  failsWith(await cli('create', s3.url(), '--size', 'lots'), 2, /not a size/);
+  failsWith(await cli('--endpoint', 'ftp://x', 'status', url), 2, /must start with http/);
+  const usage = await cli('create', url);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /required option '--size <size>'/);
+});
+
+test('an unreachable endpoint fails in bounded time', async () => {
+  const r = await runCli(['--endpoint', 'http://127.0.0.1:9', 'status', 's3://test/v'], { AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' }, { timeoutMs: 60_000 });
+  failsWith(r, 1, /cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\)/);
+  assert.ok(r.ms < 30_000, `took ${r.ms} ms`);
+});
+
+test('missing credentials say so', async () => {
+  const r = await runCli(['status', s3.url()], { AWS_ENDPOINT_URL_S3: s3.endpoint, AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' });
+  failsWith(r, 1, /no AWS credentials found/);
+});
+
+test('--help teaches; --version prints', async () => {
+  const h = await runCli(['--help']);
+  assert.equal(h.code, 0);
+  assert.match(h.stdout, /create \[options\] <s3url>/);
+  assert.match(h.stdout, /Exit codes/);
+  const c = await runCli(['create', '--help']);
+  assert.match(c.stdout, /power of two from 4K to 64M/);
+  const v = await runCli(['--version']);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^\d+\.\d+\.\d+/);
+});

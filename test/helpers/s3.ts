@@ -1,0 +1,95 @@
+// An S3 endpoint for one test file. By default a fresh s3rver (through the
+// product's own `local-s3` command) on a free port with its own data directory,
+// stopped by pid afterwards. With S3Z_TEST_ENDPOINT and S3Z_TEST_BUCKET set, the
+// tests use that server instead (credentials from the usual AWS variables), each
+// under a fresh random prefix.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli.js');
+
+export interface TestS3 {
+  readonly endpoint: string;
+  readonly bucket: string;
+  /** Environment for the CLI and the SDK: endpoint and credentials. */
+  readonly env: Record<string, string>;
+  /** A fresh s3:// URL for a volume no other test uses. */
+  url(name?: string): string;
+  /** The data directory of the local server (undefined for an external endpoint). */
+  readonly dataDir: string | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startS3(): Promise<TestS3> {
+  const external = process.env.S3Z_TEST_ENDPOINT;
+  const run = randomBytes(4).toString('hex');
+  if (external) {
+    const bucket = process.env.S3Z_TEST_BUCKET;
+    if (!bucket) throw new Error('S3Z_TEST_ENDPOINT is set but S3Z_TEST_BUCKET is not');
+    const env: Record<string, string> = { AWS_ENDPOINT_URL_S3: external };
+    for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE']) {
+      const v = process.env[k];
+      if (v) env[k] = v;
+    }
+    let n = 0;
+    return { endpoint: external, bucket, env, dataDir: undefined, url: (name = 'v') => `s3://${bucket}/s3z-test-${run}/${name}-${n++}`, stop: async () => {} };
+  }
+  const dataDir = await mkdtemp(path.join(tmpdir(), 's3z-s3rver-'));
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', CLI, 'local-s3', '--dir', dataDir, '--port', '0', '--bucket', 'test'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const endpoint = await readEndpoint(child);
+  const env = { AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+  let n = 0;
+  return {
+    endpoint,
+    bucket: 'test',
+    env,
+    dataDir,
+    url: (name = 'v') => `s3://test/${run}/${name}-${n++}`,
+    stop: async () => {
+      await stopChild(child);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function readEndpoint(child: ChildProcess): Promise<string> {
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`local-s3 did not start in 20 s: ${err}`));
+    }, 20_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /serving (http:\/\/[0-9.:]+)/.exec(out);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`local-s3 exited with ${code}: ${err}`));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves once the process is gone. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
