@@ -8,6 +8,11 @@ export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('base64');
 }
 
+/** The raw 32 bytes, for local entries (LMDB) where base64 would only cost space. */
+export function sha256Raw(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
 export function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
 }

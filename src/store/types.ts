@@ -3,7 +3,8 @@
 //
 // Contract for every BlockStore:
 // - read(i) resolves to the last data written to i (null if never written, zero-written or trimmed),
-//   or throws; it never resolves to bytes that were not written.
+//   or throws; it never resolves to bytes that were not written. The buffer may be shared with
+//   a cache: callers must not mutate it (copy first, as a read-modify-write does).
 // - write(i, data) takes ownership of `data` (callers must not mutate it afterwards);
 //   data is exactly blockSize bytes. A store may turn all-zero data into null.
 // - flush() is a barrier: every write that resolved before flush() was called is durable

@@ -1,0 +1,333 @@
+// The cache layer: a persistent block cache in LMDB and the write-back journal.
+//
+// Block states (per index):
+//   absent   nothing local; a read misses and asks the store below
+//   clean    LMDB `blocks` holds the same content as S3; listed in the eviction LRU
+//   dirty    LMDB `blocks` holds newer content than S3 and `dirty` holds its write
+//            sequence number; never evicted; queued for upload
+//   uploading  dirty, with one upload in flight (never two for one block)
+// Entries are sha256(32 raw bytes) + data, or the 32-byte ZERO marker for a block
+// written as zeros; every entry is checked against its checksum when loaded.
+//
+// Invariants
+//   - a write resolves only once its data and its journal entry are committed to
+//     LMDB together, so a crash of the process loses no acknowledged write;
+//   - on start, a journal left by a crash is replayed to S3 before the first read;
+//   - flush() resolves once every write that resolved before it is in S3;
+//   - dirty data is bounded (backpressure) and clean data is bounded by the cache
+//     size (LRU eviction); memory holds only indices and a small hot set.
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import type { LocalDb } from './local-db.js';
+import type { BlockStore, ReadOptions } from './types.js';
+import { checkBlock, checkIndex, checkOpen } from './checks.js';
+import { isZero, sha256Raw } from './checksum.js';
+
+export interface CacheConfig {
+  /** Clean blocks beyond this many bytes are evicted, least recently used first. */
+  readonly maxBytes: number;
+  /** Read-only and overlay mounts: writes are refused here and nothing is uploaded. */
+  readonly readOnly: boolean;
+  /** Uploads in flight at once; kept below the S3 socket pool so reads always find a socket. */
+  readonly uploadConcurrency: number;
+  /** Writes wait while this much data is dirty. */
+  readonly maxDirtyBytes: number;
+  /** Decoded blocks kept in memory for repeated hits. */
+  readonly hotBytes: number;
+}
+
+export const DEFAULT_CACHE_CONFIG: Omit<CacheConfig, 'readOnly'> = {
+  maxBytes: 10 * 1024 ** 3,
+  uploadConcurrency: 16,
+  maxDirtyBytes: 128 * 1024 ** 2,
+  hotBytes: 32 * 1024 ** 2,
+};
+
+export interface CacheStats {
+  hit: number;
+  miss: number;
+  blocks: number;
+  bytes: number;
+  dirtyBlocks: number;
+  inflight: number;
+  uploads: number;
+  uploadErrors: number;
+  evictions: number;
+  corrupt: number;
+  replayed: number;
+}
+
+const HEADER = 32;
+const ZERO_MARKER = Buffer.alloc(HEADER);
+
+interface FlushWaiter {
+  readonly seq: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+export class CacheStore implements BlockStore {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  #inner: BlockStore;
+  #db: LocalDb;
+  #config: CacheConfig;
+  #log: Logger;
+  #closed = false;
+  #started = false;
+  /** Clean entries present in LMDB, in LRU order; eviction removes them from LMDB. */
+  #lru: LRUCache<number, true>;
+  #hot: LRUCache<number, Buffer>;
+  /** Dirty blocks and the sequence number of their latest write. */
+  #dirty = new Map<number, number>();
+  #queue = new Set<number>();
+  #uploading = new Set<number>();
+  #reads = new Map<number, Promise<Buffer | null>>();
+  /** Blocks written while a miss of theirs was in flight: that miss must not fill the cache. */
+  #overtaken = new Set<number>();
+  #seq = 0;
+  #flushWaiters: FlushWaiter[] = [];
+  #spaceWaiters: Array<() => void> = [];
+  #retryTimer: NodeJS.Timeout | undefined;
+  #stats: Omit<CacheStats, 'blocks' | 'bytes' | 'dirtyBlocks' | 'inflight'> = {
+    hit: 0, miss: 0, uploads: 0, uploadErrors: 0, evictions: 0, corrupt: 0, replayed: 0,
+  };
+
+  constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
+    this.blockSize = inner.blockSize;
+    this.blockCount = inner.blockCount;
+    this.#inner = inner;
+    this.#db = deps.db;
+    this.#config = config;
+    this.#log = deps.log.child({ layer: 'cache' });
+    this.#lru = new LRUCache<number, true>({
+      max: Math.max(1, Math.floor(config.maxBytes / this.blockSize)),
+      dispose: (_v, index, reason) => {
+        if (reason !== 'evict') return;
+        this.#stats.evictions++;
+        this.#hot.delete(index);
+        void this.#db.blocks.remove(index);
+      },
+    });
+    this.#hot = new LRUCache<number, Buffer>({ maxSize: Math.max(this.blockSize, config.hotBytes), sizeCalculation: (b) => b.length });
+  }
+
+  get stats(): CacheStats {
+    return {
+      ...this.#stats,
+      blocks: this.#lru.size + this.#dirty.size,
+      bytes: (this.#lru.size + this.#dirty.size) * this.blockSize,
+      dirtyBlocks: this.#dirty.size,
+      inflight: this.#uploading.size,
+    };
+  }
+
+  /**
+   * Loads the journal and the cached indices, then replays the journal to S3.
+   * Must complete before the device serves anything.
+   */
+  async start(): Promise<void> {
+    for (const { key, value } of this.#db.dirty.getRange()) {
+      this.#dirty.set(key, value);
+      this.#seq = Math.max(this.#seq, value);
+    }
+    for (const key of this.#db.blocks.getKeys()) {
+      if (!this.#dirty.has(key)) this.#lru.set(key, true);
+    }
+    this.#started = true;
+    if (this.#dirty.size === 0) return;
+    if (this.#config.readOnly) {
+      throw new S3zError('EMOUNT', `the cache holds ${this.#dirty.size} blocks not yet in S3, left by a read-write mount that did not finish; mount read-write once to upload them`);
+    }
+    this.#log.warn({ blocks: this.#dirty.size }, 'replaying the write-back journal to S3');
+    this.#stats.replayed = this.#dirty.size;
+    for (const index of this.#dirty.keys()) this.#queue.add(index);
+    this.#pump();
+    await this.flush();
+  }
+
+  async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    checkIndex(this, index, this.#closed);
+    const hot = this.#hot.get(index);
+    if (hot !== undefined) {
+      this.#stats.hit++;
+      this.#lru.get(index);
+      return hot;
+    }
+    const local = this.#load(index);
+    if (local !== undefined) {
+      this.#stats.hit++;
+      return local;
+    }
+    this.#stats.miss++;
+    let pending = this.#reads.get(index);
+    if (pending === undefined) {
+      pending = this.#fill(index, opts).finally(() => this.#reads.delete(index));
+      this.#reads.set(index, pending);
+    }
+    return pending;
+  }
+
+  async write(index: number, data: Buffer | null): Promise<void> {
+    checkIndex(this, index, this.#closed);
+    checkBlock(this, index, data);
+    if (this.#config.readOnly) throw new S3zError('EROFS', `block ${index}: the device is read-only`);
+    while (this.#dirty.size * this.blockSize >= this.#config.maxDirtyBytes && !this.#dirty.has(index)) {
+      await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
+      checkOpen(this.#closed);
+    }
+    const zero = data === null || isZero(data);
+    const entry = zero ? ZERO_MARKER : Buffer.concat([sha256Raw(data), data]);
+    const seq = ++this.#seq;
+    // Registered before the commit, so a flush() called from now on waits for this block.
+    this.#dirty.set(index, seq);
+    if (this.#reads.has(index)) this.#overtaken.add(index);
+    this.#hot.delete(index);
+    this.#lru.delete(index);
+    try {
+      await this.#db.transaction(() => {
+        void this.#db.blocks.put(index, entry);
+        void this.#db.dirty.put(index, seq);
+      });
+    } catch (err) {
+      if (this.#dirty.get(index) === seq) this.#dirty.delete(index);
+      throw new S3zError('EMOUNT', `block ${index}: the local journal could not be written`, { cause: err });
+    }
+    if (!zero) this.#hot.set(index, data);
+    this.#queue.add(index);
+    this.#pump();
+  }
+
+  async flush(): Promise<void> {
+    checkOpen(this.#closed);
+    const seq = this.#seq;
+    if (this.#oldestDirty() <= seq) {
+      await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+    }
+    await this.#inner.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    if (this.#started) await this.flush();
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    for (const wake of this.#spaceWaiters.splice(0)) wake();
+    await this.#inner.close();
+  }
+
+  /** The cached content of a block (null for a cached zero block), or undefined if not cached or bad. */
+  #load(index: number): Buffer | null | undefined {
+    const entry = this.#db.blocks.get(index);
+    if (entry === undefined) return undefined;
+    if (entry.length === HEADER && entry.equals(ZERO_MARKER)) return null;
+    const data = entry.subarray(HEADER);
+    if (data.length === this.blockSize && sha256Raw(data).equals(entry.subarray(0, HEADER))) {
+      this.#lru.get(index);
+      this.#hot.set(index, data);
+      return data;
+    }
+    this.#stats.corrupt++;
+    if (this.#dirty.has(index)) {
+      // The only copy of data not yet uploaded: nothing to fall back on, and no wrong bytes go up.
+      throw new S3zError('ECORRUPT', `block ${index}: the local copy of a block not yet uploaded fails its checksum`);
+    }
+    this.#log.warn({ block: index }, 'cached block failed its checksum; fetching it again');
+    this.#lru.delete(index);
+    void this.#db.blocks.remove(index);
+    return undefined;
+  }
+
+  async #fill(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    const data = await this.#inner.read(index, opts);
+    if (this.#overtaken.delete(index) || this.#dirty.has(index)) {
+      // A write landed while we fetched: the local copy is newer than what S3 gave us.
+      const local = this.#load(index);
+      return local === undefined ? data : local;
+    }
+    if (data !== null && !this.#closed) {
+      void this.#db.blocks.put(index, Buffer.concat([sha256Raw(data), data]));
+      this.#lru.set(index, true);
+      this.#hot.set(index, data);
+    }
+    return data;
+  }
+
+  #pump(): void {
+    for (const index of this.#queue) {
+      if (this.#uploading.size >= this.#config.uploadConcurrency) return;
+      // One upload per block: a block rewritten mid-upload is queued again when that upload ends.
+      if (this.#uploading.has(index)) continue;
+      this.#queue.delete(index);
+      this.#uploading.add(index);
+      void this.#upload(index);
+    }
+  }
+
+  async #upload(index: number): Promise<void> {
+    const seq = this.#dirty.get(index);
+    try {
+      if (seq === undefined) return;
+      const entry = this.#db.blocks.get(index);
+      if (entry === undefined) throw new S3zError('ECORRUPT', `block ${index}: dirty in the journal but missing from the cache`);
+      let data: Buffer | null = null;
+      if (!(entry.length === HEADER && entry.equals(ZERO_MARKER))) {
+        data = entry.subarray(HEADER);
+        if (!sha256Raw(data).equals(entry.subarray(0, HEADER))) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
+      }
+      await this.#inner.write(index, data);
+      this.#stats.uploads++;
+      if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
+      this.#dirty.delete(index);
+      // Conditional inside the write transaction: a newer journal entry must survive.
+      await this.#db.transaction(() => {
+        if (this.#db.dirty.get(index) === seq) {
+          void this.#db.dirty.remove(index);
+          if (data === null) void this.#db.blocks.remove(index);
+        }
+      });
+      if (data !== null && !this.#dirty.has(index)) this.#lru.set(index, true);
+    } catch (err) {
+      this.#stats.uploadErrors++;
+      this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
+      // fsync must not claim durability it does not have: fail the flushes that wait on this block.
+      for (const w of this.#flushWaiters.filter((w) => seq !== undefined && w.seq >= seq)) {
+        this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
+        w.reject(err);
+      }
+      this.#scheduleRetry(index);
+    } finally {
+      this.#uploading.delete(index);
+      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined) this.#queue.add(index);
+      this.#settle();
+      this.#pump();
+    }
+  }
+
+  #scheduleRetry(index: number): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i)) this.#queue.add(i);
+      this.#queue.add(index);
+      this.#pump();
+    }, 2000);
+  }
+
+  #oldestDirty(): number {
+    let min = Infinity;
+    for (const seq of this.#dirty.values()) if (seq < min) min = seq;
+    return min;
+  }
+
+  #settle(): void {
+    const oldest = this.#oldestDirty();
+    if (this.#flushWaiters.length > 0) {
+      const done = this.#flushWaiters.filter((w) => w.seq < oldest);
+      this.#flushWaiters = this.#flushWaiters.filter((w) => w.seq >= oldest);
+      for (const w of done) w.resolve();
+    }
+    while (this.#spaceWaiters.length > 0 && this.#dirty.size * this.blockSize < this.#config.maxDirtyBytes) this.#spaceWaiters.shift()?.();
+  }
+}

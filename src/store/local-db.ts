@@ -1,0 +1,105 @@
+// The local LMDB environment of one volume (one folder per volume uuid under the
+// cache directory). Several layers keep state here, each in its own named table:
+//   blocks   index -> sha256 (32 bytes) + block data   the block cache (cache layer)
+//   dirty    index -> write sequence                    the write-back journal (cache layer)
+//   overlay  index -> sha256 + data, or 32 bytes only   overlay writes; 32 bytes = zero block
+//   zmap     chunk -> bitmap                            which blocks exist in S3 (zero map layer)
+//   guard    index -> { sum, until }                    read-after-write expectations (guard layer)
+//   meta     string -> JSON                             geometry, lease token, zero-map validity
+// Invariants: the folder belongs to one volume (meta.volume holds its uuid and
+// geometry; a mismatch refuses to open); one daemon at a time (pid file).
+import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { homedir } from 'node:os';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { S3zError } from '../errors.js';
+import { processAlive } from '../util/process.js';
+
+export interface VolumeIdentity {
+  readonly uuid: string;
+  readonly size: number;
+  readonly blockSize: number;
+}
+
+export interface GuardEntry {
+  /** Expected sha256 (base64) of the block, or null when it must be absent. */
+  readonly sum: string | null;
+  /** ms since epoch after which the expectation is dropped. */
+  readonly until: number;
+}
+
+export function defaultCacheRoot(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 's3zmount');
+}
+
+export class LocalDb {
+  readonly dir: string;
+  readonly blocks: Database<Buffer, number>;
+  readonly dirty: Database<number, number>;
+  readonly overlay: Database<Buffer, number>;
+  readonly zmap: Database<Buffer, number>;
+  readonly guard: Database<GuardEntry, number>;
+  readonly meta: Database<unknown, string>;
+  #root: RootDatabase;
+  #pidFile: string;
+
+  private constructor(dir: string, root: RootDatabase, pidFile: string) {
+    this.dir = dir;
+    this.#root = root;
+    this.#pidFile = pidFile;
+    const bin = { encoding: 'binary' as const };
+    this.blocks = root.openDB<Buffer, number>({ name: 'blocks', ...bin });
+    this.dirty = root.openDB<number, number>({ name: 'dirty', encoding: 'msgpack' });
+    this.overlay = root.openDB<Buffer, number>({ name: 'overlay', ...bin });
+    this.zmap = root.openDB<Buffer, number>({ name: 'zmap', ...bin });
+    this.guard = root.openDB<GuardEntry, number>({ name: 'guard', encoding: 'msgpack' });
+    this.meta = root.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+  }
+
+  /** Opens (creating if needed) the database of `volume` in `dir`; refuses another volume's folder or a live daemon's. */
+  static open(dir: string, volume: VolumeIdentity): LocalDb {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const pidFile = path.join(dir, 'daemon.pid');
+    const other = readPid(pidFile);
+    if (other !== undefined && other !== process.pid && processAlive(other)) {
+      throw new S3zError('EMOUNT', `cache ${dir} is in use by process ${other} (another mount of this volume?)`);
+    }
+    writeFileSync(pidFile, `${process.pid}\n`);
+    const root = open({ path: path.join(dir, 'db'), maxDbs: 16, compression: false });
+    const db = new LocalDb(dir, root, pidFile);
+    const known = db.meta.get('volume') as VolumeIdentity | undefined;
+    if (known === undefined) {
+      db.meta.putSync('volume', { uuid: volume.uuid, size: volume.size, blockSize: volume.blockSize });
+    } else if (known.uuid !== volume.uuid || known.size !== volume.size || known.blockSize !== volume.blockSize) {
+      void root.close();
+      rmSync(pidFile, { force: true });
+      throw new S3zError('EMOUNT', `cache ${dir} belongs to volume ${known.uuid}, not ${volume.uuid}: pick another --cache-dir`);
+    }
+    return db;
+  }
+
+  /** Runs `fn`'s puts and removes, across tables, as one transaction; resolves once committed. */
+  transaction<T>(fn: () => T): Promise<T> {
+    return this.#root.transaction(fn);
+  }
+
+  /** Resolves when every write so far is committed. */
+  committed(): Promise<unknown> {
+    return this.#root.committed;
+  }
+
+  async close(): Promise<void> {
+    await this.#root.close();
+    rmSync(this.#pidFile, { force: true });
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+

@@ -1,0 +1,353 @@
+// The prefetch layer, below the cache: detects sequential reads and fetches the
+// blocks that follow before they are asked for.
+//
+// State:
+//   streams   up to `streams` recent read positions (most recent first). A stream
+//             becomes sequential after `triggerReads` reads in a row; its window
+//             starts at `initialWindow` blocks and doubles each time the reader
+//             reaches the blocks added at the last doubling, up to maxWindowBytes.
+//   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
+//   inflight  read-ahead requests on their way from the store below
+//   held      read-ahead results waiting to be read (oldest dropped first)
+//
+// Invariants:
+//   - foreground reads go to the store below at once; they never wait for a
+//     read-ahead slot. A foreground read of a block whose read-ahead is in flight
+//     waits for that request instead of sending a second one.
+//   - memory is bounded: held + inflight <= maxHeldBytes / blockSize blocks, and the
+//     queue holds at most that many indices; nothing grows with the device.
+//   - a block written here is never served from a read-ahead copy taken before the
+//     write finished: held copies are dropped, in-flight ones marked invalid, and no
+//     read-ahead of it starts while the write is in flight.
+//   - a read-ahead failure never fails a read: the reader fetches the block itself.
+//   - a held copy is handed out once and then forgotten (the cache above keeps it).
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import type { LocalDb } from './local-db.js';
+import type { BlockStore, ReadOptions } from './types.js';
+import { checkBlock, checkIndex, checkOpen } from './checks.js';
+
+export interface PrefetchConfig {
+  /** Read-ahead requests in flight at once. */
+  readonly concurrency: number;
+  /** Read-ahead window (blocks) when a stream is first seen to be sequential. */
+  readonly initialWindow: number;
+  /** The window never grows beyond this many bytes ahead of the reader. */
+  readonly maxWindowBytes: number;
+  /** Read-ahead results held (and in flight) at most; the oldest unread are dropped. */
+  readonly maxHeldBytes: number;
+  /** Read streams tracked at once. */
+  readonly streams: number;
+  /** Reads in a row (i, i+1, ...) that make a stream sequential. */
+  readonly triggerReads: number;
+}
+
+export const DEFAULT_PREFETCH_CONFIG: PrefetchConfig = {
+  concurrency: 16,
+  initialWindow: 4,
+  maxWindowBytes: 32 * 1024 ** 2,
+  maxHeldBytes: 64 * 1024 ** 2,
+  streams: 8,
+  triggerReads: 3,
+};
+
+export interface PrefetchStats {
+  /** Read-ahead requests that returned a block. */
+  prefetched: number;
+  /** Reads served by a read-ahead (held or in flight). */
+  used: number;
+  /** Read-ahead results dropped unread (memory bound, overwritten, close). */
+  wasted: number;
+  /** Read-ahead requests that failed (the reader then fetched the block itself). */
+  failed: number;
+  /** Read-ahead requests in flight now. */
+  inflight: number;
+  /** Read-ahead indices waiting for a slot now. */
+  queued: number;
+  /** Read-ahead results held now, and their bytes. */
+  held: number;
+  heldBytes: number;
+}
+
+interface Stream {
+  /** The index a continuing read asks for. */
+  next: number;
+  /** Reads in a row so far. */
+  run: number;
+  /** Blocks kept scheduled ahead of the reader; 0 until the stream is sequential. */
+  window: number;
+  /** Last index scheduled for this stream. */
+  ahead: number;
+  /** The window doubles when the reader reaches this index. */
+  mark: number;
+}
+
+interface Ahead {
+  /** Resolves to the block, or undefined when the request failed; never rejects. */
+  readonly result: Promise<Buffer | null | undefined>;
+  /** False once the block was written after this request started. */
+  valid: boolean;
+  /** A reader took this result; it must not be held as well. */
+  claimed: boolean;
+}
+
+/** A read just behind an active stream's position (reads arriving out of order) stays in that stream. */
+const REORDER_SLACK = 4;
+
+export class PrefetchStore implements BlockStore {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly stats: PrefetchStats = {
+    prefetched: 0,
+    used: 0,
+    wasted: 0,
+    failed: 0,
+    inflight: 0,
+    queued: 0,
+    held: 0,
+    heldBytes: 0,
+  };
+  #inner: BlockStore;
+  #log: Logger;
+  #concurrency: number;
+  #initialWindow: number;
+  #maxWindow: number;
+  #capacity: number;
+  #maxStreams: number;
+  #trigger: number;
+  #closed = false;
+  #abort = new AbortController();
+  #streams: Stream[] = [];
+  /** Insertion-ordered, so the first entry is the oldest. */
+  #queue = new Set<number>();
+  #inflight = new Map<number, Ahead>();
+  /** Every read-ahead request not yet settled, including invalidated ones (close waits for them). */
+  #running = new Set<Promise<unknown>>();
+  #held = new Map<number, Buffer | null>();
+  #heldBytes = 0;
+  /** Blocks with a write in flight: no read-ahead of them starts. */
+  #writing = new Map<number, number>();
+  /** Blocks a reader is fetching itself: a read-ahead of them would be a second request. */
+  #reading = new Map<number, number>();
+
+  constructor(config: Partial<PrefetchConfig>, inner: BlockStore, deps: { log: Logger; db?: LocalDb }) {
+    const c = { ...DEFAULT_PREFETCH_CONFIG, ...config };
+    for (const [name, v] of Object.entries(c)) {
+      if (!Number.isInteger(v) || v < 1) throw new S3zError('EUSAGE', `prefetch ${name} must be a positive integer, not ${v}`);
+    }
+    this.blockSize = inner.blockSize;
+    this.blockCount = inner.blockCount;
+    this.#inner = inner;
+    this.#log = deps.log.child({ layer: 'prefetch' });
+    this.#concurrency = c.concurrency;
+    this.#capacity = Math.max(1, Math.floor(c.maxHeldBytes / this.blockSize));
+    // A window larger than what may be held would only fetch blocks to drop them.
+    this.#maxWindow = Math.min(this.#capacity, Math.max(1, Math.floor(c.maxWindowBytes / this.blockSize)));
+    this.#initialWindow = Math.min(c.initialWindow, this.#maxWindow);
+    this.#maxStreams = c.streams;
+    this.#trigger = c.triggerReads;
+  }
+
+  async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    checkIndex(this, index, this.#closed);
+    // Background reads from above (hydration) run their own sweep: they may use
+    // a read-ahead but do not steer it.
+    const steer = opts?.priority !== 'background';
+    if (this.#held.has(index)) {
+      const data = this.#held.get(index) ?? null;
+      this.#unhold(index);
+      this.stats.used++;
+      if (steer) this.#observe(index);
+      this.#sync();
+      return data;
+    }
+    let ahead = this.#inflight.get(index);
+    if (ahead !== undefined && !ahead.claimed) ahead.claimed = true;
+    else {
+      ahead = undefined;
+      this.#queue.delete(index);
+    }
+    // Schedule what follows before waiting, so read-ahead overlaps this read.
+    if (steer) this.#observe(index);
+    if (ahead !== undefined) {
+      const data = await ahead.result;
+      if (data !== undefined && ahead.valid) {
+        this.stats.used++;
+        return data;
+      }
+      // Failed, or the block was written meanwhile: fetch it ourselves.
+      checkOpen(this.#closed);
+    }
+    this.#reading.set(index, (this.#reading.get(index) ?? 0) + 1);
+    try {
+      return await this.#inner.read(index, opts);
+    } finally {
+      decrement(this.#reading, index);
+    }
+  }
+
+  async write(index: number, data: Buffer | null): Promise<void> {
+    checkIndex(this, index, this.#closed);
+    checkBlock(this, index, data);
+    this.#writing.set(index, (this.#writing.get(index) ?? 0) + 1);
+    this.#forget(index);
+    try {
+      await this.#inner.write(index, data);
+    } finally {
+      decrement(this.#writing, index);
+      // Nothing can have been kept meanwhile (#writing, invalidation); dropping again
+      // is cheap and keeps the invariant even if a future path misses one of those.
+      this.#forget(index);
+      this.#pump();
+    }
+  }
+
+  async flush(): Promise<void> {
+    checkOpen(this.#closed);
+    await this.#inner.flush();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.clear();
+    this.stats.wasted += this.#held.size;
+    this.#held.clear();
+    this.#heldBytes = 0;
+    for (const ahead of this.#inflight.values()) ahead.valid = false;
+    this.#inflight.clear();
+    this.#abort.abort();
+    // The store below is closed only once no read-ahead request is left on it.
+    await Promise.all(this.#running);
+    this.#sync();
+    await this.#inner.close();
+  }
+
+  /** Follows the read streams and schedules read-ahead for a sequential one. */
+  #observe(index: number): void {
+    const at = this.#streams.findIndex(
+      (s) => index === s.next || (s.window > 0 && index > s.next && index <= s.ahead + 1),
+    );
+    if (at < 0) {
+      const behind = this.#streams.some((s) => s.window > 0 && index < s.next && index >= s.next - REORDER_SLACK);
+      if (behind) return;
+      this.#streams.unshift({ next: index + 1, run: 1, window: 0, ahead: index, mark: 0 });
+      if (this.#streams.length > this.#maxStreams) this.#streams.pop();
+      return;
+    }
+    const s = this.#streams[at]!;
+    if (at > 0) {
+      this.#streams.splice(at, 1);
+      this.#streams.unshift(s);
+    }
+    s.run++;
+    s.next = index + 1;
+    if (s.run < this.#trigger) return;
+    if (s.window === 0) {
+      s.window = this.#initialWindow;
+      s.mark = index + 1;
+    } else if (index >= s.mark) {
+      s.window = Math.min(this.#maxWindow, s.window * 2);
+      s.mark = s.ahead + 1;
+    }
+    const target = Math.min(this.blockCount - 1, index + s.window);
+    let j = Math.max(s.ahead + 1, index + 1);
+    for (; j <= target; j++) if (!this.#enqueue(j)) break;
+    s.ahead = Math.max(s.ahead, j - 1);
+    this.#pump();
+  }
+
+  /** False when the queue is full. */
+  #enqueue(j: number): boolean {
+    if (this.#queue.has(j) || this.#inflight.has(j) || this.#held.has(j)) return true;
+    if (this.#queue.size >= this.#capacity) return false;
+    this.#queue.add(j);
+    return true;
+  }
+
+  #pump(): void {
+    // #running, not #inflight: an invalidated request still occupies the store below.
+    while (!this.#closed && this.#queue.size > 0 && this.#running.size < this.#concurrency) {
+      if (this.#held.size + this.#running.size >= this.#capacity) {
+        if (!this.#dropOldest()) break;
+        continue;
+      }
+      const j = this.#queue.values().next().value as number;
+      this.#queue.delete(j);
+      if (this.#held.has(j) || this.#inflight.has(j) || this.#writing.has(j) || this.#reading.has(j)) continue;
+      this.#start(j);
+    }
+    this.#sync();
+  }
+
+  #start(j: number): void {
+    const result = this.#inner.read(j, { priority: 'background', signal: this.#abort.signal }).then(
+      (data) => data,
+      (err: unknown) => {
+        if (!this.#closed) {
+          this.stats.failed++;
+          this.#log.debug({ block: j, err: (err as Error)?.message }, 'read-ahead failed');
+        }
+        return undefined;
+      },
+    );
+    const ahead: Ahead = { result, valid: true, claimed: false };
+    this.#inflight.set(j, ahead);
+    const settled = result.then((data) => {
+      this.#running.delete(settled);
+      if (this.#inflight.get(j) === ahead) this.#inflight.delete(j);
+      if (data !== undefined && ahead.valid && !this.#closed) {
+        this.stats.prefetched++;
+        if (!ahead.claimed) this.#hold(j, data);
+      }
+      this.#pump();
+    });
+    this.#running.add(settled);
+  }
+
+  /** Drops any read-ahead copy of a block being written. */
+  #forget(index: number): void {
+    if (this.#unhold(index)) this.stats.wasted++;
+    this.#queue.delete(index);
+    const ahead = this.#inflight.get(index);
+    if (ahead !== undefined) {
+      ahead.valid = false;
+      this.#inflight.delete(index);
+    }
+    this.#sync();
+  }
+
+  #dropOldest(): boolean {
+    const oldest = this.#held.keys().next();
+    if (oldest.done) return false;
+    this.#unhold(oldest.value);
+    this.stats.wasted++;
+    return true;
+  }
+
+  #hold(index: number, data: Buffer | null): void {
+    this.#unhold(index);
+    this.#held.set(index, data);
+    this.#heldBytes += data?.length ?? 0;
+  }
+
+  #unhold(index: number): boolean {
+    if (!this.#held.has(index)) return false;
+    this.#heldBytes -= this.#held.get(index)?.length ?? 0;
+    this.#held.delete(index);
+    return true;
+  }
+
+  #sync(): void {
+    this.stats.inflight = this.#running.size;
+    this.stats.queued = this.#queue.size;
+    this.stats.held = this.#held.size;
+    this.stats.heldBytes = this.#heldBytes;
+  }
+}
+
+function decrement(map: Map<number, number>, key: number): void {
+  const n = (map.get(key) ?? 0) - 1;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
+}

@@ -1,0 +1,343 @@
+// Zero map layer: knows which blocks have an object in S3, so a read of an absent
+// block is answered with null without a request. Sits directly above the S3 store.
+//
+// States: unloaded (every call but close() refused) -> loaded (from the LIST of the
+// volume, or from the LMDB copy a clean close left behind) -> closed.
+// Invariants:
+// - A clear bit means "no object": the bit is cleared before the DELETE is sent (so a
+//   read racing the delete gives zeros, the newest content), and set again if the
+//   delete fails, unless a newer write of the block has started since.
+// - A set bit means "maybe an object": set before the PUT and never cleared when the
+//   PUT fails. A wrong set bit costs one GET that finds nothing; a wrong clear bit
+//   would hide data, so every uncertain case ends with the bit set.
+// - Memory holds one 4 KiB bitmap per chunk of 32768 blocks that has a stored block,
+//   never a bitmap of the whole device; a chunk whose last bit clears is freed.
+// - The LMDB copy (`zmap` table) is trusted only if meta.zmap says the session that
+//   wrote it closed cleanly with the token the caller expects. Loading marks it
+//   unclean (committed before load() resolves); only close() marks it clean, after
+//   every chunk is written, so a crash always leads to a rebuild from LIST.
+// - Writes of one block are assumed to arrive one at a time (the guard layer above
+//   serializes them); with overlapping writes S3's own outcome is undefined anyway.
+import type { Logger } from '../log.js';
+import type { LocalDb } from './local-db.js';
+import type { BlockStore, ReadOptions } from './types.js';
+import { checkBlock, checkIndex, checkOpen } from './checks.js';
+import { isZero } from './checksum.js';
+
+/** Blocks per bitmap chunk: 4 KiB of bits, one LMDB value. */
+export const CHUNK_BITS = 32768;
+const CHUNK_BYTES = CHUNK_BITS / 8;
+const META_KEY = 'zmap';
+
+export interface ZeroMapConfig {
+  /** Changed chunks are written to LMDB at most this long after they change (and on flush/close). */
+  readonly persistDelayMs?: number;
+}
+
+export const DEFAULT_ZERO_MAP_CONFIG = { persistDelayMs: 2000 } as const satisfies Required<ZeroMapConfig>;
+
+export interface ZeroMapSource {
+  /**
+   * The token the persisted map must carry to be reused (e.g. the lease token of the
+   * last clean read-write session); undefined: never reuse it, always LIST.
+   */
+  readonly token: string | undefined;
+  /** Pages of stored block indices (the volume's LIST); called only when the map is rebuilt. */
+  readonly list: () => AsyncIterable<readonly number[]>;
+}
+
+export interface ZeroMapStats {
+  /** Blocks whose bit is set (objects believed to exist). */
+  stored: number;
+  /** Reads answered with null without asking the store below. */
+  zeroReads: number;
+  /** Where the map came from at load. */
+  loadedFrom: 'none' | 'list' | 'cache';
+  /** LIST pages read to build the map. */
+  listPages: number;
+  /** Bitmap chunks held in memory (4 KiB each). */
+  chunks: number;
+}
+
+interface ZeroMapMeta {
+  readonly clean: boolean;
+  readonly token: string | null;
+  readonly blockCount: number;
+  readonly chunkBits: number;
+}
+
+interface Chunk {
+  readonly bits: Uint8Array;
+  count: number;
+}
+
+const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => {
+  let n = 0;
+  for (let v = b; v !== 0; v &= v - 1) n++;
+  return n;
+});
+
+export class ZeroMapStore implements BlockStore {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, loadedFrom: 'none', listPages: 0, chunks: 0 };
+  #inner: BlockStore;
+  #db: LocalDb;
+  #log: Logger;
+  #persistDelayMs: number;
+  #chunks = new Map<number, Chunk>();
+  /** Chunks changed since they were last written to LMDB (absent from #chunks: to be removed). */
+  #dirty = new Set<number>();
+  #timer: NodeJS.Timeout | undefined;
+  /** Latest write generation per block with a write in flight; lets a failed delete know whether it is still the newest. */
+  #writing = new Map<number, number>();
+  #generation = 0;
+  #token: string | undefined;
+  #loaded = false;
+  #loading = false;
+  #closed = false;
+
+  constructor(config: ZeroMapConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger; now?: () => number }) {
+    this.blockSize = inner.blockSize;
+    this.blockCount = inner.blockCount;
+    this.#inner = inner;
+    this.#db = deps.db;
+    this.#log = deps.log.child({ layer: 'zero-map' });
+    this.#persistDelayMs = config.persistDelayMs ?? DEFAULT_ZERO_MAP_CONFIG.persistDelayMs;
+  }
+
+  /**
+   * Fills the map, from LMDB if a clean close left it there with `source.token`,
+   * else from `source.list()`; then marks the LMDB copy unclean. Must resolve before
+   * any read or write.
+   */
+  async load(source: ZeroMapSource): Promise<void> {
+    checkOpen(this.#closed);
+    if (this.#loaded || this.#loading) throw new Error('ZeroMapStore.load() called twice');
+    this.#loading = true;
+    this.#token = source.token;
+    const meta = this.#db.meta.get(META_KEY) as ZeroMapMeta | undefined;
+    const reusable =
+      source.token !== undefined &&
+      meta?.clean === true &&
+      meta.token === source.token &&
+      meta.blockCount === this.blockCount &&
+      meta.chunkBits === CHUNK_BITS;
+    try {
+      // Unclean before anything else: from here on the LMDB copy may differ from S3
+      // until close() says otherwise.
+      await this.#db.meta.put(META_KEY, this.#meta(false, null));
+      if (reusable && this.#restore()) {
+        this.stats.loadedFrom = 'cache';
+      } else {
+        await this.#rebuild(source.list);
+        this.stats.loadedFrom = 'list';
+      }
+    } catch (err) {
+      // Left unloaded (and the LMDB copy unclean): the caller may try again.
+      this.#reset();
+      this.#loading = false;
+      throw err;
+    }
+    this.#loading = false;
+    this.#loaded = true;
+    this.#log.info({ from: this.stats.loadedFrom, stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
+  }
+
+  /** The token a clean close records (defaults to the one given to load()). */
+  setToken(token: string | undefined): void {
+    this.#token = token;
+  }
+
+  /** True when block `index` may have an object below (its bit is set). */
+  has(index: number): boolean {
+    if (!Number.isInteger(index)) return false;
+    const chunk = this.#chunks.get(Math.floor(index / CHUNK_BITS));
+    if (chunk === undefined) return false;
+    const off = index % CHUNK_BITS;
+    return (chunk.bits[off >>> 3]! & (1 << (off & 7))) !== 0;
+  }
+
+  /**
+   * The indices of set bits in ascending order. Chunks are visited in the order they
+   * had when iteration began; bits are read live, so a block written meanwhile may or
+   * may not be reported.
+   */
+  async *storedIndices(): AsyncGenerator<number> {
+    const keys = [...this.#chunks.keys()].sort((a, b) => a - b);
+    for (const key of keys) {
+      const chunk = this.#chunks.get(key);
+      if (chunk === undefined) continue;
+      const base = key * CHUNK_BITS;
+      for (let byte = 0; byte < CHUNK_BYTES; byte++) {
+        const v = chunk.bits[byte]!;
+        if (v === 0) continue;
+        for (let bit = 0; bit < 8; bit++) if (v & (1 << bit)) yield base + byte * 8 + bit;
+      }
+    }
+  }
+
+  async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    this.#check(index);
+    if (!this.has(index)) {
+      this.stats.zeroReads++;
+      return null;
+    }
+    return this.#inner.read(index, opts);
+  }
+
+  async write(index: number, data: Buffer | null): Promise<void> {
+    this.#check(index);
+    checkBlock(this, index, data);
+    const generation = ++this.#generation;
+    this.#writing.set(index, generation);
+    const zero = data === null || isZero(data);
+    // Before the call below, not after: see the invariants at the top.
+    this.#set(index, !zero);
+    try {
+      await this.#inner.write(index, zero ? null : data);
+    } catch (err) {
+      // The delete may not have happened: the object may still be there. A failed PUT
+      // leaves its bit set already (the object may or may not have been replaced).
+      if (zero && this.#writing.get(index) === generation) this.#set(index, true);
+      throw err;
+    } finally {
+      if (this.#writing.get(index) === generation) this.#writing.delete(index);
+    }
+  }
+
+  async flush(): Promise<void> {
+    checkOpen(this.#closed);
+    await this.#persist();
+    await this.#inner.flush();
+  }
+
+  /** Closes the store below, then writes the map and marks it clean with the current token. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#cancelTimer();
+    // If the store below fails to close, some write may not have reached S3: leave
+    // the LMDB copy unclean so the next mount lists again.
+    await this.#inner.close();
+    if (!this.#loaded) return;
+    await this.#persist();
+    await this.#db.meta.put(META_KEY, this.#meta(true, this.#token ?? null));
+    this.#log.debug({ stored: this.stats.stored, token: this.#token }, 'zero map saved');
+  }
+
+  #check(index: number): void {
+    checkIndex(this, index, this.#closed);
+    if (!this.#loaded) throw new Error('ZeroMapStore used before load() resolved');
+  }
+
+  #meta(clean: boolean, token: string | null): ZeroMapMeta {
+    return { clean, token, blockCount: this.blockCount, chunkBits: CHUNK_BITS };
+  }
+
+  /** Sets or clears one bit, keeping the counters, freeing empty chunks and scheduling a save. */
+  #set(index: number, on: boolean): void {
+    const key = Math.floor(index / CHUNK_BITS);
+    let chunk = this.#chunks.get(key);
+    if (chunk === undefined) {
+      if (!on) return;
+      chunk = { bits: new Uint8Array(CHUNK_BYTES), count: 0 };
+      this.#chunks.set(key, chunk);
+      this.stats.chunks++;
+    }
+    const off = index % CHUNK_BITS;
+    const byte = off >>> 3;
+    const mask = 1 << (off & 7);
+    const was = (chunk.bits[byte]! & mask) !== 0;
+    if (was === on) return;
+    chunk.bits[byte] = on ? chunk.bits[byte]! | mask : chunk.bits[byte]! & ~mask;
+    chunk.count += on ? 1 : -1;
+    this.stats.stored += on ? 1 : -1;
+    if (chunk.count === 0) {
+      this.#chunks.delete(key);
+      this.stats.chunks--;
+    }
+    this.#dirty.add(key);
+    this.#schedule();
+  }
+
+  /** Fills the map from the LMDB copy; false (map left empty) if the copy looks wrong. */
+  #restore(): boolean {
+    const maxChunk = Math.floor((this.blockCount - 1) / CHUNK_BITS);
+    for (const { key, value } of this.#db.zmap.getRange()) {
+      if (!Number.isInteger(key) || key < 0 || key > maxChunk || value.length !== CHUNK_BYTES) {
+        this.#log.warn({ chunk: key }, 'zero map copy in the cache is malformed; listing the volume instead');
+        this.#reset();
+        return false;
+      }
+      // Copied: LMDB may hand out memory it reuses.
+      const bits = Uint8Array.from(value);
+      let count = 0;
+      for (const b of bits) count += POPCOUNT[b]!;
+      if (count === 0) continue;
+      this.#chunks.set(key, { bits, count });
+      this.stats.stored += count;
+      this.stats.chunks++;
+    }
+    return true;
+  }
+
+  #reset(): void {
+    this.#chunks.clear();
+    this.#dirty.clear();
+    this.#cancelTimer();
+    this.stats.stored = 0;
+    this.stats.chunks = 0;
+    this.stats.listPages = 0;
+  }
+
+  async #rebuild(list: () => AsyncIterable<readonly number[]>): Promise<void> {
+    // The old copy may hold bits the volume no longer has.
+    await this.#db.zmap.clearAsync();
+    let ignored = 0;
+    for await (const page of list()) {
+      this.stats.listPages++;
+      for (const index of page) {
+        if (Number.isInteger(index) && index >= 0 && index < this.blockCount) this.#set(index, true);
+        else ignored++;
+      }
+    }
+    if (ignored > 0) this.#log.warn({ ignored }, 'the listing named blocks outside the device; ignored');
+    await this.#persist();
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#persist().catch((err: unknown) => this.#log.warn({ err }, 'saving the zero map failed; will try again'));
+    }, this.#persistDelayMs);
+    this.#timer.unref();
+  }
+
+  #cancelTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Writes every changed chunk to LMDB and waits for the commit. */
+  async #persist(): Promise<void> {
+    this.#cancelTimer();
+    if (this.#dirty.size === 0) return;
+    const keys = [...this.#dirty];
+    this.#dirty.clear();
+    try {
+      const writes = keys.map((key) => {
+        const chunk = this.#chunks.get(key);
+        // A copy: LMDB reads the buffer at commit time, and the bits keep changing.
+        return chunk !== undefined ? this.#db.zmap.put(key, Buffer.from(chunk.bits)) : this.#db.zmap.remove(key);
+      });
+      await Promise.all(writes);
+    } catch (err) {
+      // Kept for the next change, flush or close to try again (no timer of its own:
+      // a database that is gone would make it a loop).
+      for (const key of keys) this.#dirty.add(key);
+      throw err;
+    }
+  }
+}

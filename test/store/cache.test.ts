@@ -1,0 +1,212 @@
+// The cache layer over a memory store: journal before acknowledgement, replay
+// after a crash, flush as a barrier, eviction, backpressure, merged misses.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { CacheStore, DEFAULT_CACHE_CONFIG, type CacheConfig } from '../../dist/store/cache.js';
+import { MemoryBlockStore } from '../../dist/store/memory-store.js';
+import { LocalDb } from '../../dist/store/local-db.js';
+import { silentLogger } from '../../dist/log.js';
+import type { BlockStore, ReadOptions } from '../../dist/store/types.js';
+
+const BS = 4096;
+const COUNT = 1024;
+
+/** A memory store whose calls can be held back, and that counts what reaches it. */
+class GatedStore extends MemoryBlockStore {
+  gate: Promise<void> = Promise.resolve();
+  open!: () => void;
+  writesInFlight = 0;
+  maxWritesInFlight = 0;
+  readsSeen = 0;
+  readDelayMs = 0;
+  hold(): void {
+    this.gate = new Promise((r) => (this.open = r));
+  }
+  override async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    this.readsSeen++;
+    if (this.readDelayMs) await new Promise((r) => setTimeout(r, this.readDelayMs));
+    return super.read(index, opts);
+  }
+  override async write(index: number, data: Buffer | null): Promise<void> {
+    this.writesInFlight++;
+    this.maxWritesInFlight = Math.max(this.maxWritesInFlight, this.writesInFlight);
+    try {
+      await this.gate;
+      await super.write(index, data);
+    } finally {
+      this.writesInFlight--;
+    }
+  }
+}
+
+async function setup(t: { after: (fn: () => Promise<void>) => void }, config: Partial<CacheConfig> = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 's3z-cache-'));
+  const identity = { uuid: randomUUID(), size: BS * COUNT, blockSize: BS };
+  const dbs: LocalDb[] = [];
+  const openDb = () => {
+    const db = LocalDb.open(dir, identity);
+    dbs.push(db);
+    return db;
+  };
+  const make = (inner: BlockStore, db: LocalDb) =>
+    new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: false, ...config }, inner, { db, log: silentLogger });
+  t.after(async () => {
+    for (const db of dbs) await db.close().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { dir, openDb, make };
+}
+
+test('a write is journaled before it resolves; flush waits until it reached the store below', async (t) => {
+  const { openDb, make } = await setup(t);
+  const inner = new GatedStore(BS, COUNT);
+  const db = openDb();
+  const cache = make(inner, db);
+  await cache.start();
+  inner.hold();
+  const data = randomBytes(BS);
+  await cache.write(5, Buffer.from(data));
+  assert.ok(db.dirty.get(5) !== undefined, 'journal entry committed');
+  assert.equal(inner.blocks.has(5), false, 'not uploaded yet');
+  assert.deepEqual(await cache.read(5), data, 'reads see the write at once');
+  let flushed = false;
+  const f = cache.flush().then(() => (flushed = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(flushed, false, 'flush waits for the upload');
+  inner.open();
+  await f;
+  assert.deepEqual(inner.blocks.get(5), data);
+  assert.equal(db.dirty.get(5), undefined, 'journal entry gone once uploaded');
+  assert.equal(cache.stats.dirtyBlocks, 0);
+  await cache.close();
+});
+
+test('after a crash the journal is replayed to the store below before start() resolves', async (t) => {
+  const { openDb, make } = await setup(t);
+  const stuck = new GatedStore(BS, COUNT);
+  stuck.hold(); // uploads never finish: the process "dies" with dirty blocks
+  const db1 = openDb();
+  const cache1 = make(stuck, db1);
+  await cache1.start();
+  const written = new Map<number, Buffer>();
+  for (const i of [1, 2, 3, 700]) {
+    const d = randomBytes(BS);
+    written.set(i, d);
+    await cache1.write(i, Buffer.from(d));
+  }
+  await cache1.write(2, null); // a zero write is journaled too
+  written.delete(2);
+  // Crash: no close(), no flush. A new process opens the same cache.
+  await db1.close();
+  const fresh = new MemoryBlockStore(BS, COUNT);
+  fresh.blocks.set(2, Buffer.alloc(BS, 7)); // S3 still has the old block 2
+  const cache2 = make(fresh, openDb());
+  await cache2.start();
+  assert.equal(cache2.stats.replayed, 4);
+  assert.equal(cache2.stats.dirtyBlocks, 0);
+  for (const [i, d] of written) assert.deepEqual(fresh.blocks.get(i), d, `block ${i} replayed`);
+  assert.equal(fresh.blocks.has(2), false, 'the zero write deleted block 2');
+  await cache2.close();
+});
+
+test('a read-only cache refuses to start over an unreplayed journal', async (t) => {
+  const { openDb, make } = await setup(t);
+  const stuck = new GatedStore(BS, COUNT);
+  stuck.hold();
+  const db1 = openDb();
+  const cache1 = make(stuck, db1);
+  await cache1.start();
+  await cache1.write(1, randomBytes(BS));
+  await db1.close();
+  const ro = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, new MemoryBlockStore(BS, COUNT), { db: openDb(), log: silentLogger });
+  await assert.rejects(ro.start(), /not yet in S3/);
+});
+
+test('rewrites coalesce, one upload per block at a time, uploads bounded', async (t) => {
+  const { openDb, make } = await setup(t, { uploadConcurrency: 3 });
+  const inner = new GatedStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  inner.hold();
+  for (let i = 0; i < 10; i++) await cache.write(i, randomBytes(BS));
+  const last = randomBytes(BS);
+  await cache.write(0, Buffer.from(last));
+  assert.ok(inner.maxWritesInFlight <= 3, `max in flight ${inner.maxWritesInFlight}`);
+  inner.open();
+  await cache.flush();
+  assert.deepEqual(inner.blocks.get(0), last, 'the last write wins');
+  assert.ok(inner.stats.write <= 12, `uploads ${inner.stats.write}`);
+  assert.ok(inner.maxWritesInFlight <= 3);
+  await cache.close();
+});
+
+test('backpressure: writes wait while dirty data is at its bound', async (t) => {
+  const { openDb, make } = await setup(t, { maxDirtyBytes: 4 * BS, uploadConcurrency: 2 });
+  const inner = new GatedStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  inner.hold();
+  for (let i = 0; i < 4; i++) await cache.write(i, randomBytes(BS));
+  let fifth = false;
+  const p = cache.write(4, randomBytes(BS)).then(() => (fifth = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(fifth, false, 'the fifth write waits');
+  assert.equal(cache.stats.dirtyBlocks, 4);
+  inner.open();
+  await p;
+  await cache.close();
+});
+
+test('misses are merged; hits cost nothing below; clean blocks are evicted LRU, dirty never', async (t) => {
+  const { openDb, make } = await setup(t, { maxBytes: 8 * BS, hotBytes: BS });
+  const inner = new GatedStore(BS, COUNT);
+  for (let i = 0; i < 20; i++) inner.blocks.set(i, Buffer.alloc(BS, i + 1));
+  inner.readDelayMs = 20;
+  const db = openDb();
+  const cache = make(inner, db);
+  await cache.start();
+  const same = await Promise.all([cache.read(3), cache.read(3), cache.read(3)]);
+  assert.equal(inner.readsSeen, 1, 'three reads of one block, one request');
+  for (const b of same) assert.deepEqual(b, Buffer.alloc(BS, 4));
+  await cache.read(3);
+  assert.equal(inner.readsSeen, 1, 'hit');
+  inner.hold();
+  await cache.write(100, randomBytes(BS)); // dirty, never evicted
+  for (let i = 0; i < 20; i++) await cache.read(i);
+  await db.committed();
+  assert.ok(cache.stats.evictions >= 12, `evictions ${cache.stats.evictions}`);
+  assert.ok(cache.stats.blocks <= 9, `blocks ${cache.stats.blocks}`);
+  assert.ok(db.blocks.get(100) !== undefined, 'the dirty block stays');
+  const before = inner.readsSeen;
+  await cache.read(0); // evicted long ago
+  assert.equal(inner.readsSeen, before + 1);
+  inner.open();
+  await cache.close();
+});
+
+test('a cached entry that fails its checksum is fetched again, never returned', async (t) => {
+  const { openDb, make } = await setup(t, { hotBytes: BS });
+  const inner = new GatedStore(BS, COUNT);
+  const good = Buffer.alloc(BS, 9);
+  inner.blocks.set(7, good);
+  inner.blocks.set(8, Buffer.alloc(BS, 1));
+  const db = openDb();
+  const cache = make(inner, db);
+  await cache.start();
+  await cache.read(7);
+  await cache.read(8); // push 7 out of the hot set
+  await db.committed();
+  const entry = db.blocks.get(7);
+  assert.ok(entry);
+  entry[100] = (entry[100] ?? 0) ^ 0xff;
+  await db.blocks.put(7, entry);
+  const seen = inner.readsSeen;
+  assert.deepEqual(await cache.read(7), good);
+  assert.equal(inner.readsSeen, seen + 1);
+  assert.equal(cache.stats.corrupt, 1);
+  await cache.close();
+});
