@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { makeContext, runCommand, type GlobalOptions } from './commands/context.js';
 import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
+import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
 
 const program = new Command('s3zmount')
   .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
@@ -69,6 +70,42 @@ program
   .option('--yes', 'confirm: without it nothing is deleted')
   .option('--force', 'erase even while a read-write mount holds the lease')
   .action((url: string, opts: { yes?: boolean; force?: boolean }, cmd: Command) => runCommand(() => debug, () => eraseCommand(ctx(cmd), url, opts)));
+
+program
+  .command('mount')
+  .description('mount a volume: <dir>/disk is the device (a ZFS vdev), <dir>/stats its counters')
+  .argument('<s3url>', 's3://BUCKET/PREFIX')
+  .argument('<dir>', 'an existing empty directory')
+  .addOption(new Option('--read-only', 'no writes at all; for zpool import -o readonly=on').conflicts('overlay'))
+  .addOption(new Option('--overlay', 'writes stay in the local cache, S3 is never changed (restore and try things)').conflicts('readOnly'))
+  .option('--cache-dir <dir>', 'local block cache and journal (default: ~/.cache/s3zmount/<volume uuid>)')
+  .option('--cache-size <size>', 'clean blocks beyond this are evicted, least recently used first', '10G')
+  .option('--hydrate', 'pull every stored block into the cache in the background')
+  .option('--force', 'mount even though another read-write mount holds the lease')
+  .option('--foreground', 'stay attached: log to stderr, unmount on Ctrl-C')
+  .addOption(new Option('--ready-fd <fd>').hideHelp())
+  .addOption(new Option('--log-file <file>', 'daemon log (default: ~/.cache/s3zmount/logs/<dir>.log)'))
+  .addHelpText('after', `
+Back up:   s3zmount mount s3://b/vol /mnt/v && zpool create backup /mnt/v/disk
+Browse:    s3zmount mount --read-only s3://b/vol /mnt/v && zpool import -o readonly=on -d /mnt/v backup
+Restore:   s3zmount mount --overlay s3://b/vol /mnt/v --hydrate
+Returns once the mount is ready (exit 0) or has failed (exit 1 and why).`)
+  .action((url: string, dir: string, opts: MountCommandOptions, cmd: Command) => runCommand(() => debug, () => mountCommand(ctx(cmd), url, dir, opts)));
+
+program
+  .command('unmount')
+  .alias('umount')
+  .description('upload what is dirty, release the lease and unmount; waits until done')
+  .argument('<dir>', 'the mount directory')
+  .option('--timeout <seconds>', 'give up waiting after this long (the upload goes on)', '3600')
+  .action((dir: string, opts: { timeout: string }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
+
+program
+  .command('stats')
+  .description("show a mount's counters: S3 requests, cache, write-back, hydration")
+  .argument('<dir>', 'the mount directory')
+  .option('--json', 'print the stats file as it is')
+  .action((dir: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, () => statsCommand(ctx(cmd), dir, opts)));
 
 program
   .command('local-s3')

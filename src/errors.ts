@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'EROFS' // write on a read-only store
   | 'ELEASE' // another writer holds the lease
   | 'EMOUNT' // mount failed
+  | 'EDEVICE' // a request the device refuses (errno given explicitly)
   | 'ECLOSED'; // store used after close
 
 const ERRNO: Record<ErrorCode, number> = {
@@ -41,6 +42,7 @@ const ERRNO: Record<ErrorCode, number> = {
   EROFS: E.EROFS,
   ELEASE: E.EBUSY,
   EMOUNT: E.EIO,
+  EDEVICE: E.EINVAL,
   ECLOSED: E.EIO,
 };
 

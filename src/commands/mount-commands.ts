@@ -1,0 +1,151 @@
+// mount, unmount, stats: commands that work on a mounted volume.
+// `mount` runs the daemon in the background by default: it starts itself again
+// with --foreground, detached, and waits on a pipe (fd 3) for "ok" or the reason
+// it failed, so the user gets exit 0 once the mount is ready or exit 1 and why.
+import { spawn } from 'node:child_process';
+import { mkdirSync, openSync, closeSync, createWriteStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Context } from './context.js';
+import { S3zError } from '../errors.js';
+import { parseSize, formatSize } from '../size.js';
+import { defaultCacheRoot } from '../store/local-db.js';
+import { startDaemon, type MountMode } from '../mount/daemon.js';
+import { readMountInfo } from '../fuse/binding.js';
+import { processAlive } from '../util/process.js';
+
+export interface MountCommandOptions {
+  readOnly?: boolean;
+  overlay?: boolean;
+  cacheDir?: string;
+  cacheSize: string;
+  hydrate?: boolean;
+  force?: boolean;
+  foreground?: boolean;
+  readyFd?: string;
+  logFile?: string;
+}
+
+export async function mountCommand(ctx: Context, url: string, dir: string, opts: MountCommandOptions): Promise<void> {
+  const mode: MountMode = opts.readOnly ? 'read-only' : opts.overlay ? 'overlay' : 'read-write';
+  const cacheSize = parseSize(opts.cacheSize, '--cache-size');
+  if (!opts.foreground) return background(url, dir, opts);
+
+  const ready = opts.readyFd === undefined ? undefined : createWriteStream('', { fd: Number(opts.readyFd) });
+  let running;
+  try {
+    running = await startDaemon({
+      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, s3: ctx.s3, log: ctx.log,
+    });
+  } catch (err) {
+    ready?.end(`error ${(err as Error).message}\n`);
+    throw err;
+  }
+  const message = `mounted ${running.volume.url} on ${path.resolve(dir)} (${mode})`;
+  if (ready) ready.end(`ok ${message}\n`);
+  else process.stdout.write(`${message}; Ctrl-C or "s3zmount unmount ${dir}" to unmount\n`);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void running.stop(sig));
+  await running.stopped;
+  ctx.log.info('unmounted');
+}
+
+/** Starts the daemon detached and waits for it to say ready or why not. */
+async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
+  const logDir = path.join(defaultCacheRoot(), 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const logFile = opts.logFile ?? path.join(logDir, `${path.resolve(dir).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
+  const logFd = openSync(logFile, 'a');
+  const args = process.argv.slice(2).filter((a) => a !== '--foreground');
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', ...args, '--foreground', '--ready-fd', '3'], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe'],
+  });
+  closeSync(logFd);
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let said = '';
+  pipe.on('data', (d: Buffer) => (said += d.toString()));
+  const exitCode = await new Promise<number | null>((resolve) => {
+    pipe.on('end', () => resolve(null));
+    child.on('exit', (code) => resolve(code ?? 1));
+  });
+  const line = said.trim();
+  if (line.startsWith('ok ')) {
+    child.unref();
+    process.stdout.write(`${line.slice(3)}\n`);
+    return;
+  }
+  if (line.startsWith('error ')) throw new S3zError('EMOUNT', line.slice(6));
+  throw new S3zError('EMOUNT', `the mount daemon exited${exitCode === null ? '' : ` with ${exitCode}`} before it was ready; see ${logFile}`);
+}
+
+interface StatsFile {
+  pid: number;
+  volume: string;
+  mode: string;
+  dirtyBlocks: number;
+  inflight: number;
+  [k: string]: unknown;
+}
+
+async function readStats(dir: string): Promise<StatsFile> {
+  const file = path.join(dir, 'stats');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN') throw new S3zError('EMOUNT', `${dir}: the mount's daemon is gone (run "fusermount3 -u ${dir}"; the next mount replays its journal)`, { cause: err });
+    throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (no stats file)`, { cause: err });
+  }
+  return JSON.parse(text) as StatsFile;
+}
+
+async function isMounted(dir: string): Promise<boolean> {
+  const abs = path.resolve(dir);
+  return (await readMountInfo()).some((m) => m.mountpoint === abs);
+}
+
+export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout: string }): Promise<void> {
+  const abs = path.resolve(dir);
+  if (!(await isMounted(abs))) throw new S3zError('EMOUNT', `${abs} is not mounted`);
+  const stats = await readStats(abs);
+  const timeoutMs = Number(opts.timeout) * 1000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new S3zError('EUSAGE', '--timeout takes a number of seconds');
+  process.kill(stats.pid, 'SIGTERM');
+  const started = Date.now();
+  let lastNote = 0;
+  while (processAlive(stats.pid)) {
+    if (Date.now() - started > timeoutMs) {
+      throw new S3zError('EMOUNT', `${abs}: the daemon (pid ${stats.pid}) is still uploading after ${opts.timeout} s; it goes on in the background`);
+    }
+    if (process.stderr.isTTY && Date.now() - lastNote > 1000 && (await isMounted(abs))) {
+      const now = await readStats(abs).catch(() => undefined);
+      if (now && now.dirtyBlocks > 0) process.stderr.write(`\runmount: uploading ${now.dirtyBlocks} dirty blocks...   `);
+      lastNote = Date.now();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  if (process.stderr.isTTY && lastNote > 0) process.stderr.write('\n');
+  if (await isMounted(abs)) throw new S3zError('EMOUNT', `${abs}: the daemon exited but the mount is still there; run "fusermount3 -u ${abs}"`);
+  process.stdout.write(`unmounted ${stats.volume} from ${abs}\n`);
+}
+
+export async function statsCommand(_ctx: Context, dir: string, opts: { json?: boolean }): Promise<void> {
+  const stats = await readStats(path.resolve(dir));
+  if (opts.json) {
+    process.stdout.write(JSON.stringify(stats, null, 2) + '\n');
+    return;
+  }
+  const s3 = stats.s3 as Record<string, number>;
+  const cache = stats.cache as Record<string, number>;
+  const hyd = stats.hydration as { done: number; total: number };
+  process.stdout.write(
+    [
+      `volume     ${stats.volume} (${stats.mode}, pid ${stats.pid})`,
+      `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST; in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
+      `cache      ${cache.hit} hits, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
+      `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,
+      `hydration  ${hyd.done}/${hyd.total}`,
+    ].join('\n') + '\n',
+  );
+}

@@ -1,0 +1,108 @@
+// The one place where the block stack is put together (DESIGN §3):
+//   overlay (--overlay) -> cache -> prefetch -> guard -> zero map -> s3
+// and where the layers' counters are gathered into the stats file's shape.
+// Read-only and overlay stacks open every layer below the overlay read-only,
+// so nothing can reach S3 but GETs and LISTs.
+import type { Logger } from '../log.js';
+import type { LocalDb } from '../store/local-db.js';
+import type { BlockStore } from '../store/types.js';
+import { S3BlockStore } from '../store/s3-store.js';
+import { ZeroMapStore, DEFAULT_ZERO_MAP_CONFIG } from '../store/zero-map.js';
+import { GuardStore, DEFAULT_GUARD_CONFIG } from '../store/guard.js';
+import { PrefetchStore, DEFAULT_PREFETCH_CONFIG } from '../store/prefetch.js';
+import { CacheStore, DEFAULT_CACHE_CONFIG } from '../store/cache.js';
+import { OverlayStore } from '../store/overlay.js';
+import { storedBlocks } from '../volume/inventory.js';
+import type { Volume } from '../volume/volume.js';
+import { Hydrator } from './hydrate.js';
+
+export interface StackOptions {
+  readonly volume: Volume;
+  readonly db: LocalDb;
+  readonly mode: 'read-write' | 'read-only' | 'overlay';
+  readonly cacheSize: number;
+  /** Token of the lease found at mount: the persisted zero map is reused only if it carries it. */
+  readonly leaseToken: string | null;
+  /** Token this session leaves in the lease (a read-write mount's own). */
+  readonly newToken: string | null;
+  readonly log: Logger;
+}
+
+export interface Stack {
+  readonly top: BlockStore;
+  stats(): StackStats;
+  startHydration(): void;
+}
+
+export interface StackStats {
+  s3: { get: number; put: number; delete: number; list: number; head: number; bytesIn: number; bytesOut: number; retries: number; stale: number; corrupt: number };
+  cache: { hit: number; miss: number; blocks: number; bytes: number; evictions: number; corrupt: number; uploads: number; uploadErrors: number; replayed: number };
+  dirtyBlocks: number;
+  inflight: number;
+  hydration: { done: number; total: number };
+  zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number };
+  prefetch: Record<string, number>;
+  overlay: Record<string, number> | null;
+}
+
+export async function composeStack(o: StackOptions): Promise<Stack> {
+  const { volume, db, log } = o;
+  const readOnly = o.mode !== 'read-write';
+  const blockSize = volume.descriptor.blockSize;
+  const blockCount = volume.descriptor.size / blockSize;
+
+  const s3 = new S3BlockStore({ blockSize, blockCount, readOnly }, volume.bucket, volume.keys, log);
+  const zeroMap = new ZeroMapStore(DEFAULT_ZERO_MAP_CONFIG, s3, { db, log });
+  await zeroMap.load({
+    token: o.leaseToken ?? undefined,
+    list: async function* () {
+      for await (const page of storedBlocks(volume.bucket, volume.keys)) {
+        yield page.flatMap((b) => (b.index !== undefined && b.index < blockCount ? [b.index] : []));
+      }
+    },
+  });
+  // Only a writer changes what the next mount must trust; other modes keep the token they loaded with.
+  if (o.mode === 'read-write') zeroMap.setToken(o.newToken ?? undefined);
+  const guard = new GuardStore(DEFAULT_GUARD_CONFIG, zeroMap, { db, log });
+  const prefetch = new PrefetchStore(DEFAULT_PREFETCH_CONFIG, guard, { log });
+  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, maxBytes: o.cacheSize, readOnly }, prefetch, { db, log });
+  try {
+    await cache.start();
+  } catch (err) {
+    await cache.close().catch(() => {});
+    throw err;
+  }
+  const overlay = o.mode === 'overlay' ? new OverlayStore({}, cache, { db, log }) : undefined;
+  const hydrator = new Hydrator(cache, zeroMap, log);
+  const top: BlockStore = overlay ?? cache;
+
+  return {
+    top: {
+      blockSize: top.blockSize,
+      blockCount: top.blockCount,
+      read: (i, opts) => top.read(i, opts),
+      write: (i, d) => top.write(i, d),
+      flush: () => top.flush(),
+      close: async () => {
+        hydrator.stop();
+        await top.close();
+      },
+    },
+    startHydration: () => hydrator.start(),
+    stats: () => {
+      const b = volume.bucket.stats;
+      const c = cache.stats;
+      const z = zeroMap.stats;
+      return {
+        s3: { get: b.get, put: b.put, delete: b.delete, list: b.list, head: b.head, bytesIn: b.bytesIn, bytesOut: b.bytesOut, retries: b.retries, stale: guard.stats.stale, corrupt: s3.stats.corrupt },
+        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed },
+        dirtyBlocks: c.dirtyBlocks,
+        inflight: c.inflight,
+        hydration: hydrator.stats,
+        zeroMap: { stored: z.stored, zeroReads: z.zeroReads, loadedFrom: z.loadedFrom, listPages: z.listPages },
+        prefetch: { ...prefetch.stats },
+        overlay: overlay ? { ...overlay.stats } : null,
+      };
+    },
+  };
+}

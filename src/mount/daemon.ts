@@ -1,0 +1,130 @@
+// The mount daemon: opens the volume, takes the lease (read-write), builds the
+// block stack, replays any journal, mounts FUSE and serves until told to stop.
+// States: starting -> serving -> stopping -> stopped.
+//   starting  nothing is mounted; any failure undoes what was done and is reported
+//   serving   the mount is live; the lease is renewed
+//   stopping  (SIGTERM, SIGINT, `unmount`, or the mount removed from outside):
+//             dirty blocks are uploaded while the mount is still readable (so
+//             `unmount` can show progress), then FUSE is unmounted, the stack
+//             closed (a last flush) and the lease released. If S3 cannot be
+//             reached, the journal stays in the cache for the next mount.
+import { access, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import { mount, type FuseSession } from '../fuse/binding.js';
+import { DeviceOps } from '../fuse/ops.js';
+import type { S3Config } from '../s3/bucket.js';
+import { LeaseHolder, describeHolder, heldByDeadProcess, readLease, readLeaseObject } from '../volume/lease.js';
+import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
+import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
+import { composeStack, type Stack } from './compose.js';
+
+export type MountMode = 'read-write' | 'read-only' | 'overlay';
+
+export interface DaemonOptions {
+  readonly url: string;
+  readonly dir: string;
+  readonly mode: MountMode;
+  readonly cacheDir: string | undefined;
+  readonly cacheSize: number;
+  readonly force: boolean;
+  readonly hydrate: boolean;
+  readonly s3: S3Config;
+  readonly log: Logger;
+  readonly leaseTtlMs?: number;
+}
+
+export interface RunningMount {
+  readonly volume: Volume;
+  readonly stopped: Promise<void>;
+  stop(reason: string): Promise<void>;
+}
+
+export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
+  const log = opts.log.child({ mount: opts.dir });
+  const dir = path.resolve(opts.dir);
+  await checkMountpoint(dir);
+  const ref = volumeRef(opts.s3, opts.url, log);
+  const undo: Array<() => Promise<unknown>> = [async () => ref.bucket.destroy()];
+  const unwind = async () => {
+    for (const step of undo.reverse()) await step().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cleanup step failed'));
+  };
+  try {
+    const volume = await openVolume(ref);
+    const d = volume.descriptor;
+
+    let lease: LeaseHolder | undefined;
+    let leaseToken: string | null;
+    if (opts.mode === 'read-write') {
+      lease = await LeaseHolder.acquire(ref.bucket, ref.loc, { holder: describeHolder(dir), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 }, log);
+      const held = lease;
+      undo.push(() => held.release());
+      leaseToken = lease.previousToken;
+    } else {
+      const live = await readLease(ref.bucket, ref.loc);
+      if (live !== null && !heldByDeadProcess(live)) {
+        if (!opts.force) {
+          throw new S3zError('ELEASE', `${volume.url} is mounted read-write by ${live.holder}: its blocks are changing under a ${opts.mode} mount; unmount it first, or pass --force to mount anyway`);
+        }
+        log.warn({ holder: live.holder }, 'a writer holds the lease; this mount may see blocks change under it');
+      }
+      leaseToken = (await readLeaseObject(ref.bucket, ref.loc))?.token ?? null;
+    }
+
+    const cacheDir = opts.cacheDir ?? path.join(defaultCacheRoot(), d.uuid);
+    const db = LocalDb.open(cacheDir, d);
+    undo.push(() => db.close());
+
+    const stack = await composeStack({ volume, db, mode: opts.mode, cacheSize: opts.cacheSize, leaseToken, newToken: lease?.token ?? leaseToken, log });
+    undo.push(() => stack.top.close());
+
+    const ops: DeviceOps = new DeviceOps(stack.top, { readOnly: opts.mode === 'read-only', stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode), null, 2) + '\n', log });
+    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount' }, ops.handlers());
+    undo.push(() => session.unmount());
+    if (opts.hydrate) stack.startHydration();
+    log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
+
+    let stopping: Promise<void> | undefined;
+    const stop = (reason: string): Promise<void> => {
+      stopping ??= (async () => {
+        log.info({ reason }, 'stopping');
+        try {
+          if (session.state === 'mounted') await stack.top.flush();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'flush before unmount failed; the journal keeps the data');
+        }
+        if (session.state !== 'closed') await session.unmount();
+        undo.pop(); // the session is done
+        await unwind();
+      })();
+      return stopping;
+    };
+    void session.closed.then(() => stop('unmounted from outside'));
+    return { volume, stopped: session.closed.then(() => stopping), stop };
+  } catch (err) {
+    await unwind();
+    throw err;
+  }
+}
+
+async function checkMountpoint(dir: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(dir);
+  } catch (err) {
+    throw new S3zError('EMOUNT', `${dir}: no such directory (create it first)`, { cause: err });
+  }
+  if (!st.isDirectory()) throw new S3zError('EMOUNT', `${dir}: not a directory`);
+  try {
+    await access('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch (err) {
+    throw new S3zError('EMOUNT', 'no usable /dev/fuse: install fuse3 and make sure the fuse module is loaded (or the container has the device)', { cause: err });
+  }
+}
+
+export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode): Record<string, unknown> {
+  const s = stack.stats();
+  return { pid: process.pid, volume: volume.url, mode, ...s, fuse: ops.stats };
+}

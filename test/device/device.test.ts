@@ -1,0 +1,263 @@
+// The device end to end: the built CLI mounts a volume on a real s3rver through
+// real FUSE; the test writes, zeroes and punches holes through the kernel, and
+// checks S3 and cold remounts against a reference. Also fsync as a barrier, crash
+// recovery after kill -9, the lease, and mount errors.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { S3Client, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+import { runCli } from '../helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+if (process.env.CI === 'true') assert.ok(existsSync('/dev/fuse'), 'CI needs /dev/fuse');
+const skip = existsSync('/dev/fuse') ? false : 'no /dev/fuse';
+
+let s3: TestS3;
+let work: string;
+const mounted = new Set<string>();
+
+before(async () => {
+  s3 = await startS3();
+  work = await mkdtemp(path.join(tmpdir(), 's3z-device-'));
+});
+
+after(async () => {
+  for (const dir of mounted) await forceUnmount(dir);
+  await s3?.stop();
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+async function statsOf(dir: string): Promise<Record<string, any>> {
+  return JSON.parse(await readFile(path.join(dir, 'stats'), 'utf8')) as Record<string, any>;
+}
+
+/** Mounts through the CLI (background mode); returns the daemon's pid. */
+async function mountVolume(url: string, name: string, extra: string[] = [], env: Record<string, string> = s3.env): Promise<{ dir: string; pid: number }> {
+  const dir = path.join(work, name);
+  await mkdir(dir, { recursive: true });
+  const r = await runCli(['mount', url, dir, '--cache-dir', path.join(work, `${name}.cache`), ...extra], env);
+  assert.equal(r.code, 0, `mount failed: ${r.stderr}`);
+  mounted.add(dir);
+  const pid = (await statsOf(dir)).pid as number;
+  return { dir, pid };
+}
+
+async function unmount(dir: string): Promise<void> {
+  const r = await runCli(['unmount', dir], s3.env);
+  assert.equal(r.code, 0, `unmount failed: ${r.stderr}`);
+  mounted.delete(dir);
+}
+
+/** Cleanup that works whatever state the mount is in. */
+async function forceUnmount(dir: string): Promise<void> {
+  try {
+    const pid = (await statsOf(dir)).pid as number;
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // daemon already gone
+  }
+  await run('fusermount3', ['-u', '-z', dir]).catch(() => {});
+  mounted.delete(dir);
+}
+
+async function objects(url: string, endpoint = s3.endpoint): Promise<Map<string, string>> {
+  const { bucket, prefix } = { bucket: url.split('/')[2] ?? '', prefix: url.split('/').slice(3).join('/') };
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const out = new Map<string, string>();
+  let token: string | undefined;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/blocks/`, ContinuationToken: token }));
+    for (const o of page.Contents ?? []) out.set(o.Key ?? '', o.ETag ?? '');
+    token = page.NextContinuationToken;
+  } while (token);
+  client.destroy();
+  return out;
+}
+
+async function sha256Of(file: string, size: number): Promise<string> {
+  const fh = await open(file, 'r');
+  const hash = createHash('sha256');
+  const buf = Buffer.alloc(4 * MiB);
+  try {
+    for (let at = 0; at < size; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, size - at), at);
+      assert.ok(bytesRead > 0, `short read at ${at}`);
+      hash.update(buf.subarray(0, bytesRead));
+      at += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return hash.digest('hex');
+}
+
+describe('device', { skip }, () => {
+  test('random writes, zero writes and holes match a reference; fsync is a barrier; a cold read-only remount reads the same bytes', async () => {
+    const BS = 64 * 1024;
+    const SIZE = 64 * MiB;
+    const url = s3.url('dev');
+    assert.equal((await runCli(['create', url, '--size', String(SIZE), '--block-size', String(BS)], s3.env)).code, 0);
+    const { dir } = await mountVolume(url, 'rw1');
+    const ref = Buffer.alloc(SIZE);
+    const fh = await open(path.join(dir, 'disk'), 'r+');
+    let seed = 1;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    try {
+      for (let op = 0; op < 300; op++) {
+        const kind = rand(10);
+        const offset = rand(SIZE - 1);
+        const length = Math.min(SIZE - offset, 1 + rand(kind < 2 ? 3 * BS : BS / 2));
+        if (kind < 6) {
+          const data = randomBytes(length);
+          await fh.write(data, 0, length, offset);
+          data.copy(ref, offset);
+        } else if (kind < 8) {
+          await fh.write(Buffer.alloc(length), 0, length, offset);
+          ref.fill(0, offset, offset + length);
+        } else {
+          await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(offset), '--length', String(length), path.join(dir, 'disk')]);
+          ref.fill(0, offset, offset + length);
+        }
+      }
+      // Whole blocks zeroed by a hole must lose their objects.
+      await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(4 * BS), '--length', String(8 * BS), path.join(dir, 'disk')]);
+      ref.fill(0, 4 * BS, 12 * BS);
+      await fh.sync();
+      // Right after fsync, before any unmount, S3 holds exactly the non-zero blocks.
+      let nonZero = 0;
+      for (let i = 0; i < SIZE / BS; i++) if (!ref.subarray(i * BS, (i + 1) * BS).equals(Buffer.alloc(BS))) nonZero++;
+      const objs = await objects(url);
+      assert.equal(objs.size, nonZero, 'objects in S3 = non-zero blocks of the reference');
+      const st = await statsOf(dir);
+      assert.equal(st.dirtyBlocks, 0);
+      assert.ok(st.s3.delete > 0, 'holes deleted objects');
+      const back = Buffer.alloc(SIZE);
+      await fh.read(back, 0, SIZE, 0);
+      assert.ok(back.equals(ref), 'the mount reads back the reference');
+    } finally {
+      await fh.close();
+    }
+    await unmount(dir);
+    const cold = await mountVolume(url, 'ro1', ['--read-only']);
+    assert.equal(await sha256Of(path.join(cold.dir, 'disk'), SIZE), createHash('sha256').update(ref).digest('hex'));
+    const st = await statsOf(cold.dir);
+    assert.equal(st.mode, 'read-only');
+    assert.equal(st.s3.put, 0);
+    await assert.rejects(open(path.join(cold.dir, 'disk'), 'r+'), /EROFS|EACCES/);
+    await unmount(cold.dir);
+  });
+
+  test('one writer: a second read-write mount is refused with the holder; read-only refuses without --force', async () => {
+    const url = s3.url('lease');
+    assert.equal((await runCli(['create', url, '--size', '16M'], s3.env)).code, 0);
+    const first = await mountVolume(url, 'lease1');
+    const status = JSON.parse((await runCli(['status', url, '--json'], s3.env)).stdout) as { lease: { holder: string } | null };
+    assert.ok(status.lease, 'status shows the lease');
+    assert.match(status.lease.holder, new RegExp(`pid ${first.pid} on ${first.dir}`));
+    const dir2 = path.join(work, 'lease2');
+    await mkdir(dir2);
+    const second = await runCli(['mount', url, dir2, '--cache-dir', path.join(work, 'lease2.cache')], s3.env);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr.trim(), new RegExp(`^s3zmount: .*mounted read-write by .*pid ${first.pid} on ${first.dir}.*--force`));
+    const ro = await runCli(['mount', '--read-only', url, dir2, '--cache-dir', path.join(work, 'lease2.cache')], s3.env);
+    assert.equal(ro.code, 1);
+    assert.match(ro.stderr, /mounted read-write by/);
+    const forced = await mountVolume(url, 'lease2', ['--read-only', '--force']);
+    await unmount(forced.dir);
+    await unmount(first.dir);
+    const after = JSON.parse((await runCli(['status', url, '--json'], s3.env)).stdout) as { lease: unknown };
+    assert.equal(after.lease, null, 'unmount released the lease');
+    const again = await mountVolume(url, 'lease3');
+    await unmount(again.dir);
+  });
+
+  test('kill -9 with dirty blocks: the next mount replays the journal; every acknowledged write is there', async () => {
+    const BS = 256 * 1024;
+    const SIZE = 128 * MiB;
+    const proxy: FaultProxy = await startFaultProxy(s3.endpoint, { history: false });
+    try {
+      const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+      const url = s3.url('crash');
+      assert.equal((await runCli(['create', url, '--size', String(SIZE), '--block-size', String(BS)], env)).code, 0);
+      const { dir, pid } = await mountVolume(url, 'crash1', [], env);
+      proxy.setLatency(300); // uploads lag behind: dirty blocks pile up
+      const fh = await open(path.join(dir, 'disk'), 'r+');
+      const acked = new Map<number, Buffer>();
+      const fsynced = new Set<number>();
+      let i = 0;
+      try {
+        for (; i < 40; i++) {
+          const data = randomBytes(BS);
+          await fh.write(data, 0, BS, i * BS);
+          acked.set(i, data);
+          if (i === 10) {
+            await fh.sync();
+            for (const k of acked.keys()) fsynced.add(k);
+          }
+        }
+        const st = await statsOf(dir);
+        assert.ok(st.dirtyBlocks > 0, `dirty blocks at the crash: ${st.dirtyBlocks}`);
+        process.kill(pid, 'SIGKILL');
+      } finally {
+        await fh.close().catch(() => {});
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      await run('fusermount3', ['-u', '-z', dir]).catch(() => {});
+      mounted.delete(dir);
+      proxy.setLatency(0);
+      const again = await mountVolume(url, 'crash1', [], env);
+      const st = await statsOf(again.dir);
+      assert.ok(st.cache.replayed > 0, 'the journal was replayed');
+      assert.equal(st.dirtyBlocks, 0, 'replayed before serving');
+      const objs = await objects(url);
+      assert.equal(objs.size, acked.size, 'every acknowledged block is in S3 after the replay');
+      const fh2 = await open(path.join(again.dir, 'disk'), 'r');
+      try {
+        for (const [k, data] of acked) {
+          const back = Buffer.alloc(BS);
+          await fh2.read(back, 0, BS, k * BS);
+          assert.ok(back.equals(data), `block ${k}${fsynced.has(k) ? ' (fsynced)' : ''} survived the crash`);
+        }
+      } finally {
+        await fh2.close();
+      }
+      await unmount(again.dir);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('mount errors: missing directory, missing volume, busy mountpoint', async () => {
+    const url = s3.url('errs');
+    const r1 = await runCli(['mount', url, path.join(work, 'nope')], s3.env);
+    assert.equal(r1.code, 1);
+    assert.match(r1.stderr.trim(), /^s3zmount: .*(no such directory|does not exist)/);
+    await mkdir(path.join(work, 'errs'));
+    const r2 = await runCli(['mount', url, path.join(work, 'errs')], s3.env);
+    assert.equal(r2.code, 1);
+    assert.match(r2.stderr.trim(), /^s3zmount: .*no volume there/);
+    assert.equal((await runCli(['create', url, '--size', '16M'], s3.env)).code, 0);
+    const m = await mountVolume(url, 'errs', ['--read-only']);
+    const r3 = await runCli(['mount', '--read-only', '--force', url, m.dir, '--cache-dir', path.join(work, 'errs2.cache')], s3.env);
+    assert.equal(r3.code, 1);
+    assert.match(r3.stderr.trim(), /^s3zmount: .*(busy|already a mount point|in use)/i);
+    assert.equal(r3.stderr.trim().split('\n').length, 1);
+    await unmount(m.dir);
+    const r4 = await runCli(['unmount', m.dir], s3.env);
+    assert.equal(r4.code, 1);
+    assert.match(r4.stderr, /not mounted/);
+  });
+});
