@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything s3zmount and its tests need on Debian 12 / Ubuntu, as root
+# (or with sudo): FUSE 3, zfs-fuse, fio and s3backer (benchmarks), a build
+# toolchain for the native addon, OpenZFS's zdb (extracted locally, see
+# scripts/install-zdb.sh), then the npm dependencies, and builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  fuse3 libfuse3-dev pkg-config build-essential python3 \
+  zfs-fuse fio s3backer ca-certificates >/dev/null
+# zfs-fuse's package starts a daemon; tests run their own in private namespaces.
+$SUDO pkill -x zfs-fuse 2>/dev/null || true
+
+$SUDO bash scripts/install-zdb.sh
+
+npm ci --no-audit --no-fund
+npm run build
