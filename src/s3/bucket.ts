@@ -87,6 +87,7 @@ export class S3Bucket {
 
   /** Runs one request with a whole-attempt deadline, retrying transient failures. */
   async #send<T>(what: string, counter: keyof S3Stats, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    let corrupt = 0;
     try {
       return await withRetry(
         this.#config.retry,
@@ -95,7 +96,10 @@ export class S3Bucket {
           const signal = AbortSignal.timeout(this.#config.requestTimeoutMs);
           return await fn(signal);
         },
-        isRetryable,
+        (err) => {
+          if (err instanceof TransientError && err.code === 'ECORRUPT') corrupt++;
+          return isRetryable(err, corrupt);
+        },
         (err, n) => {
           this.stats.retries++;
           this.#log.debug({ what, attempt: n, err: describe(err) }, 'retrying');

@@ -45,13 +45,16 @@ function netCode(err: unknown): string | undefined {
 /** Wrong bytes are seldom a passing fault: a few more tries, not the full budget. */
 const CORRUPT_ATTEMPTS = 3;
 
-export function isRetryable(err: unknown, attempt: number): boolean {
-  if (err instanceof TransientError) return err.code !== 'ECORRUPT' || attempt < CORRUPT_ATTEMPTS;
+/** `corruptFailures`: attempts of this operation so far that returned wrong bytes. */
+export function isRetryable(err: unknown, corruptFailures = 0): boolean {
+  if (err instanceof TransientError) return err.code !== 'ECORRUPT' || corruptFailures < CORRUPT_ATTEMPTS;
   if (err instanceof S3zError) return false;
   const e = err as SdkLikeError;
   if (netCode(err)) return true;
   const status = e.$metadata?.httpStatusCode;
   if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
+  // A 2xx whose body the SDK could not parse (cut or garbled XML): ask again.
+  if (status !== undefined && status >= 200 && status < 300) return true;
   if (e.name && RETRYABLE_NAMES.has(e.name)) return true;
   if (e.$retryable) return true;
   // A socket that died under the SDK without a code still says so.
@@ -78,6 +81,7 @@ export function toS3zError(err: unknown, what: string, bucket: string, endpoint:
   if (name === 'TimeoutError' || name === 'AbortError' || code === 'ETIMEDOUT') {
     return new S3zError('EUNREACHABLE', `${endpoint} did not answer in time for ${what}`, { cause: err });
   }
+  if (status !== undefined && status >= 200 && status < 300) return new S3zError('ES3', `${what}: unreadable answer from ${endpoint}`, { cause: err });
   const detail = status ? `HTTP ${status}${name ? ` ${name}` : ''}` : (code ?? name) || (e.message ?? String(err));
   return new S3zError('ES3', `${what}: ${detail}`, { cause: err });
 }

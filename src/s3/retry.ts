@@ -16,7 +16,7 @@ export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDela
 export function withRetry<T>(
   policy: RetryPolicy,
   attempt: (n: number) => Promise<T>,
-  isRetryable: (err: unknown, attempt: number) => boolean,
+  isRetryable: (err: unknown) => boolean,
   onRetry: (err: unknown, n: number) => void,
 ): Promise<T> {
   return pRetry(attempt, {
@@ -26,8 +26,8 @@ export function withRetry<T>(
     maxTimeout: policy.maxDelayMs,
     randomize: true,
     maxRetryTime: policy.maxTotalMs,
-    shouldRetry: ({ error, retriesLeft, attemptNumber }) => {
-      const again = retriesLeft > 0 && isRetryable(error, attemptNumber);
+    shouldRetry: ({ error, retriesLeft }) => {
+      const again = retriesLeft > 0 && isRetryable(error);
       if (again) onRetry(error, policy.retries - retriesLeft + 1);
       return again;
     },

@@ -44,7 +44,10 @@ export async function startS3(): Promise<TestS3> {
   const child = spawn(process.execPath, ['--openssl-legacy-provider', CLI, 'local-s3', '--dir', dataDir, '--port', '0', '--bucket', 'test'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const endpoint = await readEndpoint(child);
+  const endpoint = await readEndpoint(child).catch(async (err: unknown) => {
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  });
   const env = { AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
   let n = 0;
   return {
