@@ -64,8 +64,10 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   // Only a writer changes what the next mount must trust; other modes keep the token they loaded with.
   if (o.mode === 'read-write') zeroMap.setToken(o.newToken ?? undefined);
   const guard = new GuardStore(DEFAULT_GUARD_CONFIG, zeroMap, { db, log });
-  const prefetch = new PrefetchStore(DEFAULT_PREFETCH_CONFIG, guard, { log });
-  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, maxBytes: o.cacheSize, readOnly }, prefetch, { db, log });
+  // The cache sits above the prefetch layer: read-ahead skips what it already holds.
+  let cache: CacheStore | undefined;
+  const prefetch = new PrefetchStore(DEFAULT_PREFETCH_CONFIG, guard, { log, skip: (i) => cache?.holds(i) ?? false });
+  cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, maxBytes: o.cacheSize, readOnly }, prefetch, { db, log });
   try {
     await cache.start();
   } catch (err) {

@@ -123,6 +123,11 @@ export class CacheStore implements BlockStore {
     };
   }
 
+  /** True when the block is held locally (clean, dirty or hot): reading it costs no request. */
+  holds(index: number): boolean {
+    return this.#hot.has(index) || this.#lru.has(index) || this.#dirty.has(index);
+  }
+
   /**
    * Loads the journal and the cached indices, then replays the journal to S3.
    * Must complete before the device serves anything.

@@ -130,7 +130,10 @@ export class PrefetchStore implements BlockStore {
   /** Blocks a reader is fetching itself: a read-ahead of them would be a second request. */
   #reading = new Map<number, number>();
 
-  constructor(config: Partial<PrefetchConfig>, inner: BlockStore, deps: { log: Logger; db?: LocalDb }) {
+  /** Blocks the layer above already holds: reading them ahead would be a wasted GET. */
+  #skip: (index: number) => boolean;
+
+  constructor(config: Partial<PrefetchConfig>, inner: BlockStore, deps: { log: Logger; db?: LocalDb; skip?: (index: number) => boolean }) {
     const c = { ...DEFAULT_PREFETCH_CONFIG, ...config };
     for (const [name, v] of Object.entries(c)) {
       if (!Number.isInteger(v) || v < 1) throw new S3zError('EUSAGE', `prefetch ${name} must be a positive integer, not ${v}`);
@@ -138,6 +141,7 @@ export class PrefetchStore implements BlockStore {
     this.blockSize = inner.blockSize;
     this.blockCount = inner.blockCount;
     this.#inner = inner;
+    this.#skip = deps.skip ?? (() => false);
     this.#log = deps.log.child({ layer: 'prefetch' });
     this.#concurrency = c.concurrency;
     this.#capacity = Math.max(1, Math.floor(c.maxHeldBytes / this.blockSize));
@@ -259,7 +263,7 @@ export class PrefetchStore implements BlockStore {
 
   /** False when the queue is full. */
   #enqueue(j: number): boolean {
-    if (this.#queue.has(j) || this.#inflight.has(j) || this.#held.has(j)) return true;
+    if (this.#queue.has(j) || this.#inflight.has(j) || this.#held.has(j) || this.#skip(j)) return true;
     if (this.#queue.size >= this.#capacity) return false;
     this.#queue.add(j);
     return true;

@@ -213,6 +213,21 @@ describe('prefetch: read-ahead', () => {
     await store.close();
   });
 
+  test('read-ahead skips blocks the layer above already holds', async () => {
+    const inner = await filled(200, 2);
+    const held = (i: number) => i % 2 === 0; // the cache above holds every even block
+    const store = new PrefetchStore({ initialWindow: 8 }, inner, { log: silentLogger, skip: held });
+    for (let i = 0; i < 100; i += 1) {
+      inner.readerAt = i;
+      if (!held(i)) assert.deepEqual(await store.read(i), block(i));
+      else await store.read(i); // a reader may still ask; only read-ahead must skip
+    }
+    const background = inner.requests.filter((r) => r.priority === 'background');
+    assert.ok(background.length > 10, `read-ahead ran (${background.length})`);
+    assert.deepEqual(background.filter((r) => held(r.index)), [], 'no read-ahead of held blocks');
+    await store.close();
+  });
+
   test('random reads trigger no read-ahead', async () => {
     const inner = await filled(4096, 0);
     const store = prefetch(inner);
