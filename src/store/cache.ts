@@ -185,8 +185,6 @@ export class CacheStore implements BlockStore {
     const zero = data === null || isZero(data);
     const entry = zero ? ZERO_MARKER : Buffer.concat([sha256Raw(data), data]);
     const seq = ++this.#seq;
-    // Registered before the commit, so a flush() called from now on waits for this block.
-    this.#dirty.set(index, seq);
     if (this.#reads.has(index)) this.#overtaken.add(index);
     this.#hot.delete(index);
     this.#lru.delete(index);
@@ -196,16 +194,19 @@ export class CacheStore implements BlockStore {
         void this.#db.dirty.put(index, seq);
       });
     } catch (err) {
-      if (this.#dirty.get(index) === seq) this.#dirty.delete(index);
       throw new S3zError('EMOUNT', `block ${index}: the local journal could not be written`, { cause: err });
     }
-    if (!zero) this.#hot.set(index, data);
+    // Only now: an upload that reads this seq must find this data (or newer) in LMDB. A flush
+    // waits for writes that resolved before it, and this one resolves after this line.
+    if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
+    if (!zero && this.#dirty.get(index) === seq) this.#hot.set(index, data);
     this.#queue.add(index);
     this.#pump();
   }
 
   async flush(): Promise<void> {
     checkOpen(this.#closed);
+    // Every write that resolved has its seq in #dirty (until uploaded), and each is <= #seq.
     const seq = this.#seq;
     if (this.#oldestDirty() <= seq) {
       await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
@@ -274,12 +275,16 @@ export class CacheStore implements BlockStore {
     const seq = this.#dirty.get(index);
     try {
       if (seq === undefined) return;
-      const entry = this.#db.blocks.get(index);
-      if (entry === undefined) throw new S3zError('ECORRUPT', `block ${index}: dirty in the journal but missing from the cache`);
-      let data: Buffer | null = null;
-      if (!(entry.length === HEADER && entry.equals(ZERO_MARKER))) {
-        data = entry.subarray(HEADER);
-        if (!sha256Raw(data).equals(entry.subarray(0, HEADER))) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
+      // The block just written is usually still in memory; only a replay or an evicted hot entry reads LMDB.
+      let data: Buffer | null | undefined = this.#hot.peek(index);
+      if (data === undefined) {
+        const entry = this.#db.blocks.get(index);
+        if (entry === undefined) throw new S3zError('ECORRUPT', `block ${index}: dirty in the journal but missing from the cache`);
+        data = null;
+        if (!(entry.length === HEADER && entry.equals(ZERO_MARKER))) {
+          data = entry.subarray(HEADER);
+          if (!sha256Raw(data).equals(entry.subarray(0, HEADER))) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
+        }
       }
       await this.#inner.write(index, data);
       this.#stats.uploads++;

@@ -4,13 +4,24 @@ import { createHash } from 'node:crypto';
 
 export const CHECKSUM_META = 's3z-sha256';
 
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('base64');
-}
+// A block passes through several layers (cache, guard, S3) that each need its
+// digest: it is computed once per Buffer object. Safe because a store takes
+// ownership of the buffers written to it and nobody mutates a block after (the
+// BlockStore contract); a buffer read from anywhere is a new object.
+const digests = new WeakMap<Buffer, Buffer>();
 
 /** The raw 32 bytes, for local entries (LMDB) where base64 would only cost space. */
 export function sha256Raw(data: Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
+  let digest = digests.get(data);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(data).digest();
+    digests.set(data, digest);
+  }
+  return digest;
+}
+
+export function sha256(data: Buffer): string {
+  return sha256Raw(data).toString('base64');
 }
 
 export function md5(data: Buffer): string {
