@@ -16,7 +16,7 @@ import { S3zError } from '../errors.js';
 import { mount, type FuseSession } from '../fuse/binding.js';
 import { DeviceOps } from '../fuse/ops.js';
 import type { S3Config } from '../s3/bucket.js';
-import { LeaseHolder, describeHolder, heldByDeadProcess, readLease, readLeaseObject } from '../volume/lease.js';
+import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject } from '../volume/lease.js';
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
@@ -63,14 +63,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       undo.push(() => held.release());
       leaseToken = lease.previousToken;
     } else {
-      const live = await readLease(ref.bucket, ref.loc);
+      const found = await readLeaseObject(ref.bucket, ref.loc);
+      const live = isLive(found) ? found : null;
       if (live !== null && !heldByDeadProcess(live)) {
         if (!opts.force) {
           throw new S3zError('ELEASE', `${volume.url} is mounted read-write by ${live.holder}: its blocks are changing under a ${opts.mode} mount; unmount it first, or pass --force to mount anyway`);
         }
         log.warn({ holder: live.holder }, 'a writer holds the lease; this mount may see blocks change under it');
       }
-      leaseToken = (await readLeaseObject(ref.bucket, ref.loc))?.token ?? null;
+      leaseToken = found?.token ?? null;
     }
 
     const cacheDir = opts.cacheDir ?? path.join(defaultCacheRoot(), d.uuid);

@@ -240,6 +240,31 @@ describe('device', { skip }, () => {
     }
   });
 
+  test('--hydrate pulls every stored block into the cache in the background', async () => {
+    const BS = 64 * 1024;
+    const url = s3.url('hydrate');
+    assert.equal((await runCli(['create', url, '--size', '32M', '--block-size', String(BS)], s3.env)).code, 0);
+    const w = await mountVolume(url, 'hyd-w');
+    const fh = await open(path.join(w.dir, 'disk'), 'r+');
+    const written = [3, 4, 100, 200, 311, 500];
+    for (const i of written) await fh.write(Buffer.alloc(BS, i % 250 + 1), 0, BS, i * BS);
+    await fh.close();
+    await unmount(w.dir);
+    const r = await mountVolume(url, 'hyd-r', ['--overlay', '--hydrate']);
+    let st = await statsOf(r.dir);
+    for (let n = 0; n < 100 && st.hydration.done < written.length; n++) {
+      await new Promise((res) => setTimeout(res, 100));
+      st = await statsOf(r.dir);
+    }
+    assert.deepEqual(st.hydration, { done: written.length, total: written.length });
+    assert.equal(st.s3.get, written.length + 2, 'one GET per stored block (plus descriptor and lease)');
+    const before = st.s3.get;
+    const back = await readFile(path.join(r.dir, 'disk'));
+    for (const i of written) assert.ok(back.subarray(i * BS, (i + 1) * BS).equals(Buffer.alloc(BS, i % 250 + 1)), `block ${i}`);
+    assert.equal((await statsOf(r.dir)).s3.get, before, 'reading the whole device after hydration costs no GET');
+    await unmount(r.dir);
+  });
+
   test('mount errors: missing directory, missing volume, busy mountpoint', async () => {
     const url = s3.url('errs');
     const r1 = await runCli(['mount', url, path.join(work, 'nope')], s3.env);
