@@ -42,6 +42,7 @@ export class LocalDb {
   readonly meta: Database<unknown, string>;
   #root: RootDatabase;
   #pidFile: string;
+  #closed = false;
 
   private constructor(dir: string, root: RootDatabase, pidFile: string) {
     this.dir = dir;
@@ -88,7 +89,10 @@ export class LocalDb {
     return this.#root.committed;
   }
 
+  /** Closes the environment; later calls do nothing. */
   async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
     await this.#root.close();
     rmSync(this.#pidFile, { force: true });
   }

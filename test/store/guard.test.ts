@@ -30,13 +30,6 @@ async function volume(t: TestContext): Promise<Volume> {
 
 function openDb(t: TestContext, v: Volume): LocalDb {
   const db = LocalDb.open(v.dir, { uuid: v.uuid, size: BS * COUNT, blockSize: BS });
-  let closed = false;
-  const close = db.close.bind(db);
-  db.close = async () => {
-    if (closed) return;
-    closed = true;
-    await close();
-  };
   t.after(() => db.close());
   return db;
 }

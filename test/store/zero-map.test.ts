@@ -33,13 +33,6 @@ async function volume(t: TestContext, blockSize = BS, blockCount = COUNT): Promi
 /** Opens the volume's LocalDb, closed at the end of the test unless closed before. */
 function openDb(t: TestContext, v: Volume): LocalDb {
   const db = LocalDb.open(v.dir, { uuid: v.uuid, size: v.blockSize * v.blockCount, blockSize: v.blockSize });
-  let closed = false;
-  const close = db.close.bind(db);
-  db.close = async () => {
-    if (closed) return;
-    closed = true;
-    await close();
-  };
   t.after(() => db.close());
   return db;
 }
