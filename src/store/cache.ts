@@ -35,6 +35,12 @@ export interface CacheConfig {
   readonly maxDirtyBytes: number;
   /** Decoded blocks kept in memory for repeated hits. */
   readonly hotBytes: number;
+  /**
+   * A dirty block waits this long before its upload starts, unless a flush or dirty-data
+   * pressure asks for it: ZFS writes a 1 MiB block as several 128 KiB pieces, and each
+   * piece would otherwise cost a PUT of the whole block.
+   */
+  readonly writeDelayMs: number;
 }
 
 export const DEFAULT_CACHE_CONFIG: Omit<CacheConfig, 'readOnly'> = {
@@ -42,6 +48,7 @@ export const DEFAULT_CACHE_CONFIG: Omit<CacheConfig, 'readOnly'> = {
   uploadConcurrency: 16,
   maxDirtyBytes: 128 * 1024 ** 2,
   hotBytes: 32 * 1024 ** 2,
+  writeDelayMs: 1000,
 };
 
 export interface CacheStats {
@@ -81,7 +88,9 @@ export class CacheStore implements BlockStore {
   #hot: LRUCache<number, Buffer>;
   /** Dirty blocks and the sequence number of their latest write. */
   #dirty = new Map<number, number>();
-  #queue = new Set<number>();
+  /** Dirty blocks waiting for an upload, with the time it may start (insertion order ≈ due order). */
+  #queue = new Map<number, number>();
+  #delayTimer: NodeJS.Timeout | undefined;
   #uploading = new Set<number>();
   #reads = new Map<number, Promise<Buffer | null>>();
   /** Blocks written while a miss of theirs was in flight: that miss must not fill the cache. */
@@ -147,7 +156,7 @@ export class CacheStore implements BlockStore {
     }
     this.#log.warn({ blocks: this.#dirty.size }, 'replaying the write-back journal to S3');
     this.#stats.replayed = this.#dirty.size;
-    for (const index of this.#dirty.keys()) this.#queue.add(index);
+    for (const index of this.#dirty.keys()) this.#queue.set(index, 0);
     this.#pump();
     await this.flush();
   }
@@ -200,7 +209,8 @@ export class CacheStore implements BlockStore {
     // waits for writes that resolved before it, and this one resolves after this line.
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
     if (!zero && this.#dirty.get(index) === seq) this.#hot.set(index, data);
-    this.#queue.add(index);
+    // A block already waiting keeps its place and time: rewrites coalesce into one upload.
+    if (!this.#queue.has(index)) this.#queue.set(index, Date.now() + this.#config.writeDelayMs);
     this.#pump();
   }
 
@@ -209,7 +219,9 @@ export class CacheStore implements BlockStore {
     // Every write that resolved has its seq in #dirty (until uploaded), and each is <= #seq.
     const seq = this.#seq;
     if (this.#oldestDirty() <= seq) {
-      await new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+      const done = new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+      this.#pump(); // a waiting flush makes every queued block due now
+      await done;
     }
     await this.#inner.flush();
   }
@@ -219,6 +231,7 @@ export class CacheStore implements BlockStore {
     if (this.#started) await this.flush();
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#delayTimer);
     for (const wake of this.#spaceWaiters.splice(0)) wake();
     await this.#inner.close();
   }
@@ -261,8 +274,23 @@ export class CacheStore implements BlockStore {
   }
 
   #pump(): void {
-    for (const index of this.#queue) {
+    // Due now: everything when a flush waits, writers are held back, or dirty data is half its bound.
+    const urgent =
+      this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0 || this.#dirty.size * this.blockSize * 2 >= this.#config.maxDirtyBytes;
+    const now = Date.now();
+    for (const [index, due] of this.#queue) {
       if (this.#uploading.size >= this.#config.uploadConcurrency) return;
+      if (!urgent && due > now) {
+        if (this.#delayTimer === undefined && !this.#closed) {
+          this.#delayTimer = setTimeout(() => {
+            this.#delayTimer = undefined;
+            this.#pump();
+          }, due - now);
+          // Never the reason a process stays up: a flush or close makes every block due at once.
+          this.#delayTimer.unref();
+        }
+        return;
+      }
       // One upload per block: a block rewritten mid-upload is queued again when that upload ends.
       if (this.#uploading.has(index)) continue;
       this.#queue.delete(index);
@@ -309,18 +337,18 @@ export class CacheStore implements BlockStore {
       this.#scheduleRetry(index);
     } finally {
       this.#uploading.delete(index);
-      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined) this.#queue.add(index);
+      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index)) this.#queue.set(index, 0);
       this.#settle();
       this.#pump();
     }
   }
 
   #scheduleRetry(index: number): void {
-    if (this.#retryTimer !== undefined || this.#closed) return;
+    // A closed database means the process is going away: the journal keeps the block.
+    if (this.#retryTimer !== undefined || this.#closed || this.#db.closed) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i)) this.#queue.add(i);
-      this.#queue.add(index);
+      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queue.has(i)) this.#queue.set(i, 0);
       this.#pump();
     }, 2000);
   }

@@ -89,6 +89,10 @@ export class LocalDb {
     return this.#root.committed;
   }
 
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Closes the environment; later calls do nothing. */
   async close(): Promise<void> {
     if (this.#closed) return;

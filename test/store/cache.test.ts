@@ -232,3 +232,27 @@ test('rewrites racing their own uploads: after flush the store below holds the l
   for (const [i, d] of last) assert.deepEqual(inner.blocks.get(i), d, `block ${i}`);
   await cache.close();
 });
+
+test('uploads wait for the write delay, so pieces of one block cost one PUT; a flush does not wait', async (t) => {
+  const { openDb, make } = await setup(t, { writeDelayMs: 300 });
+  const inner = new MemoryBlockStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  const piece = BS / 8;
+  const block = Buffer.alloc(BS);
+  for (let k = 0; k < 8; k++) {
+    block.fill(k + 1, k * piece, (k + 1) * piece);
+    await cache.write(0, Buffer.from(block)); // as a read-modify-write of each 1/8 would
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(inner.stats.write, 0, 'nothing uploaded before the delay');
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(inner.stats.write, 1, 'one upload for eight writes');
+  assert.deepEqual(inner.blocks.get(0), block);
+  await cache.write(1, randomBytes(BS));
+  const started = Date.now();
+  await cache.flush();
+  assert.ok(Date.now() - started < 250, 'flush uploads at once');
+  assert.equal(inner.stats.write, 2);
+  await cache.close();
+});
