@@ -11,14 +11,24 @@
  *
  * Request life cycle (ownership hand-offs are marked OWNERSHIP below)
  *   1. A worker thread gets a request from libfuse, copies everything libfuse
- *      will reuse (name, write payload) into a malloc'd `request` and hands it
- *      to the JS thread through the session's thread-safe function (TSFN).
+ *      will reuse (the name; the write payload unless borrowed, see below) into
+ *      a malloc'd `request` and hands it to the JS thread through the session's
+ *      thread-safe function (TSFN).
  *   2. call_js() (JS thread) puts the request in the per-env table, which
  *      yields a numeric id, and calls the JS dispatcher with it.
  *   3. JS calls one reply*(id, ...) when the handler settles; the reply is
  *      sent from the JS thread (fuse_reply_* is thread-safe) and the request
  *      is freed. A stale or repeated id is refused (returns false), so a JS
  *      bug can never reply twice to one fuse_req_t.
+ *
+ * Write payloads (OWNERSHIP)
+ *   - owned (default): the worker copies libfuse's buffer (one memcpy) into a
+ *     pooled buffer that becomes a JS Buffer, released by the GC.
+ *   - borrowed: no copy. The worker waits in op_write (libfuse does not reuse
+ *     its buffer before op_write returns) while JS sees that very memory as an
+ *     external Buffer. The reply detaches the Buffer (JS sees length 0 from
+ *     then on), then posts `done`; the worker wakes, frees the request and
+ *     returns. Each in-flight borrowed write holds a worker thread.
  *
  * Invariants
  *   - session->outstanding counts fuse requests handed towards JS and not yet
@@ -35,6 +45,7 @@
 #include <math.h>
 #include <node_api.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -104,7 +115,10 @@ typedef struct request {
   int64_t off;
   uint64_t len; /* read/readdir size, fallocate length, forget nlookup */
   int flags;    /* open flags, write flags, fsync datasync, fallocate mode, to_set */
-  void *payload; /* write: malloc'd copy of the data, see OWNERSHIP notes */
+  void *payload; /* write: copy of the data (owned) or libfuse's buffer (borrowed) */
+  bool borrowed;  /* write payload is libfuse's memory; the worker waits on `done` */
+  sem_t done;     /* borrowed: posted once JS has answered and let go of the payload */
+  napi_ref ab_ref; /* borrowed: the JS ArrayBuffer over the payload, to detach */
   double vec[10]; /* max(C_LEN, S_LEN) */
   char name[]; /* lookup: copy of the name */
 } request;
@@ -117,8 +131,10 @@ struct session {
   bool destroyed;
   atomic_bool dead;    /* the loop has returned */
   atomic_bool exiting; /* process exit: do not touch the TSFN any more */
+  atomic_int refuse;   /* errno answered to new requests without JS (0: none) */
   atomic_long outstanding;
   uint32_t mask; /* bit (1 << op) set when JS has a handler for op */
+  bool borrow_writes;
   unsigned max_write, max_readahead, max_background, congestion, threads;
   int loop_result;
 };
@@ -135,7 +151,9 @@ typedef struct addon {
 } addon;
 
 /* ------------------------------------------------------------------------ */
-/* error helpers                                                            */
+/* error helpers
+ * These run while reporting a failure: if throwing itself fails there is
+ * nothing better to do, so their own N-API statuses are deliberately ignored. */
 
 static void throw_status(napi_env env, napi_status st, const char *what) {
   const napi_extended_error_info *info = NULL;
@@ -278,31 +296,64 @@ static request *req_new(session *s, fuse_req_t req, int op, fuse_ino_t ino,
 
 /* Free a request and whatever it still owns. */
 static void req_free(request *r) {
-  payload_free(r->payload, r->len);
+  if (!r->borrowed) payload_free(r->payload, r->len);
   free(r);
 }
 
-/* Answer a request that never reached JS (any thread), then free it. */
-static void req_fail(request *r, int err) {
-  if (r->req) {
-    if (atomic_load(&r->s->dead)) fuse_reply_none(r->req);
-    else fuse_reply_err(r->req, err);
-    atomic_fetch_sub(&r->s->outstanding, 1);
-  }
-  req_free(r);
+/* Answer a request with an error (or drop it if the connection is gone). */
+static void req_answer_err(request *r, int err) {
+  if (!r->req) return;
+  if (atomic_load(&r->s->dead)) fuse_reply_none(r->req);
+  else fuse_reply_err(r->req, err);
+  atomic_fetch_sub(&r->s->outstanding, 1);
 }
 
-/* Hand a request to the JS thread. OWNERSHIP: on success the request (and its
- * payload) belongs to the JS thread; on failure it is still ours and is
- * answered and freed here. */
-static void submit(session *s, request *r) {
-  if (r->req) atomic_fetch_add(&s->outstanding, 1);
-  if (atomic_load(&s->exiting)) {
-    req_fail(r, ENOTCONN);
+/* JS thread (or env teardown, env NULL): the request is answered; let go of
+ * it. OWNERSHIP: a borrowed request goes back to its waiting worker, which
+ * frees it; its JS Buffer is detached first, since libfuse reuses the memory
+ * as soon as the worker returns. */
+static void req_finish(napi_env env, request *r) {
+  if (!r->borrowed) {
+    req_free(r);
     return;
   }
-  napi_status st = napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking);
-  if (st != napi_ok) req_fail(r, st == napi_closing ? ENOTCONN : EIO);
+  if (r->ab_ref) {
+    napi_value ab;
+    if (env == NULL || napi_get_reference_value(env, r->ab_ref, &ab) != napi_ok || ab == NULL ||
+        napi_detach_arraybuffer(env, ab) != napi_ok) {
+      /* Cannot happen with Node's external buffers; if it did, JS could still
+       * read memory libfuse reuses: stop rather than corrupt silently. */
+      napi_fatal_error("s3zfuse", NAPI_AUTO_LENGTH, "could not detach a borrowed write buffer",
+                       NAPI_AUTO_LENGTH);
+    }
+    if (napi_delete_reference(env, r->ab_ref) != napi_ok)
+      fprintf(stderr, "s3zfuse: could not delete a buffer reference\n");
+    r->ab_ref = NULL;
+  }
+  sem_post(&r->done);
+}
+
+/* Answer a request that JS did not take (JS thread), then let go of it. */
+static void req_fail(napi_env env, request *r, int err) {
+  req_answer_err(r, err);
+  req_finish(env, r);
+}
+
+/* Hand a request to the JS thread (worker thread). OWNERSHIP: on success
+ * (true) the request belongs to the JS thread (a borrowed one comes back
+ * through `done`); on failure it has been answered, and freed unless it is
+ * borrowed (the caller then frees it without waiting). */
+static bool submit(session *s, request *r) {
+  if (r->req) atomic_fetch_add(&s->outstanding, 1);
+  int refuse = atomic_load(&s->refuse);
+  napi_status st = napi_ok;
+  if (!refuse && !atomic_load(&s->exiting)) {
+    st = napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking);
+    if (st == napi_ok) return true;
+  }
+  req_answer_err(r, refuse ? refuse : (st == napi_ok || st == napi_closing) ? ENOTCONN : EIO);
+  if (!r->borrowed) req_free(r);
+  return false;
 }
 
 #define HAS(s, op) ((s)->mask & (1u << (op)))
@@ -425,6 +476,27 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     return;
   }
   NEW_OR_FAIL(r, s, req, OP_WRITE, ino, fi, 0);
+  r->off = off;
+  r->len = size;
+  r->flags = fi->flags;
+  if (s->borrow_writes) {
+    /* OWNERSHIP: JS borrows libfuse's buffer; we do not return (so libfuse
+     * does not reuse it) until JS has answered and let go of it. */
+    r->borrowed = true;
+    r->payload = (void *)buf;
+    if (sem_init(&r->done, 0, 0) != 0) {
+      free(r);
+      fuse_reply_err(req, EIO);
+      return;
+    }
+    if (submit(s, r)) {
+      while (sem_wait(&r->done) != 0 && errno == EINTR) {
+      }
+    }
+    sem_destroy(&r->done);
+    free(r);
+    return;
+  }
   /* OWNERSHIP: `buf` belongs to libfuse and is reused as soon as we return;
    * one memcpy into a buffer of our own, which call_js hands to JS. */
   r->payload = payload_alloc(size);
@@ -434,9 +506,6 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     return;
   }
   memcpy(r->payload, buf, size);
-  r->off = off;
-  r->len = size;
-  r->flags = fi->flags;
   submit(s, r);
 }
 
@@ -576,7 +645,8 @@ static void *loop_main(void *arg) {
   }
   /* The loop thread owns the only TSFN reference (workers have all been
    * joined by fuse_session_loop_mt). */
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  if (napi_release_threadsafe_function(s->tsfn, napi_tsfn_release) != napi_ok)
+    fprintf(stderr, "s3zfuse: could not release the thread-safe function\n");
   return NULL;
 }
 
@@ -672,7 +742,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   request *r = data;
   if (env == NULL || js_cb == NULL) {
     /* The TSFN is being torn down with the env: nobody will answer. */
-    req_fail(r, ENOTCONN);
+    req_fail(NULL, r, ENOTCONN);
     return;
   }
   addon *a = get_addon(env);
@@ -733,6 +803,15 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       A(num(env, (double)r->ino, &argv[2]));
       A(num(env, (double)r->fh, &argv[3]));
       A(num(env, (double)r->off, &argv[4]));
+      if (r->borrowed) {
+        /* OWNERSHIP: JS borrows libfuse's memory until req_finish detaches it. */
+        napi_value ab;
+        A(napi_create_external_buffer(env, r->len, r->payload, NULL, NULL, &argv[5]));
+        A(napi_get_typedarray_info(env, argv[5], NULL, NULL, NULL, &ab, NULL));
+        A(napi_create_reference(env, ab, 1, &r->ab_ref));
+        A(napi_create_int32(env, r->flags, &argv[6]));
+        break;
+      }
       /* OWNERSHIP: the payload goes to a JS Buffer, freed by the GC. */
       napi_status st = napi_create_external_buffer(env, r->len, r->payload, free_external,
                                                    (void *)(uintptr_t)r->len, &argv[5]);
@@ -741,11 +820,10 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       } else {
         /* Runtimes that forbid external buffers: copy instead. */
         bool pending = false;
-        napi_is_exception_pending(env, &pending);
-        if (pending) {
-          napi_value ignored;
-          napi_get_and_clear_last_exception(env, &ignored);
-        }
+        napi_value ignored;
+        if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+            napi_get_and_clear_last_exception(env, &ignored) != napi_ok)
+          goto fail;
         A(napi_create_buffer_copy(env, r->len, r->payload, NULL, &argv[5]));
         payload_free(r->payload, r->len);
         r->payload = NULL;
@@ -792,7 +870,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       uint32_t i2;
       if (table_peek(a, id, &i2) == r) {
         table_remove(a, i2);
-        req_fail(r, EIO);
+        req_fail(env, r, EIO);
       }
     }
   }
@@ -800,7 +878,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 fail:
   fprintf(stderr, "s3zfuse: could not deliver a request to JS (op %d)\n", r->op);
   if (in_table) table_remove(a, idx);
-  req_fail(r, EIO);
+  req_fail(env, r, EIO);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -905,7 +983,7 @@ static request *reply_begin(napi_env env, napi_callback_info info, size_t want_a
 static napi_value reply_end(napi_env env, addon *a, uint32_t idx, request *r) {
   table_remove(a, idx);
   atomic_fetch_sub(&r->s->outstanding, 1);
-  req_free(r);
+  req_finish(env, r);
   napi_value t;
   CHECK(napi_get_boolean(env, true, &t));
   return t;
@@ -1124,7 +1202,7 @@ static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t
 }
 
 /* mount(mountpoint: string, args: string[], cfg: {maxWrite, maxReadahead,
- *       maxBackground, congestionThreshold, threads, handlerMask},
+ *       maxBackground, congestionThreshold, threads, handlerMask, borrowWrites},
  *       dispatch: Function) -> session external.
  * Throws an Error (with errno/code when known) if the mount fails. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
@@ -1172,18 +1250,20 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
     CHECK_GOTO(napi_get_value_string_utf8(env, el, fargv[i + 1], l + 1, &l));
   }
-  uint32_t mask = 0;
+  uint32_t mask = 0, borrow = 0;
   if (!get_u32_prop(env, argv[2], "maxWrite", &s->max_write) ||
       !get_u32_prop(env, argv[2], "maxReadahead", &s->max_readahead) ||
       !get_u32_prop(env, argv[2], "maxBackground", &s->max_background) ||
       !get_u32_prop(env, argv[2], "congestionThreshold", &s->congestion) ||
       !get_u32_prop(env, argv[2], "threads", &s->threads) ||
-      !get_u32_prop(env, argv[2], "handlerMask", &mask)) {
+      !get_u32_prop(env, argv[2], "handlerMask", &mask) ||
+      !get_u32_prop(env, argv[2], "borrowWrites", &borrow)) {
     throw_type(env, "cfg must hold unsigned integers maxWrite, maxReadahead, maxBackground, "
-                    "congestionThreshold, threads, handlerMask");
+                    "congestionThreshold, threads, handlerMask, borrowWrites");
     goto fail;
   }
   s->mask = mask;
+  s->borrow_writes = borrow != 0;
   if (s->threads < 1) s->threads = 1;
   napi_valuetype ft;
   CHECK_GOTO(napi_typeof(env, argv[3], &ft));
@@ -1252,7 +1332,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 fail:
   log_capture = NULL;
-  if (tsfn_made) napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+  if (tsfn_made && napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort) != napi_ok)
+    fprintf(stderr, "s3zfuse: could not release the thread-safe function\n");
   if (mounted) fuse_session_unmount(s->se);
   if (s->se) fuse_session_destroy(s->se);
   if (fargv) {
@@ -1306,6 +1387,48 @@ static napi_value js_mark_exiting(napi_env env, napi_callback_info info) {
   return u;
 }
 
+/* refuse(session, errno): from now on new requests are answered `errno` by
+ * the worker threads without reaching JS (0 lifts it). Used while the
+ * session ends: the JS thread may then be blocked (a spawn whose child closes
+ * a file of this mount on exec, waiting for FLUSH). */
+static napi_value js_refuse(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  session *s;
+  uint32_t err;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2 || !get_session(env, argv[0], &s) || !arg_u32(env, argv[1], &err) || err >= 4096)
+    return throw_type(env, "refuse(session, errno)");
+  atomic_store(&s->refuse, (int)err);
+  napi_value u;
+  CHECK(napi_get_undefined(env, &u));
+  return u;
+}
+
+/* mountFs(source, target, fstype): mount(2) without options, for root (used
+ * for fusectl). Throws with errno/code. */
+static napi_value js_mount_fs(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char src[256], target[4096], type[64];
+  size_t l1 = 0, l2 = 0, l3 = 0;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], src, sizeof src, &l1) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], target, sizeof target, &l2) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[2], type, sizeof type, &l3) != napi_ok || l1 == 0 ||
+      l2 == 0 || l3 == 0 || l1 >= sizeof src - 1 || l2 >= sizeof target - 1 ||
+      l3 >= sizeof type - 1)
+    return throw_type(env, "mountFs(source: string, target: string, fstype: string)");
+  if (mount(src, target, type, 0, NULL) != 0) {
+    char msg[4400];
+    snprintf(msg, sizeof msg, "mount %s on %s", type, target);
+    return throw_errno(env, errno, msg);
+  }
+  napi_value u;
+  CHECK(napi_get_undefined(env, &u));
+  return u;
+}
+
 /* outstanding(session): fuse requests handed to JS and not yet answered. */
 static napi_value js_outstanding(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1335,26 +1458,6 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof msg, "umount2 %s", path);
     return throw_errno(env, errno, msg);
   }
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
-}
-
-/* release(buffer): detaches the ArrayBuffer under a write payload once its
- * handler has settled, so its memory goes straight back to the pool (hot in
- * cache, no GC needed). Any reference JS kept now sees an empty buffer. */
-static napi_value js_release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  bool is = false;
-  if (argc < 1 || napi_is_typedarray(env, argv[0], &is) != napi_ok || !is)
-    return throw_type(env, "release(buffer: Uint8Array)");
-  napi_value ab;
-  CHECK(napi_get_typedarray_info(env, argv[0], NULL, NULL, NULL, &ab, NULL));
-  bool detached = false;
-  CHECK(napi_is_detached_arraybuffer(env, ab, &detached));
-  if (!detached) CHECK(napi_detach_arraybuffer(env, ab));
   napi_value u;
   CHECK(napi_get_undefined(env, &u));
   return u;
@@ -1398,7 +1501,8 @@ static napi_value init(napi_env env, napi_value exports) {
       !set_fn(env, exports, "markExiting", js_mark_exiting) ||
       !set_fn(env, exports, "outstanding", js_outstanding) ||
       !set_fn(env, exports, "umount", js_umount) ||
-      !set_fn(env, exports, "release", js_release) ||
+      !set_fn(env, exports, "refuse", js_refuse) ||
+      !set_fn(env, exports, "mountFs", js_mount_fs) ||
       !set_fn(env, exports, "replyErr", js_reply_err) ||
       !set_fn(env, exports, "replyBuf", js_reply_buf) ||
       !set_fn(env, exports, "replyWrite", js_reply_write) ||

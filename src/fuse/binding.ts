@@ -21,6 +21,11 @@
 //   - while a session is live, a process 'exit' detaches its mount, so a normal
 //     exit never leaves a dead mount (after a crash: `fusermount3 -u DIR`);
 //   - no signal handler is installed unless unmountOnSignals() is called.
+// Hazard (any FUSE server in one process): the process serving a mount must not
+// use synchronous fs calls on it, nor spawn children while it holds files of it
+// open: exec closes them in the child, the kernel sends FLUSH, and the JS thread
+// that must answer is blocked in spawn until the exec completes. Once unmount()
+// gives up waiting, or the process exits, requests are answered without JS.
 import { execFile, spawnSync } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, readFile, readdir, realpath, stat, writeFile } from 'node:fs/promises';
@@ -28,6 +33,7 @@ import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import { S3zError } from '../errors.js';
 
 const E = osConstants.errno;
@@ -187,18 +193,21 @@ export interface MountOptions {
   maxBackground?: number;
   /** Default: 3/4 of maxBackground. */
   congestionThreshold?: number;
-  /** libfuse worker threads. Default 4. */
+  /** Most libfuse worker threads (created on demand). Default 16. */
   threads?: number;
   /** Seconds the kernel may cache attributes. Default 1. */
   attrTimeout?: number;
   /** Seconds the kernel may cache name lookups. Default 1. */
   entryTimeout?: number;
   /**
-   * Who owns write payloads after the write handler settles. 'owned' (default): the
-   * handler's; the memory is released by the GC. 'borrowed': the binding's; the Buffer is
-   * detached (length 0) as soon as the handler settles and its memory reused for the next
-   * write: much faster at 1 MiB writes (no GC churn, cache-hot), for handlers that copy
-   * whatever they keep. Native code must not hold the memory past the handler either.
+   * Who owns write payloads. 'owned' (default): the handler gets a copy it may keep
+   * (released by the GC). 'borrowed': the handler gets libfuse's own buffer, with no copy,
+   * valid only until the handler settles: then it is detached (length 0) and libfuse
+   * reuses the memory. Much faster at 1 MiB writes, for handlers that copy whatever they
+   * keep (native code must not hold the memory past the handler either). Each borrowed
+   * write in flight holds one of the `threads`, and a session whose mount is removed from
+   * outside ends only once its borrowed writes' handlers have settled (unmount() answers
+   * them after its timeout).
    */
   writeBuffers?: 'owned' | 'borrowed';
   /** How long mount() waits for the kernel's INIT and the init handler. Default 10 s. */
@@ -247,6 +256,7 @@ interface NativeConfig {
   congestionThreshold: number;
   threads: number;
   handlerMask: number;
+  borrowWrites: number;
 }
 
 interface Native {
@@ -255,7 +265,8 @@ interface Native {
   markExiting(session: NativeSession): void;
   outstanding(session: NativeSession): number;
   umount(path: string, flags: number): void;
-  release(buffer: Uint8Array): void;
+  refuse(session: NativeSession, errno: number): void;
+  mountFs(source: string, target: string, fstype: string): void;
   replyErr(id: number, errno: number): boolean;
   replyBuf(id: number, data: Uint8Array): boolean;
   replyWrite(id: number, count: number): boolean;
@@ -438,7 +449,7 @@ function resolveOptions(options: MountOptions): ResolvedOptions {
     maxReadahead: checkInt('maxReadahead', options.maxReadahead, 0, 64 * MIB, MIB),
     maxBackground,
     congestionThreshold: checkInt('congestionThreshold', options.congestionThreshold, 1, maxBackground, Math.max(1, Math.floor((maxBackground * 3) / 4))),
-    threads: checkInt('threads', options.threads, 1, 64, 4),
+    threads: checkInt('threads', options.threads, 1, 256, 16),
     attrTimeout: checkSeconds('attrTimeout', options.attrTimeout, 1),
     entryTimeout: checkSeconds('entryTimeout', options.entryTimeout, 1),
     initTimeoutMs: checkInt('initTimeoutMs', options.initTimeoutMs, 1, 3_600_000, 10_000),
@@ -642,6 +653,7 @@ function exitHook(): void {
 const kExit = Symbol('exit');
 const kStart = Symbol('start');
 const kSetDev = Symbol('setDev');
+const kDispatch = Symbol('dispatch');
 
 // ---------------------------------------------------------------------------
 // Session
@@ -718,7 +730,7 @@ export class FuseSession {
     this.#state = 'unmounting';
     if (this.#pending.size > 0) {
       const drained = new Promise<void>((res) => this.#drainWaiters.push(res));
-      if (!(await within(drained, timeoutMs))) this.#abandon(E.EIO);
+      if (!(await within(drained, timeoutMs))) this.#giveUp();
     }
     if (this.state === 'closed') return;
     try {
@@ -731,10 +743,20 @@ export class FuseSession {
     }
     if (await within(this.closed, timeoutMs)) return;
     // Something still holds the detached mount (an open file, a cwd): end the connection.
-    this.#abandon(E.EIO);
+    this.#giveUp();
     await this.#abortConnection();
     if (await within(this.closed, Math.max(timeoutMs, 1000))) return;
     throw new S3zError('EMOUNT', `${this.mountpoint}: the FUSE session did not end after the mount was detached and the connection aborted`);
+  }
+
+  /**
+   * Stops waiting for handlers: what is pending is answered EIO, and from now on
+   * requests are answered EIO without reaching JS (nothing can then wait on the JS
+   * thread, see the header).
+   */
+  #giveUp(): void {
+    if (this.#handle !== undefined && this.state !== 'closed') this.#native.refuse(this.#handle, E.EIO);
+    this.#abandon(E.EIO);
   }
 
   /** Writes to fusectl's abort file of this connection (mounting fusectl if needed and allowed). */
@@ -746,11 +768,8 @@ export class FuseSession {
     const file = join(dir, String(maj * 2 ** 20 + min), 'abort');
     try {
       const entries = await readdir(dir).catch(() => [] as string[]);
-      if (entries.length === 0 && isRoot()) {
-        await new Promise<void>((res) => {
-          execFile('mount', ['-t', 'fusectl', 'fusectl', dir], () => res());
-        });
-      }
+      // Not spawned (a child closing this mount's files at exec would wait on us).
+      if (entries.length === 0 && isRoot()) this.#native.mountFs('fusectl', dir, 'fusectl');
       await writeFile(file, '1');
     } catch (err) {
       this.#opts.onError(new S3zError('EMOUNT', `could not abort the FUSE connection through ${file}: ${messageOf(err)}`, { cause: err }), 'init');
@@ -798,8 +817,8 @@ export class FuseSession {
     this.#dev = dev;
   }
 
-  /** Called by the native side for every request, on the JS thread. Never throws. */
-  readonly dispatch: Dispatch = (op, id, a, b, c, d, e) => {
+  /** @internal Called by the native side for every request, on the JS thread. Never throws. */
+  readonly [kDispatch]: Dispatch = (op, id, a, b, c, d, e) => {
     try {
       this.#dispatch(op, id, a, b, c, d, e);
     } catch (err) {
@@ -821,7 +840,7 @@ export class FuseSession {
         return this.#settle(id, 'read', () => h.read!(a as number, b as number, c as number, d as number), this.#okRead);
       case OP.WRITE:
         this.#pending.set(id, { op: 'write' });
-        return this.#settleWrite(id, h, a as number, b as number, c as number, d as Buffer, e as number);
+        return this.#settle(id, 'write', () => h.write!(a as number, b as number, c as number, d as Buffer, e as number), this.#okWrite);
       case OP.LOOKUP:
         this.#pending.set(id, { op: 'lookup' });
         return this.#settle(id, 'lookup', () => h.lookup!(a as number, b as string), this.#okEntry);
@@ -889,34 +908,6 @@ export class FuseSession {
     } else {
       this.#ok(id, op, v, ok);
     }
-  }
-
-  /** Like #settle for writes; a borrowed payload is detached once the handler has settled. */
-  #settleWrite(id: number, h: FuseHandlers, ino: number, fh: number, offset: number, data: Buffer, flags: number): void {
-    const borrowed = this.#opts.writeBuffers === 'borrowed';
-    let v: Awaitable<number>;
-    try {
-      v = h.write!(ino, fh, offset, data, flags);
-    } catch (err) {
-      this.#fail(id, 'write', err);
-      if (borrowed) this.#native.release(data);
-      return;
-    }
-    if (!isThenable(v)) {
-      this.#ok(id, 'write', v, this.#okWrite);
-      if (borrowed) this.#native.release(data);
-      return;
-    }
-    v.then(
-      (r) => {
-        this.#ok(id, 'write', r, this.#okWrite);
-        if (borrowed) this.#native.release(data);
-      },
-      (err: unknown) => {
-        this.#fail(id, 'write', err);
-        if (borrowed) this.#native.release(data);
-      },
-    );
   }
 
   #ok<T>(id: number, op: HandlerName, v: T, ok: (id: number, v: T) => void): void {
@@ -1149,6 +1140,7 @@ function setattrChanges(toSet: number, v: Float64Array): SetattrChanges {
  */
 export function mount(dir: string, options: MountOptions, handlers: FuseHandlers): Promise<FuseSession> {
   if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('dir must be a non-empty string');
+  if (!isMainThread) throw new TypeError('mount() must be called from the main thread');
   const opts = resolveOptions(options);
   const handlerMask = checkHandlers(handlers);
   return mountChecked(dir, opts, handlers, handlerMask);
@@ -1171,7 +1163,8 @@ async function mountChecked(dir: string, opts: ResolvedOptions, handlers: FuseHa
       congestionThreshold: opts.congestionThreshold,
       threads: opts.threads,
       handlerMask,
-    }, session.dispatch);
+      borrowWrites: opts.writeBuffers === 'borrowed' ? 1 : 0,
+    }, session[kDispatch]);
   } catch (err) {
     const errno = errnoOf(err) ?? E.EIO;
     const hint = errno === E.EPERM || errno === E.EACCES ? 'no permission to mount (run as root, or install fuse3 for fusermount3)' : messageOf(err);
@@ -1212,7 +1205,7 @@ export interface SignalOptions {
 
 /**
  * Opt-in: on SIGINT/SIGTERM, unmount `session` cleanly. A second signal while
- * unmounting re-raises at once (the exit hook still detaches the mount).
+ * unmounting detaches the mount at once and re-raises.
  * Returns a function that removes the listeners. Also removed once the session closes.
  */
 export function unmountOnSignals(session: FuseSession, options: SignalOptions = {}): () => void {
@@ -1234,6 +1227,8 @@ export function unmountOnSignals(session: FuseSession, options: SignalOptions = 
   };
   function listener(signal: NodeJS.Signals): void {
     if (handling) {
+      // Death by signal runs no 'exit' listener: detach now, then let the signal end the process.
+      session[kExit]();
       raise(signal);
       return;
     }
