@@ -6,7 +6,7 @@
 //   dirty    LMDB `blocks` holds newer content than S3 and `dirty` holds its write
 //            sequence number; never evicted; queued for upload
 //   uploading  dirty, with one upload in flight (never two for one block)
-// Entries are sha256(32 raw bytes) + data, or the 32-byte ZERO marker for a block
+// Entries are CRC-32 (4 bytes) + data, or the 4-byte ZERO marker for a block
 // written as zeros; every entry is checked against its checksum when loaded.
 //
 // Invariants
@@ -22,7 +22,8 @@ import { S3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { isZero, sha256Raw } from './checksum.js';
+import { crc32 } from 'node:zlib';
+import { isZero } from './checksum.js';
 
 export interface CacheConfig {
   /** Clean blocks beyond this many bytes are evicted, least recently used first. */
@@ -65,8 +66,24 @@ export interface CacheStats {
   replayed: number;
 }
 
-const HEADER = 32;
+// Local entries carry a CRC-32 (5 GB/s here, against 1.6 for SHA-256): it is checked at
+// every load from LMDB, so a warm read costs a copy and a CRC, and it catches bit rot as well.
+const HEADER = 4;
 const ZERO_MARKER = Buffer.alloc(HEADER);
+
+function encode(data: Buffer): Buffer {
+  const entry = Buffer.allocUnsafe(HEADER + data.length);
+  entry.writeUInt32BE(crc32(data), 0);
+  data.copy(entry, HEADER);
+  return entry;
+}
+
+/** The block in an entry, null for the zero marker, undefined when it fails its check. */
+function decode(entry: Buffer, blockSize: number): Buffer | null | undefined {
+  if (entry.length === HEADER && entry.equals(ZERO_MARKER)) return null;
+  const data = entry.subarray(HEADER);
+  return data.length === blockSize && crc32(data) === entry.readUInt32BE(0) ? data : undefined;
+}
 
 interface FlushWaiter {
   readonly seq: number;
@@ -192,7 +209,7 @@ export class CacheStore implements BlockStore {
       checkOpen(this.#closed);
     }
     const zero = data === null || isZero(data);
-    const entry = zero ? ZERO_MARKER : Buffer.concat([sha256Raw(data), data]);
+    const entry = zero ? ZERO_MARKER : encode(data);
     const seq = ++this.#seq;
     if (this.#reads.has(index)) this.#overtaken.add(index);
     this.#hot.delete(index);
@@ -240,9 +257,9 @@ export class CacheStore implements BlockStore {
   #load(index: number): Buffer | null | undefined {
     const entry = this.#db.blocks.get(index);
     if (entry === undefined) return undefined;
-    if (entry.length === HEADER && entry.equals(ZERO_MARKER)) return null;
-    const data = entry.subarray(HEADER);
-    if (data.length === this.blockSize && sha256Raw(data).equals(entry.subarray(0, HEADER))) {
+    const data = decode(entry, this.blockSize);
+    if (data === null) return null;
+    if (data !== undefined) {
       this.#lru.get(index);
       this.#hot.set(index, data);
       return data;
@@ -266,7 +283,7 @@ export class CacheStore implements BlockStore {
       return local === undefined ? data : local;
     }
     if (data !== null && !this.#closed) {
-      void this.#db.blocks.put(index, Buffer.concat([sha256Raw(data), data]));
+      void this.#db.blocks.put(index, encode(data));
       this.#lru.set(index, true);
       this.#hot.set(index, data);
     }
@@ -308,11 +325,8 @@ export class CacheStore implements BlockStore {
       if (data === undefined) {
         const entry = this.#db.blocks.get(index);
         if (entry === undefined) throw new S3zError('ECORRUPT', `block ${index}: dirty in the journal but missing from the cache`);
-        data = null;
-        if (!(entry.length === HEADER && entry.equals(ZERO_MARKER))) {
-          data = entry.subarray(HEADER);
-          if (!sha256Raw(data).equals(entry.subarray(0, HEADER))) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
-        }
+        data = decode(entry, this.blockSize);
+        if (data === undefined) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
       }
       await this.#inner.write(index, data);
       this.#stats.uploads++;

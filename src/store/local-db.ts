@@ -1,8 +1,8 @@
 // The local LMDB environment of one volume (one folder per volume uuid under the
 // cache directory). Several layers keep state here, each in its own named table:
-//   blocks   index -> sha256 (32 bytes) + block data   the block cache (cache layer)
+//   blocks   index -> crc32 (4 bytes) + block data     the block cache (cache layer)
 //   dirty    index -> write sequence                    the write-back journal (cache layer)
-//   overlay  index -> sha256 + data, or 32 bytes only   overlay writes; 32 bytes = zero block
+//   overlay  index -> sha256 + data, or 32 zero bytes    overlay writes; the zero bytes = zero block
 //   zmap     chunk -> bitmap                            which blocks exist in S3 (zero map layer)
 //   guard    index -> { sum, until }                    read-after-write expectations (guard layer)
 //   meta     string -> JSON                             geometry, lease token, zero-map validity
