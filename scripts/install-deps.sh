@@ -19,5 +19,7 @@ $SUDO pkill -x zfs-fuse 2>/dev/null || true
 
 $SUDO bash scripts/install-zdb.sh
 
-npm ci --no-audit --no-fund
+# Not `npm ci`: the registry reachable here lacks lmdb's optional macOS/Windows
+# helper packages, so the lock file cannot list them and `npm ci` refuses it.
+npm install --no-audit --no-fund
 npm run build
