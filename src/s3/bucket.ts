@@ -153,18 +153,34 @@ export class S3Bucket {
     });
   }
 
-  /** `ifAbsent` asks the server to refuse an overwrite (s3rver ignores it; AWS honours it). */
-  async put(key: string, body: Buffer, opts: { md5: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean }): Promise<string | undefined> {
+  /**
+   * `ifAbsent` asks the server to refuse an overwrite (s3rver ignores it; AWS honours it).
+   * `sha256Hex`, the body's SHA-256 when the caller has it, spares SigV4 hashing the body again.
+   */
+  async put(
+    key: string,
+    body: Buffer,
+    opts: { md5: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean },
+  ): Promise<string | undefined> {
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
-      const res = await this.#client.send(
-        new PutObjectCommand({
-          Bucket: this.name, Key: key, Body: body, ContentLength: body.length, ContentMD5: opts.md5,
-          ContentType: opts.contentType ?? 'application/octet-stream',
-          ...(opts.metadata ? { Metadata: opts.metadata } : {}),
-          ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
-        }),
-        { abortSignal },
-      );
+      const command = new PutObjectCommand({
+        Bucket: this.name, Key: key, Body: body, ContentLength: body.length, ContentMD5: opts.md5,
+        ContentType: opts.contentType ?? 'application/octet-stream',
+        ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+        ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+      });
+      const payloadHash = opts.sha256Hex;
+      if (payloadHash !== undefined) {
+        // The signer takes a present x-amz-content-sha256 as the payload's hash.
+        command.middlewareStack.add(
+          (next) => (args) => {
+            (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = payloadHash;
+            return next(args);
+          },
+          { step: 'build', name: 's3zPayloadHash' },
+        );
+      }
+      const res = await this.#client.send(command, { abortSignal });
       this.stats.bytesOut += body.length;
       return res.ETag;
     });

@@ -10,7 +10,7 @@ import { TransientError } from '../s3/errors.js';
 import type { BlockKeys } from '../volume/keys.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { CHECKSUM_META, isZero, md5, sha256 } from './checksum.js';
+import { CHECKSUM_META, isZero, md5, sha256, sha256Raw } from './checksum.js';
 
 export interface S3StoreStats {
   corrupt: number;
@@ -56,7 +56,8 @@ export class S3BlockStore implements BlockStore {
       await this.#bucket.delete(key);
       return;
     }
-    await this.#bucket.put(key, data, { md5: md5(data), metadata: { [CHECKSUM_META]: sha256(data) } });
+    const digest = sha256Raw(data);
+    await this.#bucket.put(key, data, { md5: md5(data), sha256Hex: digest.toString('hex'), metadata: { [CHECKSUM_META]: digest.toString('base64') } });
   }
 
   async flush(): Promise<void> {
