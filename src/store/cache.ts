@@ -225,7 +225,9 @@ export class CacheStore implements BlockStore {
     // Only now: an upload that reads this seq must find this data (or newer) in LMDB. A flush
     // waits for writes that resolved before it, and this one resolves after this line.
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
-    if (!zero && this.#dirty.get(index) === seq) this.#hot.set(index, data);
+    // A read racing this write (hydration, read-ahead) may have put the old copy back in the hot set.
+    if (zero) this.#hot.delete(index);
+    else if (this.#dirty.get(index) === seq) this.#hot.set(index, data);
     // A block already waiting keeps its place and time: rewrites coalesce into one upload.
     if (!this.#queue.has(index)) this.#queue.set(index, Date.now() + this.#config.writeDelayMs);
     this.#pump();

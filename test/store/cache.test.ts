@@ -256,3 +256,19 @@ test('uploads wait for the write delay, so pieces of one block cost one PUT; a f
   assert.equal(inner.stats.write, 2);
   await cache.close();
 });
+
+test('a read racing a zero write never leaves the old data behind', async (t) => {
+  const { openDb, make } = await setup(t, { writeDelayMs: 0 });
+  const inner = new MemoryBlockStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  for (let round = 0; round < 50; round++) {
+    await cache.write(9, randomBytes(BS));
+    await cache.read(1); // push nothing in particular; keep the hot set busy
+    const zeroing = cache.write(9, null);
+    const racing = cache.read(9); // not ordered with the write (as hydration is not)
+    await Promise.all([zeroing, racing]);
+    assert.equal(await cache.read(9), null, `round ${round}: the zero write wins`);
+  }
+  await cache.close();
+});
