@@ -64,9 +64,10 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
   let said = '';
   pipe.on('data', (d: Buffer) => (said += d.toString()));
-  const exitCode = await new Promise<number | null>((resolve) => {
+  const exitCode = await new Promise<number | null>((resolve, reject) => {
     pipe.on('end', () => resolve(null));
     child.on('exit', (code) => resolve(code ?? 1));
+    child.on('error', (err) => reject(new S3zError('EMOUNT', `could not start the mount daemon: ${err.message}`, { cause: err })));
   });
   const line = said.trim();
   if (line.startsWith('ok ')) {

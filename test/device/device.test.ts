@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { S3Client, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { ROOT, startS3, type TestS3 } from '../helpers/s3.js';
 import { runCli } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 
@@ -265,7 +265,7 @@ describe('device', { skip }, () => {
     await unmount(r.dir);
   });
 
-  test('mount errors: missing directory, missing volume, busy mountpoint', async () => {
+  test('mount errors: missing directory, missing volume, busy mountpoint, no /dev/fuse', async () => {
     const url = s3.url('errs');
     const r1 = await runCli(['mount', url, path.join(work, 'nope')], s3.env);
     assert.equal(r1.code, 1);
@@ -284,5 +284,17 @@ describe('device', { skip }, () => {
     const r4 = await runCli(['unmount', m.dir], s3.env);
     assert.equal(r4.code, 1);
     assert.match(r4.stderr, /not mounted/);
+    // No /dev/fuse: a private mount namespace whose /dev has only what node needs.
+    const script = [
+      'mount -t tmpfs tmpfs /dev',
+      'for n in "null 1 3" "zero 1 5" "random 1 8" "urandom 1 9"; do set -- $n; mknod -m 666 /dev/$1 c $2 $3; done',
+      `exec "${process.execPath}" "${path.join(ROOT, 'dist', 'cli.js')}" mount --read-only "${url}" "${m.dir}" --cache-dir "${path.join(work, 'errs3.cache')}"`,
+    ].join('; ');
+    const r5 = await run('unshare', ['-m', 'bash', '-c', script], { env: { ...process.env, ...s3.env } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+    );
+    assert.equal(r5.code, 1);
+    assert.match(r5.stderr.trim(), /^s3zmount: no usable \/dev\/fuse/);
   });
 });
