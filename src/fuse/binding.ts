@@ -550,8 +550,12 @@ function mountError(dir: string, errno: number, why: string, cause?: unknown): S
   return new S3zError('EMOUNT', `cannot mount on ${dir}: ${why}`, cause === undefined ? { errno } : { errno, cause });
 }
 
-/** Why a mount would fail, checked in JS before any native call. */
-async function preflight(dir: string, opts: ResolvedOptions): Promise<string> {
+/**
+ * Why a mount on `dir` would fail (missing or busy mount point, no /dev/fuse, no
+ * permission), as an EMOUNT S3zError; resolves to the resolved mount point. mount()
+ * runs it before any native call; callers may run it earlier to fail before other work.
+ */
+export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'allowOther'> = {}): Promise<string> {
   // Resolve the parent only: touching the directory itself could block on a hung mount.
   const abs = resolve(dir);
   let target: string;
@@ -1147,7 +1151,7 @@ export function mount(dir: string, options: MountOptions, handlers: FuseHandlers
 }
 
 async function mountChecked(dir: string, opts: ResolvedOptions, handlers: FuseHandlers, handlerMask: number): Promise<FuseSession> {
-  const target = await preflight(dir, opts);
+  const target = await checkMountpoint(dir, opts);
   const native = loadNative();
   const mountOpts = [`fsname=${opts.fsname}`, `subtype=${opts.subtype}`];
   if (opts.readOnly) mountOpts.push('ro');

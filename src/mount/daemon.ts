@@ -8,12 +8,10 @@
 //             `unmount` can show progress), then FUSE is unmounted, the stack
 //             closed (a last flush) and the lease released. If S3 cannot be
 //             reached, the journal stays in the cache for the next mount.
-import { access, stat } from 'node:fs/promises';
-import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import { mount, type FuseSession } from '../fuse/binding.js';
+import { checkMountpoint, mount, type FuseSession } from '../fuse/binding.js';
 import { DeviceOps } from '../fuse/ops.js';
 import type { S3Config } from '../s3/bucket.js';
 import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject } from '../volume/lease.js';
@@ -45,6 +43,7 @@ export interface RunningMount {
 export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
   const dir = path.resolve(opts.dir);
+  // Before the lease and the LIST: a mount that cannot happen must not touch S3.
   await checkMountpoint(dir);
   const ref = volumeRef(opts.s3, opts.url, log);
   const undo: Array<() => Promise<unknown>> = [async () => ref.bucket.destroy()];
@@ -78,7 +77,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     const db = LocalDb.open(cacheDir, d);
     undo.push(() => db.close());
 
-    const stack = await composeStack({ volume, db, mode: opts.mode, cacheSize: opts.cacheSize, leaseToken, newToken: lease?.token ?? leaseToken, log });
+    const stack = await composeStack({ volume, db, mode: opts.mode, cacheSize: opts.cacheSize, leaseToken, newToken: lease?.token ?? null, log });
     undo.push(() => stack.top.close());
 
     const ops: DeviceOps = new DeviceOps(stack.top, { readOnly: opts.mode === 'read-only', stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode), null, 2) + '\n', log });
@@ -110,20 +109,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   }
 }
 
-async function checkMountpoint(dir: string): Promise<void> {
-  let st;
-  try {
-    st = await stat(dir);
-  } catch (err) {
-    throw new S3zError('EMOUNT', `${dir}: no such directory (create it first)`, { cause: err });
-  }
-  if (!st.isDirectory()) throw new S3zError('EMOUNT', `${dir}: not a directory`);
-  try {
-    await access('/dev/fuse', constants.R_OK | constants.W_OK);
-  } catch (err) {
-    throw new S3zError('EMOUNT', 'no usable /dev/fuse: install fuse3 and make sure the fuse module is loaded (or the container has the device)', { cause: err });
-  }
-}
 
 export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode): Record<string, unknown> {
   const s = stack.stats();

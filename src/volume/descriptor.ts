@@ -72,13 +72,3 @@ export function parseDescriptor(body: Buffer, url: string): Descriptor {
   if (typeof d.created !== 'string') throw new S3zError('EBADVOLUME', `${url}: the descriptor has no creation date`);
   return { format: FORMAT, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created, keyLayout: d.keyLayout };
 }
-
-/** A mount or image transfer that expects a geometry refuses a volume that has another. */
-export function checkExpected(desc: Descriptor, url: string, expected: { size?: number | undefined; blockSize?: number | undefined }): void {
-  if (expected.blockSize !== undefined && expected.blockSize !== desc.blockSize) {
-    throw new S3zError('EBADVOLUME', `${url}: block size is ${desc.blockSize}, not ${expected.blockSize}`);
-  }
-  if (expected.size !== undefined && expected.size !== desc.size) {
-    throw new S3zError('EBADVOLUME', `${url}: size is ${desc.size}, not ${expected.size}`);
-  }
-}
