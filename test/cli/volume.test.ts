@@ -4,12 +4,11 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
-import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { S3BlockStore } from '../../dist/store/s3-store.js';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
 import { silentLogger } from '../../dist/log.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 
 let s3: TestS3;
@@ -57,8 +56,7 @@ test('status counts stored blocks; verify passes a clean volume and reports a ta
   assert.equal((await cli('create', url, '--size', '64M', '--block-size', '64K')).code, 0);
   const loc = parseS3Url(url);
   const keys = new BlockKeys(loc);
-  const bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint, retry: { retries: 1, minDelayMs: 10, maxDelayMs: 10, maxTotalMs: 1000 } }, loc.bucket, silentLogger);
-  Object.assign(process.env, s3.env);
+  const bucket = testBucket(s3, { retry: { retries: 1, minDelayMs: 10, maxDelayMs: 10, maxTotalMs: 1000 } });
   try {
     const store = new S3BlockStore({ blockSize: 65536, blockCount: 1024, readOnly: false }, bucket, keys, silentLogger);
     for (const i of [0, 5, 1023]) await store.write(i, randomBytes(65536));
@@ -97,8 +95,7 @@ test('erase needs --yes, then deletes everything', async () => {
   const url = s3.url();
   assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
   const loc = parseS3Url(url);
-  const bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint }, loc.bucket, silentLogger);
-  Object.assign(process.env, s3.env);
+  const bucket = testBucket(s3);
   try {
     const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
     for (let i = 0; i < 20; i++) await store.write(i * 7, Buffer.alloc(4096, i + 1));

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
+import { S3Bucket, DEFAULT_S3_CONFIG, type S3Config } from '../../dist/s3/bucket.js';
+import { silentLogger } from '../../dist/log.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -95,4 +97,18 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Puts the server's credentials where the SDK's default chain finds them (this process only). */
+export function useCredentials(s3: TestS3): void {
+  for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION'] as const) {
+    const v = s3.env[k];
+    if (v !== undefined) process.env[k] = v;
+  }
+}
+
+/** A product S3Bucket client for the test server's bucket; the caller destroys it. */
+export function testBucket(s3: TestS3, config: Partial<S3Config> = {}): S3Bucket {
+  useCredentials(s3);
+  return new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint, ...config }, s3.bucket, silentLogger);
 }

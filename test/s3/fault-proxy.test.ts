@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startS3 } from '../helpers/s3.js';
+import { startS3, useCredentials } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { parseS3Url } from '../../dist/s3/url.js';
@@ -16,10 +16,7 @@ import { md5 } from '../../dist/store/checksum.js';
 
 const s3 = await startS3();
 after(() => s3.stop());
-for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION'] as const) {
-  const v = s3.env[k];
-  if (v !== undefined) process.env[k] = v;
-}
+useCredentials(s3);
 const proxy = await startFaultProxy(s3.endpoint).catch(async (err: unknown) => {
   await s3.stop();
   throw err;

@@ -6,7 +6,7 @@ import { test, after, beforeEach, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { startS3 } from '../helpers/s3.js';
+import { startS3, useCredentials } from '../helpers/s3.js';
 import { startFaultProxy, type FaultAction } from '../helpers/fault-proxy.js';
 import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { S3BlockStore } from '../../dist/store/s3-store.js';
@@ -17,11 +17,7 @@ import { silentLogger } from '../../dist/log.js';
 
 const s3 = await startS3();
 after(() => s3.stop());
-// The SDK's default credential chain reads these.
-for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION'] as const) {
-  const v = s3.env[k];
-  if (v !== undefined) process.env[k] = v;
-}
+useCredentials(s3);
 const proxy = await startFaultProxy(s3.endpoint).catch(async (err: unknown) => {
   await s3.stop();
   throw err;

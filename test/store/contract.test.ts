@@ -6,12 +6,12 @@ import { randomBytes } from 'node:crypto';
 import type { BlockStore } from '../../dist/store/types.js';
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { S3BlockStore } from '../../dist/store/s3-store.js';
-import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
+import type { S3Bucket } from '../../dist/s3/bucket.js';
 import { parseS3Url } from '../../dist/s3/url.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
 import { countStored } from '../../dist/volume/inventory.js';
 import { silentLogger } from '../../dist/log.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 
 const BS = 64 * 1024;
 const COUNT = 64;
@@ -77,8 +77,7 @@ let s3: TestS3;
 let bucket: S3Bucket;
 before(async () => {
   s3 = await startS3();
-  Object.assign(process.env, s3.env);
-  bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint }, s3.bucket, silentLogger);
+  bucket = testBucket(s3);
 });
 after(async () => {
   bucket?.destroy();

@@ -4,19 +4,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
-import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
+import type { S3Bucket } from '../../dist/s3/bucket.js';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import { LeaseHolder, readLease, readLeaseObject } from '../../dist/volume/lease.js';
 import { md5 } from '../../dist/store/checksum.js';
 import { silentLogger } from '../../dist/log.js';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 
 let s3: TestS3;
 let bucket: S3Bucket;
 before(async () => {
   s3 = await startS3();
-  Object.assign(process.env, s3.env);
-  bucket = new S3Bucket({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint }, s3.bucket, silentLogger);
+  bucket = testBucket(s3);
 });
 after(async () => {
   bucket?.destroy();
