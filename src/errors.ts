@@ -16,6 +16,8 @@ export type ErrorCode =
   | 'EVOLUMEEXISTS' // create on an existing volume
   | 'EBADVOLUME' // descriptor unreadable or not what was expected
   | 'ECORRUPT' // block failed verification after retries
+  | 'EMISSING' // a block the volume lists as stored has no object in S3
+  | 'ENOSPACE' // the local cache disk is full
   | 'ESTALE' // read-after-write guard never saw the expected content
   | 'ES3' // any other S3 failure after retries
   | 'ERANGE' // block index or byte range outside the device
@@ -36,6 +38,8 @@ const ERRNO: Record<ErrorCode, number> = {
   EVOLUMEEXISTS: E.EEXIST,
   EBADVOLUME: E.EINVAL,
   ECORRUPT: E.EIO,
+  EMISSING: E.EIO,
+  ENOSPACE: E.ENOSPC,
   ESTALE: E.EIO,
   ES3: E.EIO,
   ERANGE: E.EINVAL,

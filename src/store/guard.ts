@@ -19,7 +19,7 @@
 //   above still hold the data and write it again, and until then a read that
 //   reaches S3 gets the new content or ESTALE, never possibly-replaced bytes.
 import type { Logger } from '../log.js';
-import { S3zError } from '../errors.js';
+import { S3zError, isS3zError } from '../errors.js';
 import { withRetry, type RetryPolicy } from '../s3/retry.js';
 import type { GuardEntry, LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
@@ -107,7 +107,14 @@ export class GuardStore implements BlockStore {
         // that started while the previous attempt was in flight.
         const writing = this.#writes.get(index);
         if (writing !== undefined) await writing;
-        const data = await this.#inner.read(index, opts);
+        let data: Buffer | null;
+        try {
+          data = await this.#inner.read(index, opts);
+        } catch (err) {
+          // A block just written that S3 does not show yet is a stale read, not a lost block.
+          if (!isS3zError(err, 'EMISSING') || this.#expected(index)?.sum == null) throw err;
+          data = null;
+        }
         const expected = this.#expected(index);
         if (expected === undefined) return data;
         const actual = data === null || isZero(data) ? null : sha256(data);

@@ -7,8 +7,11 @@
 // - A clear bit means "no object": the bit is cleared before the DELETE is sent (so a
 //   read racing the delete gives zeros, the newest content), and set again if the
 //   delete fails, unless a newer write of the block has started since.
-// - A set bit means "maybe an object": set before the PUT and never cleared when the
-//   PUT fails. A wrong set bit costs one GET that finds nothing; a wrong clear bit
+// - A set bit means "an object": set before the PUT and never cleared when the PUT
+//   fails. A read of a set bit that finds no object is EMISSING (EIO), never zeros:
+//   the object was deleted behind the mount's back. The one exception is a block
+//   whose last write failed (kept in a small set until a write of it succeeds): S3 may
+//   or may not hold it, so a GET that finds nothing answers null. A wrong clear bit
 //   would hide data, so every uncertain case ends with the bit set.
 // - Memory holds one 4 KiB bitmap per chunk of 32768 blocks that has a stored block,
 //   never a bitmap of the whole device; a chunk whose last bit clears is freed.
@@ -19,6 +22,7 @@
 // - Writes of one block are assumed to arrive one at a time (the guard layer above
 //   serializes them); with overlapping writes S3's own outcome is undefined anyway.
 import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
@@ -51,6 +55,8 @@ export interface ZeroMapStats {
   stored: number;
   /** Reads answered with null without asking the store below. */
   zeroReads: number;
+  /** Reads of a block listed as stored that S3 had no object for (answered EIO). */
+  missing: number;
   /** Where the map came from at load. */
   loadedFrom: 'none' | 'list' | 'cache';
   /** LIST pages read to build the map. */
@@ -80,7 +86,7 @@ const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => {
 export class ZeroMapStore implements BlockStore {
   readonly blockSize: number;
   readonly blockCount: number;
-  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, loadedFrom: 'none', listPages: 0, chunks: 0 };
+  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, missing: 0, loadedFrom: 'none', listPages: 0, chunks: 0 };
   #inner: BlockStore;
   #db: LocalDb;
   #log: Logger;
@@ -92,6 +98,8 @@ export class ZeroMapStore implements BlockStore {
   /** Latest write generation per block with a write in flight; lets a failed delete know whether it is still the newest. */
   #writing = new Map<number, number>();
   #generation = 0;
+  /** Blocks whose last write failed: S3 may or may not hold an object (kept until a write succeeds). */
+  #uncertain = new Set<number>();
   #token: string | undefined;
   #loaded = false;
   #loading = false;
@@ -183,7 +191,15 @@ export class ZeroMapStore implements BlockStore {
       this.stats.zeroReads++;
       return null;
     }
-    return this.#inner.read(index, opts);
+    const data = await this.#inner.read(index, opts);
+    // A set bit with no object: zeros would be wrong bytes for ZFS, unless the block was
+    // deleted since this read began (bit now clear) or its last write failed midway.
+    if (data === null && this.has(index) && !this.#uncertain.has(index)) {
+      this.stats.missing++;
+      this.#log.error({ block: index }, 'block listed as stored has no object in S3 (deleted behind the mount?)');
+      throw new S3zError('EMISSING', `block ${index}: the volume lists it as stored but S3 has no object for it (deleted by a lifecycle rule or another tool?)`);
+    }
+    return data;
   }
 
   async write(index: number, data: Buffer | null): Promise<void> {
@@ -196,7 +212,10 @@ export class ZeroMapStore implements BlockStore {
     this.#set(index, !zero);
     try {
       await this.#inner.write(index, zero ? null : data);
+      if (this.#writing.get(index) === generation) this.#uncertain.delete(index);
     } catch (err) {
+      // Whether the object is there now is unknown: a GET that finds none is not an error.
+      this.#uncertain.add(index);
       // The delete may not have happened: the object may still be there. A failed PUT
       // leaves its bit set already (the object may or may not have been replaced).
       if (zero && this.#writing.get(index) === generation) this.#set(index, true);

@@ -11,6 +11,7 @@ import { GuardStore, type GuardConfig } from '../../dist/store/guard.js';
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
+import { S3zError } from '../../dist/errors.js';
 import type { BlockStore, ReadOptions } from '../../dist/store/types.js';
 
 const BS = 4096;
@@ -362,4 +363,30 @@ test('contract basics over a memory store', async (t) => {
   await assert.rejects(g.write(1, null), { code: 'ECLOSED' });
   await assert.rejects(g.flush(), { code: 'ECLOSED' });
   await assert.rejects(mem.read(1), { code: 'ECLOSED' });
+});
+
+test('a block just written that S3 reports missing (EMISSING) is a stale read: retried, not an error', async (t) => {
+  const db = openDb(t, await volume(t));
+  const mem = new MemoryBlockStore(BS, COUNT);
+  let missing = 2;
+  const below: BlockStore = {
+    blockSize: BS,
+    blockCount: COUNT,
+    read: async (i, o) => {
+      if (missing-- > 0) throw new S3zError('EMISSING', `block ${i}: no object`);
+      return mem.read(i, o);
+    },
+    write: (i, d) => mem.write(i, d),
+    flush: () => mem.flush(),
+    close: () => mem.close(),
+  };
+  const g = guard(db, below);
+  const data = randomBytes(BS);
+  await g.write(3, Buffer.from(data));
+  assert.deepEqual(await g.read(3), data);
+  assert.equal(g.stats.stale, 2);
+  // Without an expectation, a lost block stays an error.
+  missing = 1;
+  await assert.rejects(g.read(4), { code: 'EMISSING' });
+  await g.close();
 });

@@ -422,3 +422,27 @@ test('contract basics over a memory store', async (t) => {
   await assert.rejects(z.flush(), { code: 'ECLOSED' });
   await assert.rejects(mem.read(1), { code: 'ECLOSED' }, 'close closes the store below');
 });
+
+test('a set bit whose object is gone is EMISSING (EIO), never zeros; a later successful write clears the doubt of a failed one', async (t) => {
+  const v = await volume(t);
+  const db = openDb(t, v);
+  const mem = new MemoryBlockStore(BS, COUNT);
+  mem.blocks.set(7, block());
+  mem.blocks.set(8, block());
+  const below = new FailingStore(mem);
+  const z = make(db, below);
+  await z.load({ token: undefined, list: pages([7, 8]) });
+  mem.blocks.delete(7); // deleted behind the mount's back (a lifecycle rule, an erase)
+  await assert.rejects(z.read(7), (err: unknown) => err instanceof S3zError && err.code === 'EMISSING' && err.errno === 5 && /block 7/.test(err.message));
+  assert.equal(z.stats.missing, 1);
+  // A failed PUT of a never-stored block: S3 may or may not hold it, so no object is no error...
+  below.fail = true;
+  await assert.rejects(z.write(9, block()), { code: 'ES3' });
+  below.fail = false;
+  assert.equal(await z.read(9), null);
+  // ...until a write of it succeeds: then a lost object is an error again.
+  await z.write(9, block());
+  mem.blocks.delete(9);
+  await assert.rejects(z.read(9), { code: 'EMISSING' });
+  await z.close();
+});
