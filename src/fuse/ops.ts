@@ -170,6 +170,8 @@ export class DeviceOps {
       { name: 'stats', ino: STATS_INO, mode: constants.S_IFREG },
     ];
     const statsText = new Map<number, Buffer>();
+    /** Disk descriptors that wrote since their last barrier, with a count of their writes. */
+    const wrote = new Map<number, number>();
     let nextFh = 1;
 
     return {
@@ -197,10 +199,11 @@ export class DeviceOps {
         }
         if (ino === DISK_INO && writing && ro) throw errno(E.EROFS, 'read-only mount');
         if (ino !== DISK_INO) throw errno(E.EISDIR, 'a directory');
-        return { fh: 0, directIo: true };
+        return { fh: nextFh++, directIo: true };
       },
       release: (ino, fh) => {
         if (ino === STATS_INO) statsText.delete(fh);
+        if (ino === DISK_INO) wrote.delete(fh);
       },
       read: (ino, fh, offset, size) =>
         this.#op('read', async () => {
@@ -216,24 +219,34 @@ export class DeviceOps {
           this.stats.bytesRead += length;
           return data;
         }),
-      write: (ino, _fh, offset, data) =>
+      write: (ino, fh, offset, data) =>
         this.#op('write', async () => {
           if (ino !== DISK_INO) throw errno(E.EACCES, 'only the disk is writable');
           if (ro) throw errno(E.EROFS, 'read-only mount');
           if (offset + data.length > this.size) throw errno(E.ENOSPC, `write beyond the end of the device (${this.size} bytes)`);
+          wrote.set(fh, (wrote.get(fh) ?? 0) + 1);
           await this.write(offset, data);
           this.stats.writes++;
           this.stats.bytesWritten += data.length;
           return data.length;
         }),
-      flush: (ino) => (ino === DISK_INO && !ro ? this.#op('flush', () => this.flush()) : undefined),
+      // close(): a barrier only for a descriptor that wrote since its last one; a reader's
+      // close costs nothing (and cannot fail while S3 is away).
+      flush: (ino, fh) => {
+        const writes = wrote.get(fh);
+        if (ino !== DISK_INO || ro || writes === undefined) return undefined;
+        return this.#op('flush', async () => {
+          await this.flush();
+          if (wrote.get(fh) === writes) wrote.delete(fh);
+        });
+      },
       fsync: (ino) =>
         this.#op('fsync', async () => {
           if (ino !== DISK_INO) return;
           this.stats.fsyncs++;
           await this.flush();
         }),
-      fallocate: (ino, _fh, offset, length, mode) =>
+      fallocate: (ino, fh, offset, length, mode) =>
         this.#op('fallocate', async () => {
           if (ino !== DISK_INO) throw errno(E.EOPNOTSUPP, 'not the disk');
           if (ro) throw errno(E.EROFS, 'read-only mount');
@@ -247,6 +260,7 @@ export class DeviceOps {
             return;
           }
           if (end <= offset) return;
+          wrote.set(fh, (wrote.get(fh) ?? 0) + 1);
           this.stats.trims++;
           await this.zero(offset, end - offset);
         }),
