@@ -15,16 +15,20 @@ import { OverlayStore } from '../store/overlay.js';
 import { storedBlocks } from '../volume/inventory.js';
 import type { Volume } from '../volume/volume.js';
 import { Hydrator } from './hydrate.js';
+import { validateCache } from './cache-trust.js';
 
 export interface StackOptions {
   readonly volume: Volume;
   readonly db: LocalDb;
   readonly mode: 'read-write' | 'read-only' | 'overlay';
-  readonly cacheSize: number;
+  /** The cache's bounds, fitted to its disk (cache-budget.ts). */
+  readonly cacheBytes: { readonly maxBytes: number; readonly maxDirtyBytes: number };
   /** Token of the lease found at mount: the persisted zero map is reused only if it carries it. */
   readonly leaseToken: string | null;
   /** Token this session leaves in the lease (a read-write mount's own). */
   readonly newToken: string | null;
+  /** A live writer holds the lease (a forced read-only or overlay mount): nothing local can be trusted later. */
+  readonly writerLive: boolean;
   readonly log: Logger;
 }
 
@@ -36,8 +40,9 @@ export interface Stack {
 
 export interface StackStats {
   s3: { get: number; put: number; delete: number; list: number; head: number; bytesIn: number; bytesOut: number; retries: number; stale: number; corrupt: number };
-  cache: { hit: number; miss: number; blocks: number; bytes: number; evictions: number; corrupt: number; uploads: number; uploadErrors: number; replayed: number };
+  cache: { hit: number; miss: number; blocks: number; bytes: number; evictions: number; corrupt: number; uploads: number; uploadErrors: number; replayed: number; localErrors: number };
   dirtyBlocks: number;
+  dirtyBytes: number;
   inflight: number;
   hydration: { done: number; total: number };
   zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number };
@@ -51,10 +56,14 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   const blockSize = volume.descriptor.blockSize;
   const blockCount = volume.descriptor.size / blockSize;
 
+  // Before any layer reads its tables: what cannot be proven current is dropped first.
+  await validateCache(db, { mode: o.mode, leaseToken: o.leaseToken, newToken: o.newToken ?? o.leaseToken, writerLive: o.writerLive, blockSize }, log);
+
   const s3 = new S3BlockStore({ blockSize, blockCount, readOnly }, volume.bucket, volume.keys, log);
   const zeroMap = new ZeroMapStore(DEFAULT_ZERO_MAP_CONFIG, s3, { db, log });
   await zeroMap.load({
-    token: o.leaseToken ?? undefined,
+    // Next to a live writer the persisted map is never reused, nor left reusable (see setToken below).
+    token: o.writerLive ? undefined : (o.leaseToken ?? undefined),
     list: async function* () {
       for await (const page of storedBlocks(volume.bucket, volume.keys)) {
         yield page.flatMap((b) => (b.index !== undefined && b.index < blockCount ? [b.index] : []));
@@ -67,7 +76,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   // The cache sits above the prefetch layer: read-ahead skips what it already holds.
   let cache: CacheStore | undefined;
   const prefetch = new PrefetchStore(DEFAULT_PREFETCH_CONFIG, guard, { log, skip: (i) => cache?.holds(i) ?? false });
-  cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, maxBytes: o.cacheSize, readOnly }, prefetch, { db, log });
+  cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, ...o.cacheBytes, readOnly }, prefetch, { db, log });
   try {
     await cache.start();
   } catch (err) {
@@ -97,8 +106,9 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
       const z = zeroMap.stats;
       return {
         s3: { get: b.get, put: b.put, delete: b.delete, list: b.list, head: b.head, bytesIn: b.bytesIn, bytesOut: b.bytesOut, retries: b.retries, stale: guard.stats.stale, corrupt: s3.stats.corrupt },
-        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed },
+        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed, localErrors: c.localErrors },
         dirtyBlocks: c.dirtyBlocks,
+        dirtyBytes: c.dirtyBlocks * blockSize,
         inflight: c.inflight,
         hydration: hydrator.stats,
         zeroMap: { stored: z.stored, zeroReads: z.zeroReads, loadedFrom: z.loadedFrom, listPages: z.listPages },
