@@ -95,10 +95,14 @@ Returns once the mount is ready (exit 0) or has failed (exit 1 and why).`)
 program
   .command('unmount')
   .alias('umount')
-  .description('upload what is dirty, release the lease and unmount; waits until done')
+  .description('upload what is dirty, release the lease and unmount; exits 0 only once everything is in S3')
   .argument('<dir>', 'the mount directory')
-  .option('--timeout <seconds>', 'give up waiting after this long (the upload goes on)', '3600')
-  .action((dir: string, opts: { timeout: string }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
+  .option('--timeout <seconds>', 'stop waiting after this long: exit 1 saying what is not in S3 yet (the mount stays up and keeps retrying)', '3600')
+  .option('--now', 'stop at once, even with blocks not yet in S3: the cache dir keeps them and the next read-write mount uploads them first')
+  .addHelpText('after', `
+Exits 0 only once every block written through the mount is in S3. While S3 fails,
+the mount stays up and keeps retrying; run unmount again to wait again.`)
+  .action((dir: string, opts: { timeout: string; now?: boolean }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
 
 program
   .command('stats')

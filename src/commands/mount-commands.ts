@@ -10,7 +10,7 @@ import type { Context } from './context.js';
 import { S3zError } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
 import { defaultCacheRoot } from '../store/local-db.js';
-import { startDaemon, type MountMode } from '../mount/daemon.js';
+import { readStopOutcome, startDaemon, type MountMode } from '../mount/daemon.js';
 import { readMountInfo } from '../fuse/binding.js';
 import { processAlive } from '../util/process.js';
 
@@ -31,6 +31,9 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   const cacheSize = parseSize(opts.cacheSize, '--cache-size');
   if (!opts.foreground) return background(url, dir, opts);
 
+  // A storage daemon that dies takes the mount with it: a stray rejection (a library's
+  // promise nobody awaits, say on a full cache disk) is logged, and serving goes on.
+  process.on('unhandledRejection', (reason) => ctx.log.error({ err: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection; still serving'));
   const ready = opts.readyFd === undefined ? undefined : createWriteStream('', { fd: Number(opts.readyFd) });
   let running;
   try {
@@ -42,12 +45,27 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
     throw err;
   }
   const message = `mounted ${running.volume.url} on ${path.resolve(dir)} (${mode})`;
+  for (const w of running.warnings) {
+    if (ready) ready.write(`warn ${w}\n`);
+    else process.stderr.write(`s3zmount: warning: ${w}\n`);
+  }
   if (ready) ready.end(`ok ${message}\n`);
   else process.stdout.write(`${message}; Ctrl-C or "s3zmount unmount ${dir}" to unmount\n`);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void running.stop(sig));
-  await running.stopped;
-  ctx.log.info('unmounted');
+  // SIGTERM (what `unmount` sends) waits for S3 however long it takes, and may come again.
+  // A second Ctrl-C, or SIGUSR2 (`unmount --now`), stops at once: the journal keeps what is left.
+  let interrupts = 0;
+  process.on('SIGTERM', () => void running.stop('SIGTERM'));
+  process.on('SIGINT', () => void running.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush'));
+  process.on('SIGUSR2', () => void running.stop('SIGUSR2', 'now'));
+  const outcome = await running.stopped;
+  if (!outcome.clean) {
+    process.stderr.write(`s3zmount: stopped with ${blocksAndBytes(outcome)} not yet in S3; ${running.cacheDir} keeps them and the next read-write mount uploads them first\n`);
+  }
+  // Retry timers of an abandoned upload must not keep the process up.
+  process.exit(outcome.clean ? 0 : 1);
 }
+
+
 
 /** Starts the daemon detached and waits for it to say ready or why not. */
 async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
@@ -69,7 +87,9 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
     child.on('exit', (code) => resolve(code ?? 1));
     child.on('error', (err) => reject(new S3zError('EMOUNT', `could not start the mount daemon: ${err.message}`, { cause: err })));
   });
-  const line = said.trim();
+  const lines = said.trim().split('\n');
+  for (const w of lines.filter((l) => l.startsWith('warn '))) process.stderr.write(`s3zmount: warning: ${w.slice(5)}\n`);
+  const line = lines.filter((l) => !l.startsWith('warn ')).join(' ').trim();
   if (line.startsWith('ok ')) {
     child.unref();
     process.stdout.write(`${line.slice(3)}\n`);
@@ -84,7 +104,10 @@ interface StatsFile {
   volume: string;
   mode: string;
   dirtyBlocks: number;
+  dirtyBytes: number;
   inflight: number;
+  cacheDir?: string;
+  lastError?: string | null;
   [k: string]: unknown;
 }
 
@@ -106,29 +129,55 @@ async function isMounted(dir: string): Promise<boolean> {
   return (await readMountInfo()).some((m) => m.mountpoint === abs);
 }
 
-export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout: string }): Promise<void> {
+export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout: string; now?: boolean }): Promise<void> {
   const abs = path.resolve(dir);
-  if (!(await isMounted(abs))) throw new S3zError('EMOUNT', `${abs} is not mounted`);
-  const stats = await readStats(abs);
   const timeoutMs = Number(opts.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new S3zError('EUSAGE', '--timeout takes a number of seconds');
-  process.kill(stats.pid, 'SIGTERM');
+  if (!(await isMounted(abs))) throw new S3zError('EMOUNT', `${abs} is not mounted`);
+  const stats = await readStats(abs);
+  // SIGTERM: upload everything, however long S3 takes (and again if sent again); SIGUSR2: stop now.
+  process.kill(stats.pid, opts.now ? 'SIGUSR2' : 'SIGTERM');
   const started = Date.now();
   let lastNote = 0;
   while (processAlive(stats.pid)) {
     if (Date.now() - started > timeoutMs) {
-      throw new S3zError('EMOUNT', `${abs}: the daemon (pid ${stats.pid}) is still uploading after ${opts.timeout} s; it goes on in the background`);
+      const now = await readStats(abs).catch(() => stats);
+      if (now.dirtyBlocks > 0) {
+        throw new S3zError(
+          'EMOUNT',
+          `${abs}: ${blocksAndBytes(now)} not in S3 yet after ${opts.timeout} s${now.lastError ? ` (last error: ${now.lastError})` : ''}; ` +
+            `the mount stays up and keeps retrying, and ${now.cacheDir ?? 'its cache dir'} keeps them: run "s3zmount unmount ${dir}" again to wait, ` +
+            `or "s3zmount unmount --now ${dir}" to stop and leave them to the next read-write mount`,
+        );
+      }
+      throw new S3zError('EMOUNT', `${abs}: the daemon (pid ${stats.pid}) has not stopped after ${opts.timeout} s; it goes on in the background`);
     }
     if (process.stderr.isTTY && Date.now() - lastNote > 1000 && (await isMounted(abs))) {
       const now = await readStats(abs).catch(() => undefined);
-      if (now && now.dirtyBlocks > 0) process.stderr.write(`\runmount: uploading ${now.dirtyBlocks} dirty blocks...   `);
+      if (now && now.dirtyBlocks > 0) process.stderr.write(`\runmount: uploading ${blocksAndBytes(now)}...   `);
       lastNote = Date.now();
     }
     await new Promise((r) => setTimeout(r, 100));
   }
   if (process.stderr.isTTY && lastNote > 0) process.stderr.write('\n');
   if (await isMounted(abs)) throw new S3zError('EMOUNT', `${abs}: the daemon exited but the mount is still there; run "fusermount3 -u ${abs}"`);
+  const outcome = stats.cacheDir === undefined ? undefined : readStopOutcome(stats.cacheDir, stats.pid);
+  if (outcome === undefined) {
+    throw new S3zError('EMOUNT', `${abs}: the daemon (pid ${stats.pid}) exited without confirming that everything is in S3; the next read-write mount replays its journal`);
+  }
+  if (!outcome.clean) {
+    throw new S3zError(
+      'EMOUNT',
+      `${abs}: unmounted with ${blocksAndBytes(outcome)} not yet in S3; ` +
+        `${stats.cacheDir} keeps them and the next read-write mount uploads them first`,
+    );
+  }
   process.stdout.write(`unmounted ${stats.volume} from ${abs}\n`);
+}
+
+function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string {
+  const bytes = s.dirtyBytes === undefined ? '' : ` (${formatSize(s.dirtyBytes)})`;
+  return `${s.dirtyBlocks} block${s.dirtyBlocks === 1 ? '' : 's'}${bytes}`;
 }
 
 export async function statsCommand(_ctx: Context, dir: string, opts: { json?: boolean }): Promise<void> {

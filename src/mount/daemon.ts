@@ -8,6 +8,7 @@
 //             `unmount` can show progress), then FUSE is unmounted, the stack
 //             closed (a last flush) and the lease released. If S3 cannot be
 //             reached, the journal stays in the cache for the next mount.
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
@@ -18,6 +19,7 @@ import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
+import { cacheBudget } from './cache-budget.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
 
@@ -36,9 +38,58 @@ export interface DaemonOptions {
 
 export interface RunningMount {
   readonly volume: Volume;
-  readonly stopped: Promise<void>;
-  stop(reason: string): Promise<void>;
+  readonly cacheDir: string;
+  /** What the user should hear about at mount (the mount still works). */
+  readonly warnings: readonly string[];
+  /** Resolves once the daemon has stopped, with whether every dirty block reached S3. */
+  readonly stopped: Promise<StopOutcome>;
+  /**
+   * Starts stopping: 'flush' uploads every dirty block first, retrying for as long as S3
+   * fails (the mount stays up meanwhile); 'now' (also after 'flush' began) gives up on
+   * what is left: the journal keeps it for the next read-write mount.
+   */
+  stop(reason: string, how?: 'flush' | 'now'): Promise<StopOutcome>;
 }
+
+/** How a daemon stopped; also written to <cacheDir>/last-stop.json for `unmount`. */
+export interface StopOutcome {
+  readonly pid: number;
+  /** Every block written through the mount is in S3. */
+  readonly clean: boolean;
+  readonly dirtyBlocks: number;
+  readonly dirtyBytes: number;
+  readonly lastError: string | null;
+  readonly at: string;
+}
+
+/** What the stats file says about the daemon itself. */
+export interface DaemonStatus {
+  readonly cacheDir: string;
+  readonly stopping: boolean;
+  readonly lastError: string | null;
+}
+
+export const STOP_FILE = 'last-stop.json';
+
+function writeStopOutcome(cacheDir: string, outcome: StopOutcome, log: Logger): void {
+  try {
+    writeFileSync(path.join(cacheDir, STOP_FILE), JSON.stringify(outcome) + '\n');
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not record how the daemon stopped');
+  }
+}
+
+/** The outcome a daemon left in its cache dir, if that daemon was `pid`. */
+export function readStopOutcome(cacheDir: string, pid: number): StopOutcome | undefined {
+  try {
+    const o = JSON.parse(readFileSync(path.join(cacheDir, STOP_FILE), 'utf8')) as StopOutcome;
+    return o.pid === pid ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
@@ -50,12 +101,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const unwind = async () => {
     for (const step of undo.reverse()) await step().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'cleanup step failed'));
   };
+  const warnings: string[] = [];
   try {
     const volume = await openVolume(ref);
     const d = volume.descriptor;
 
     let lease: LeaseHolder | undefined;
     let leaseToken: string | null;
+    let writerLive = false;
     if (opts.mode === 'read-write') {
       lease = await LeaseHolder.acquire(ref.bucket, ref.loc, { holder: describeHolder(dir), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 }, log);
       const held = lease;
@@ -69,6 +122,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
           throw new S3zError('ELEASE', `${volume.url} is mounted read-write by ${live.holder}: its blocks are changing under a ${opts.mode} mount; unmount it first, or pass --force to mount anyway`);
         }
         log.warn({ holder: live.holder }, 'a writer holds the lease; this mount may see blocks change under it');
+        writerLive = true;
       }
       leaseToken = found?.token ?? null;
     }
@@ -77,32 +131,64 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     const db = LocalDb.open(cacheDir, d);
     undo.push(() => db.close());
 
-    const stack = await composeStack({ volume, db, mode: opts.mode, cacheSize: opts.cacheSize, leaseToken, newToken: lease?.token ?? null, log });
+    const budget = cacheBudget(cacheDir, opts.cacheSize, d.blockSize);
+    if (budget.warning !== undefined) {
+      log.warn({ cacheDir }, budget.warning);
+      warnings.push(budget.warning);
+    }
+    const stack = await composeStack({ volume, db, mode: opts.mode, cacheBytes: budget, leaseToken, newToken: lease?.token ?? null, writerLive, log });
     undo.push(() => stack.top.close());
 
-    const ops: DeviceOps = new DeviceOps(stack.top, { readOnly: opts.mode === 'read-only', stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode), null, 2) + '\n', log });
+    let stopping: Promise<StopOutcome> | undefined;
+    let abandon = (): void => {};
+    const abandoned = new Promise<void>((resolve) => (abandon = resolve));
+    let lastError: string | null = null;
+    const status = (): DaemonStatus => ({ cacheDir, stopping: stopping !== undefined, lastError });
+    const ops: DeviceOps = new DeviceOps(stack.top, {
+      readOnly: opts.mode === 'read-only',
+      stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode, status()), null, 2) + '\n',
+      log,
+    });
     const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount' }, ops.handlers());
     undo.push(() => session.unmount());
     if (opts.hydrate) stack.startHydration();
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
 
-    let stopping: Promise<void> | undefined;
-    const stop = (reason: string): Promise<void> => {
-      stopping ??= (async () => {
+    const stop = (reason: string, how: 'flush' | 'now' = 'flush'): Promise<StopOutcome> => {
+      if (how === 'now') abandon();
+      stopping ??= (async (): Promise<StopOutcome> => {
         log.info({ reason }, 'stopping');
-        try {
-          if (session.state === 'mounted') await stack.top.flush();
-        } catch (err) {
-          log.error({ err: (err as Error).message }, 'flush before unmount failed; the journal keeps the data');
+        // Everything goes up while the mount is still there (ZFS may still read it). S3 may
+        // be away: keep trying until it answers, unless told to stop now (the journal
+        // keeps what is left, and the next read-write mount uploads it first).
+        let clean = false;
+        let forced = false;
+        for (;;) {
+          const flushed = await Promise.race([stack.top.flush().then(() => 'ok' as const, (err: unknown) => err), abandoned.then(() => 'now' as const)]);
+          if (flushed === 'ok') clean = true;
+          else if (flushed === 'now') forced = true;
+          else {
+            lastError = (flushed as Error).message;
+            log.error({ err: lastError, dirtyBlocks: stack.stats().dirtyBlocks }, 'flush before unmount failed; retrying');
+            forced = await Promise.race([abandoned.then(() => true), sleep(2000).then(() => false)]);
+          }
+          if (clean || forced) break;
         }
+        const dirtyBlocks = stack.stats().dirtyBlocks;
+        if (!clean) log.warn({ dirtyBlocks, cacheDir }, 'stopping now: the journal keeps the blocks not yet in S3');
         if (session.state !== 'closed') await session.unmount();
         undo.pop(); // the session is done
+        if (forced) undo.pop(); // the stack: closing it would wait for S3 again; its journal is committed already
         await unwind();
+        const outcome: StopOutcome = { pid: process.pid, clean, dirtyBlocks, dirtyBytes: dirtyBlocks * d.blockSize, lastError, at: new Date().toISOString() };
+        writeStopOutcome(cacheDir, outcome, log);
+        log.info(outcome, clean ? 'stopped: everything is in S3' : 'stopped with blocks not yet in S3');
+        return outcome;
       })();
       return stopping;
     };
     void session.closed.then(() => stop('unmounted from outside'));
-    return { volume, stopped: session.closed.then(() => stopping), stop };
+    return { volume, cacheDir, warnings, stopped: session.closed.then(() => stopping ?? stop('unmounted')), stop };
   } catch (err) {
     await unwind();
     throw err;
@@ -110,7 +196,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
 }
 
 
-export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode): Record<string, unknown> {
+export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode, status: DaemonStatus): Record<string, unknown> {
   const s = stack.stats();
-  return { pid: process.pid, volume: volume.url, mode, ...s, fuse: ops.stats };
+  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: ops.stats };
 }

@@ -64,6 +64,8 @@ export interface CacheStats {
   evictions: number;
   corrupt: number;
   replayed: number;
+  /** Local puts and removes that failed (a full cache disk). */
+  localErrors: number;
 }
 
 // Local entries carry a CRC-32 (5 GB/s here, against 1.6 for SHA-256): it is checked at
@@ -83,6 +85,14 @@ function decode(entry: Buffer, blockSize: number): Buffer | null | undefined {
   if (entry.length === HEADER && entry.equals(ZERO_MARKER)) return null;
   const data = entry.subarray(HEADER);
   return data.length === blockSize && crc32(data) === entry.readUInt32BE(0) ? data : undefined;
+}
+
+/** Local write attempts before a writer gets ENOSPC. */
+const LOCAL_RETRIES = 4;
+
+/** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here, or it would end the process. */
+function quiet(err: unknown): void {
+  (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => {});
 }
 
 interface FlushWaiter {
@@ -117,7 +127,7 @@ export class CacheStore implements BlockStore {
   #spaceWaiters: Array<() => void> = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #stats: Omit<CacheStats, 'blocks' | 'bytes' | 'dirtyBlocks' | 'inflight'> = {
-    hit: 0, miss: 0, uploads: 0, uploadErrors: 0, evictions: 0, corrupt: 0, replayed: 0,
+    hit: 0, miss: 0, uploads: 0, uploadErrors: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0,
   };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
@@ -133,7 +143,7 @@ export class CacheStore implements BlockStore {
         if (reason !== 'evict') return;
         this.#stats.evictions++;
         this.#hot.delete(index);
-        void this.#db.blocks.remove(index);
+        this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('evict', index, err));
       },
     });
     this.#hot = new LRUCache<number, Buffer>({ maxSize: Math.max(this.blockSize, config.hotBytes), sizeCalculation: (b) => b.length });
@@ -214,14 +224,7 @@ export class CacheStore implements BlockStore {
     if (this.#reads.has(index)) this.#overtaken.add(index);
     this.#hot.delete(index);
     this.#lru.delete(index);
-    try {
-      await this.#db.transaction(() => {
-        void this.#db.blocks.put(index, entry);
-        void this.#db.dirty.put(index, seq);
-      });
-    } catch (err) {
-      throw new S3zError('EMOUNT', `block ${index}: the local journal could not be written`, { cause: err });
-    }
+    await this.#journal(index, entry, seq);
     // Only now: an upload that reads this seq must find this data (or newer) in LMDB. A flush
     // waits for writes that resolved before it, and this one resolves after this line.
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
@@ -255,6 +258,58 @@ export class CacheStore implements BlockStore {
     await this.#inner.close();
   }
 
+  /**
+   * Commits a write and its journal entry together. The local disk may be full (a smaller
+   * disk than --cache-size, or filled by something else since the mount): clean blocks
+   * are dropped and uploads given time to free dirty ones before the writer hears ENOSPC.
+   */
+  async #journal(index: number, entry: Buffer, seq: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#db.transaction(() => {
+          void this.#db.blocks.put(index, entry);
+          void this.#db.dirty.put(index, seq);
+        });
+        return;
+      } catch (err) {
+        quiet(err);
+        this.#stats.localErrors++;
+        if (attempt > LOCAL_RETRIES || this.#closed) {
+          this.#log.error({ block: index, err: (err as Error).message }, 'the local cache refused a write');
+          throw new S3zError('ENOSPACE', `block ${index}: the local cache disk (${this.#db.dir}) has no room left for it`, { cause: err });
+        }
+        this.#log.warn({ block: index, attempt, err: (err as Error).message }, 'local write failed; making room in the cache');
+        this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8)));
+        this.#pump();
+        await this.#db.committed().catch(quiet);
+        await new Promise((r) => setTimeout(r, 250 * attempt));
+      }
+    }
+  }
+
+  /** Drops the `count` least recently used clean blocks, to free local disk. */
+  #shed(count: number): void {
+    const victims: number[] = [];
+    for (const index of this.#lru.rkeys()) {
+      if (victims.length >= count) break;
+      victims.push(index);
+    }
+    for (const index of victims) {
+      this.#lru.delete(index);
+      this.#hot.delete(index);
+      this.#stats.evictions++;
+      this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('shed', index, err));
+    }
+  }
+
+  /** A local put or remove of a clean block failed: that block is no longer trusted to be local. */
+  #localFailed(what: string, index: number, err: unknown): void {
+    quiet(err);
+    this.#stats.localErrors++;
+    this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
+    if (!this.#dirty.has(index)) this.#lru.delete(index);
+  }
+
   /** The cached content of a block (null for a cached zero block), or undefined if not cached or bad. */
   #load(index: number): Buffer | null | undefined {
     const entry = this.#db.blocks.get(index);
@@ -273,19 +328,28 @@ export class CacheStore implements BlockStore {
     }
     this.#log.warn({ block: index }, 'cached block failed its checksum; fetching it again');
     this.#lru.delete(index);
-    void this.#db.blocks.remove(index);
+    this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('drop', index, err));
     return undefined;
   }
 
   async #fill(index: number, opts?: ReadOptions): Promise<Buffer | null> {
-    const data = await this.#inner.read(index, opts);
+    let data: Buffer | null;
+    try {
+      data = await this.#inner.read(index, opts);
+    } catch (err) {
+      // A write landed while we fetched: what S3 said no longer matters.
+      if (!this.#overtaken.delete(index) && !this.#dirty.has(index)) throw err;
+      const local = this.#load(index);
+      if (local === undefined) throw err;
+      return local;
+    }
     if (this.#overtaken.delete(index) || this.#dirty.has(index)) {
       // A write landed while we fetched: the local copy is newer than what S3 gave us.
       const local = this.#load(index);
       return local === undefined ? data : local;
     }
     if (data !== null && !this.#closed) {
-      void this.#db.blocks.put(index, encode(data));
+      this.#db.blocks.put(index, encode(data)).catch((err: unknown) => this.#localFailed('fill', index, err));
       this.#lru.set(index, true);
       this.#hot.set(index, data);
     }
@@ -343,6 +407,7 @@ export class CacheStore implements BlockStore {
       });
       if (data !== null && !this.#dirty.has(index)) this.#lru.set(index, true);
     } catch (err) {
+      quiet(err);
       this.#stats.uploadErrors++;
       this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
       // fsync must not claim durability it does not have: fail the flushes that wait on this block.

@@ -1,0 +1,54 @@
+// How much local disk the cache may use: --cache-size, bounded by what the cache
+// dir's filesystem can hold. A cache that outgrows its disk fails LMDB commits;
+// bounding it at mount keeps writers waiting on uploads (backpressure) instead.
+// The LMDB file never shrinks and reuses its free pages, so the room it has is its
+// current size plus the filesystem's free space; a margin covers B-tree pages,
+// copy-on-write during a commit, and the other files there (logs, the zero map).
+import { statSync, statfsSync } from 'node:fs';
+import path from 'node:path';
+import { S3zError } from '../errors.js';
+import { formatSize } from '../size.js';
+import { DEFAULT_CACHE_CONFIG } from '../store/cache.js';
+
+/** Share of the room the cache's data may take, and a fixed reserve on top. */
+const USABLE_SHARE = 0.8;
+const RESERVE = 16 * 1024 ** 2;
+
+export interface CacheBudget {
+  /** Clean blocks beyond this are evicted. */
+  readonly maxBytes: number;
+  /** Writers wait while this much is dirty. */
+  readonly maxDirtyBytes: number;
+  /** Set when --cache-size did not fit and was bounded: what the user is told. */
+  readonly warning: string | undefined;
+}
+
+/** Free bytes of the filesystem holding `dir` plus what the cache's LMDB file already holds. */
+export function cacheRoom(dir: string): number {
+  const fs = statfsSync(dir);
+  let held = 0;
+  try {
+    held = statSync(path.join(dir, 'db', 'data.mdb')).size;
+  } catch {
+    // no database yet
+  }
+  return fs.bavail * fs.bsize + held;
+}
+
+export function cacheBudget(dir: string, requested: number, blockSize: number, room = cacheRoom(dir)): CacheBudget {
+  const usable = Math.floor(room * USABLE_SHARE) - RESERVE;
+  const total = Math.min(requested, usable);
+  // Two blocks: one being written while another uploads.
+  if (total < 2 * blockSize) {
+    throw new S3zError(
+      'EMOUNT',
+      `cache dir ${dir} has room for ${formatSize(Math.max(0, room))}; the cache needs at least ${formatSize(2 * blockSize + RESERVE)} there: free some space or pick another --cache-dir`,
+    );
+  }
+  const maxDirtyBytes = Math.max(blockSize, Math.min(DEFAULT_CACHE_CONFIG.maxDirtyBytes, Math.floor(total / 2)));
+  const warning =
+    total < requested
+      ? `--cache-size ${formatSize(requested)} does not fit in ${dir} (${formatSize(room)} free); the cache is bounded to ${formatSize(total)}`
+      : undefined;
+  return { maxBytes: Math.max(blockSize, total - maxDirtyBytes), maxDirtyBytes, warning };
+}
