@@ -267,8 +267,8 @@ export class CacheStore implements BlockStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#db.transaction(() => {
-          void this.#db.blocks.put(index, entry);
-          void this.#db.dirty.put(index, seq);
+          this.#db.blocks.putSync(index, entry);
+          this.#db.dirty.putSync(index, seq);
         });
         return;
       } catch (err) {
@@ -401,8 +401,8 @@ export class CacheStore implements BlockStore {
       // Conditional inside the write transaction: a newer journal entry must survive.
       await this.#db.transaction(() => {
         if (this.#db.dirty.get(index) === seq) {
-          void this.#db.dirty.remove(index);
-          if (data === null) void this.#db.blocks.remove(index);
+          this.#db.dirty.removeSync(index);
+          if (data === null) this.#db.blocks.removeSync(index);
         }
       });
       if (data !== null && !this.#dirty.has(index)) this.#lru.set(index, true);
