@@ -7,6 +7,12 @@
       "cflags": ["<!@(pkg-config --cflags fuse3)"],
       "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["<!@(pkg-config --libs fuse3)", "-lm"]
+    },
+    {
+      "target_name": "s3zfile",
+      "sources": ["native/s3zfile.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

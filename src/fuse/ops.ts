@@ -1,16 +1,18 @@
 // FUSE operations over the block stack: the mount shows a directory holding
 // `disk` (the device, one file of the volume's size) and `stats` (JSON counters).
-// Byte ranges become block reads and writes; a partial-block write is a
-// read-modify-write; fallocate punch-hole / zero-range zeroes (whole blocks are
-// deleted); fsync and flush are barriers down to S3.
-// Invariants: operations on one block are serialized (a per-block lock), so two
-// partial writes to a block never lose each other's bytes; this is the only layer
+// Byte ranges become block ranges: over a store that takes ranges (the cache) they
+// pass straight through; over one that does not (the overlay), a partial-block write
+// is a read-modify-write under a per-block lock, so two partial writes to a block
+// never lose each other's bytes. fallocate punch-hole / zero-range zeroes (whole
+// blocks are deleted); fsync and flush are barriers down to S3.
+// Invariants: this is the only layer
 // that turns errors into errno (through the binding), and it logs each one.
 import { constants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import type { BlockStore } from '../store/types.js';
+import { isRangeStore, type BlockStore, type RangeStore } from '../store/types.js';
+import { KeyedLock } from '../store/keyed-lock.js';
 import { FALLOC_FL, type DirEntry, type Entry, type FuseHandlers, type Stat } from './binding.js';
 
 const E = osConstants.errno;
@@ -36,26 +38,6 @@ export interface OpsStats {
   errors: number;
 }
 
-/** A per-key mutex: each holder runs after the previous one settles. Idle keys cost nothing. */
-class KeyedLock {
-  #tails = new Map<number, Promise<void>>();
-
-  async run<T>(key: number, fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => mine);
-    this.#tails.set(key, tail);
-    await previous;
-    try {
-      return await fn();
-    } finally {
-      release();
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    }
-  }
-}
-
 export class DeviceOps {
   readonly stats: OpsStats = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, rmw: 0, fsyncs: 0, trims: 0, errors: 0 };
   readonly size: number;
@@ -65,8 +47,12 @@ export class DeviceOps {
   #locks = new KeyedLock();
   #bs: number;
 
+  /** The same store when it takes byte ranges (the cache): no whole-block copies, no locks here. */
+  #ranged: RangeStore | undefined;
+
   constructor(store: BlockStore, opts: DeviceOptions) {
     this.#store = store;
+    this.#ranged = isRangeStore(store) ? store : undefined;
     this.#opts = opts;
     this.#bs = store.blockSize;
     this.size = store.blockSize * store.blockCount;
@@ -78,6 +64,18 @@ export class DeviceOps {
     const bs = this.#bs;
     const first = Math.floor(offset / bs);
     const last = Math.floor((offset + length - 1) / bs);
+    const ranged = this.#ranged;
+    if (ranged !== undefined) {
+      // The store keeps reads and writes of one block consistent: a read needs no lock.
+      if (first === last) return (await ranged.readRange(first, offset - first * bs, length)) ?? Buffer.alloc(length);
+      const parts: Promise<Buffer>[] = [];
+      for (let i = first; i <= last; i++) {
+        const start = Math.max(offset, i * bs);
+        const end = Math.min(offset + length, (i + 1) * bs);
+        parts.push(ranged.readRange(i, start - i * bs, end - start).then((b) => b ?? Buffer.alloc(end - start)));
+      }
+      return Buffer.concat(await Promise.all(parts), length);
+    }
     if (first === last) {
       // One block: hand back a view of it, no copy (the store's buffer is never mutated).
       const block = await this.#locks.run(first, () => this.#store.read(first));
@@ -137,6 +135,10 @@ export class DeviceOps {
   async #writeBlock(i: number, at: number, piece: Buffer | null, zeroLength = 0): Promise<void> {
     const bs = this.#bs;
     const length = piece?.length ?? zeroLength;
+    if (this.#ranged !== undefined) {
+      await this.#ranged.writeRange(i, at, piece, length);
+      return;
+    }
     if (at === 0 && length === bs) {
       await this.#store.write(i, piece);
       return;

@@ -1,14 +1,15 @@
 // How much local disk the cache may use: --cache-size, bounded by what the cache
 // dir's filesystem can hold. A cache that outgrows its disk fails LMDB commits;
 // bounding it at mount keeps writers waiting on uploads (backpressure) instead.
-// The LMDB file never shrinks and reuses its free pages, so the room it has is its
-// current size plus the filesystem's free space; a margin covers B-tree pages,
-// copy-on-write during a commit, and the other files there (logs, the zero map).
+// The room the cache has is the filesystem's free space plus what its block files
+// and its LMDB file already hold; a margin covers LMDB's copy-on-write pages and
+// the other files there (logs, the zero map).
 import { statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { S3zError } from '../errors.js';
 import { formatSize } from '../size.js';
 import { DEFAULT_CACHE_CONFIG } from '../store/cache.js';
+import { SlabFiles } from '../store/slab-file.js';
 
 /** Share of the room the cache's data may take, and a fixed reserve on top. */
 const USABLE_SHARE = 0.8;
@@ -26,9 +27,9 @@ export interface CacheBudget {
 /** Free bytes of the filesystem holding `dir` plus what the cache's LMDB file already holds. */
 export function cacheRoom(dir: string): number {
   const fs = statfsSync(dir);
-  let held = 0;
+  let held = SlabFiles.usedBytes(path.join(dir, 'data'));
   try {
-    held = statSync(path.join(dir, 'db', 'data.mdb')).size;
+    held += statSync(path.join(dir, 'db', 'data.mdb')).size;
   } catch {
     // no database yet
   }

@@ -14,6 +14,8 @@
 // Then meta.session takes the token this mount leaves in the lease (a writer's own,
 // or the one found), or is removed when a live writer may change blocks under this
 // mount, so that the next mount does not trust what this one caches.
+import { rmSync } from 'node:fs';
+import path from 'node:path';
 import { S3zError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
@@ -46,7 +48,7 @@ interface Session {
 /** Checks the cache dir against the lease and drops what cannot be proven current. Runs before any layer opens. */
 export async function validateCache(db: LocalDb, o: TrustOptions, log: Logger): Promise<TrustResult> {
   const session = db.meta.get(SESSION_KEY) as Session | undefined;
-  const blocks = db.blocks.getCount();
+  const blocks = db.local.getCount() + db.legacyBlocks.getCount();
   const dirty = db.dirty.getCount();
   const overlay = db.overlay.getCount();
   const trusted = session !== undefined && session.token === o.leaseToken;
@@ -70,8 +72,11 @@ export async function validateCache(db: LocalDb, o: TrustOptions, log: Logger): 
   if (!trusted && blocks + db.guard.getCount() > 0) {
     dropped = blocks;
     log.warn({ cache: db.dir, dropped }, 'the volume may have changed since this cache was used: dropping its cached blocks');
-    await db.blocks.clearAsync();
+    // Nothing is dirty here (refused above): every local block goes, records and bytes.
+    await db.local.clearAsync();
+    await db.legacyBlocks.clearAsync();
     await db.guard.clearAsync();
+    rmSync(path.join(db.dir, 'data'), { recursive: true, force: true });
   }
   if (o.mode === 'overlay' && overlay === 0) await db.meta.put(OVERLAY_BASE_KEY, o.leaseToken);
   if (o.writerLive) await db.meta.remove(SESSION_KEY);

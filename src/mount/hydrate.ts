@@ -4,18 +4,18 @@
 // keeps them) with priority 'background'; blocks already cached cost nothing.
 import pMap from 'p-map';
 import type { Logger } from '../log.js';
-import type { BlockStore } from '../store/types.js';
+import type { CacheStore } from '../store/cache.js';
 import type { ZeroMapStore } from '../store/zero-map.js';
 
 export class Hydrator {
   readonly stats = { done: 0, total: 0 };
-  #cache: BlockStore;
+  #cache: CacheStore;
   #zeroMap: ZeroMapStore;
   #log: Logger;
   #stop = new AbortController();
   #running: Promise<void> | undefined;
 
-  constructor(cache: BlockStore, zeroMap: ZeroMapStore, log: Logger) {
+  constructor(cache: CacheStore, zeroMap: ZeroMapStore, log: Logger) {
     this.#cache = cache;
     this.#zeroMap = zeroMap;
     this.#log = log.child({ layer: 'hydrate' });
@@ -28,7 +28,7 @@ export class Hydrator {
     this.#running = pMap(
       this.#zeroMap.storedIndices(),
       async (index) => {
-        await this.#cache.read(index, { priority: 'background', signal });
+        await this.#cache.hydrate(index, { priority: 'background', signal });
         this.stats.done++;
       },
       { concurrency, signal },

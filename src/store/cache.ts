@@ -1,29 +1,44 @@
-// The cache layer: a persistent block cache in LMDB and the write-back journal.
+// The cache layer: block data in local slab files (slab-file.ts), metadata and the
+// write-back journal in LMDB, uploads scheduled by write-back.ts.
 //
 // Block states (per index):
-//   absent   nothing local; a read misses and asks the store below
-//   clean    LMDB `blocks` holds the same content as S3; listed in the eviction LRU
-//   dirty    LMDB `blocks` holds newer content than S3 and `dirty` holds its write
-//            sequence number; never evicted; queued for upload
-//   uploading  dirty, with one upload in flight (never two for one block)
-// Entries are CRC-32 (4 bytes) + data, or the 4-byte ZERO marker for a block
-// written as zeros; every entry is checked against its checksum when loaded.
+//   absent   nothing local: a read misses and asks the store below; its file range
+//            is made zeros before a partial write builds on it
+//   clean    the file holds what S3 holds; LMDB `local` has its SHA-256; in the
+//            eviction LRU (eviction punches the range out and drops the record)
+//   dirty    the file holds a newer write; LMDB `local` has a CRC-32 per 64 KiB
+//            segment (or says "zeros", the range then punched) and `dirty` its write
+//            sequence number; never evicted; uploaded by write-back
+// Reads and writes take byte ranges: a 4 KiB read of a local block is a 4 KiB read of
+// its file, a 128 KiB write is a 128 KiB write plus the CRC of the segments it touched.
 //
 // Invariants
-//   - a write resolves only once its data and its journal entry are committed to
-//     LMDB together, so a crash of the process loses no acknowledged write;
-//   - on start, a journal left by a crash is replayed to S3 before the first read;
+//   - a write resolves only once its bytes are in the file and its journal entry is
+//     committed in LMDB, so a kill -9 loses no acknowledged write (the kernel keeps
+//     the file's pages);
+//   - a local block is verified once per mount before its first use: a clean one
+//     against its SHA-256 (a mismatch drops it; it is fetched again), a dirty one at
+//     start: after a reboot (the boot id changed), a dirty block whose bytes do not
+//     match its journaled CRCs is never uploaded: it is dropped, and logged;
+//   - on start, a journal left behind is replayed to S3 before the first read;
 //   - flush() resolves once every write that resolved before it is in S3;
-//   - dirty data is bounded (backpressure) and clean data is bounded by the cache
-//     size (LRU eviction); memory holds only indices and a small hot set.
+//   - dirty data is bounded (writers wait), clean data by the cache size (LRU);
+//     memory holds indices and states, never block data beyond the requests in flight;
+//   - one block's writes, fills and upload snapshots run one at a time (a per-block
+//     lock); a range being read is never punched out under the reader.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
-import { S3zError } from '../errors.js';
+import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
-import type { BlockStore, ReadOptions } from './types.js';
+import type { BlockStore, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { crc32 } from 'node:zlib';
-import { isZero } from './checksum.js';
+import { isZero, sha256Raw } from './checksum.js';
+import { KeyedLock } from './keyed-lock.js';
+import { SlabFiles } from './slab-file.js';
+import { WriteBack } from './write-back.js';
 
 export interface CacheConfig {
   /** Clean blocks beyond this many bytes are evicted, least recently used first. */
@@ -34,8 +49,6 @@ export interface CacheConfig {
   readonly uploadConcurrency: number;
   /** Writes wait while this much data is dirty. */
   readonly maxDirtyBytes: number;
-  /** Decoded blocks kept in memory for repeated hits. */
-  readonly hotBytes: number;
   /**
    * A dirty block waits this long before its upload starts, unless a flush or dirty-data
    * pressure asks for it: ZFS writes a 1 MiB block as several 128 KiB pieces, and each
@@ -48,7 +61,6 @@ export const DEFAULT_CACHE_CONFIG: Omit<CacheConfig, 'readOnly'> = {
   maxBytes: 10 * 1024 ** 3,
   uploadConcurrency: 16,
   maxDirtyBytes: 128 * 1024 ** 2,
-  hotBytes: 32 * 1024 ** 2,
   writeDelayMs: 1000,
 };
 
@@ -64,71 +76,62 @@ export interface CacheStats {
   evictions: number;
   corrupt: number;
   replayed: number;
-  /** Local puts and removes that failed (a full cache disk). */
+  /** Local writes the disk refused (a full cache disk). */
   localErrors: number;
+  /** Dirty blocks dropped after a reboot because their bytes did not match the journal. */
+  dropped: number;
 }
 
-// Local entries carry a CRC-32 (5 GB/s here, against 1.6 for SHA-256): it is checked at
-// every load from LMDB, so a warm read costs a copy and a CRC, and it catches bit rot as well.
-const HEADER = 4;
-const ZERO_MARKER = Buffer.alloc(HEADER);
-
-function encode(data: Buffer): Buffer {
-  const entry = Buffer.allocUnsafe(HEADER + data.length);
-  entry.writeUInt32BE(crc32(data), 0);
-  data.copy(entry, HEADER);
-  return entry;
-}
-
-/** The block in an entry, null for the zero marker, undefined when it fails its check. */
-function decode(entry: Buffer, blockSize: number): Buffer | null | undefined {
-  if (entry.length === HEADER && entry.equals(ZERO_MARKER)) return null;
-  const data = entry.subarray(HEADER);
-  return data.length === blockSize && crc32(data) === entry.readUInt32BE(0) ? data : undefined;
-}
-
+/** The cache format these files use; an older cache dir is migrated at start. */
+const FORMAT = 2;
+/** CRC-32 granularity of a dirty block: a write recomputes only the segments it touched. */
+const SEGMENT = 64 * 1024;
+/** Record kinds in the `local` table (first byte). */
+const CLEAN = 1;
+const DIRTY = 2;
+const ZEROS = 3;
 /** Local write attempts before a writer gets ENOSPC. */
 const LOCAL_RETRIES = 4;
 
-/** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here, or it would end the process. */
+/** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here. */
 function quiet(err: unknown): void {
   (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => {});
 }
 
-interface FlushWaiter {
-  readonly seq: number;
-  resolve(): void;
-  reject(err: unknown): void;
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown';
+  }
 }
 
-export class CacheStore implements BlockStore {
+export class CacheStore implements RangeStore {
   readonly blockSize: number;
   readonly blockCount: number;
   #inner: BlockStore;
   #db: LocalDb;
+  #files: SlabFiles;
   #config: CacheConfig;
   #log: Logger;
+  #wb: WriteBack;
+  #segment: number;
   #closed = false;
   #started = false;
-  /** Clean entries present in LMDB, in LRU order; eviction removes them from LMDB. */
+  /** Clean blocks, in LRU order; eviction punches them out. */
   #lru: LRUCache<number, true>;
-  #hot: LRUCache<number, Buffer>;
-  /** Dirty blocks and the sequence number of their latest write. */
-  #dirty = new Map<number, number>();
-  /** Dirty blocks waiting for an upload, with the time it may start (insertion order ≈ due order). */
-  #queue = new Map<number, number>();
-  #delayTimer: NodeJS.Timeout | undefined;
-  #uploading = new Set<number>();
-  #reads = new Map<number, Promise<Buffer | null>>();
-  /** Blocks written while a miss of theirs was in flight: that miss must not fill the cache. */
-  #overtaken = new Set<number>();
-  #seq = 0;
-  #flushWaiters: FlushWaiter[] = [];
-  #spaceWaiters: Array<() => void> = [];
-  #retryTimer: NodeJS.Timeout | undefined;
-  #stats: Omit<CacheStats, 'blocks' | 'bytes' | 'dirtyBlocks' | 'inflight'> = {
-    hit: 0, miss: 0, uploads: 0, uploadErrors: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0,
-  };
+  /** Dirty blocks written as zeros (no bytes in the file). */
+  #zeroDirty = new Set<number>();
+  /** Local blocks checked against their checksum in this mount. */
+  #verified = new Set<number>();
+  #verifying = new Map<number, Promise<boolean>>();
+  /** Misses being fetched (one request per block, whoever asks). */
+  #fills = new Map<number, Promise<Buffer | null>>();
+  #locks = new KeyedLock();
+  /** Reads in progress per block, and evictions waiting for them. */
+  #readers = new Map<number, number>();
+  #pendingEvict = new Set<number>();
+  #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
     this.blockSize = inner.blockSize;
@@ -137,114 +140,117 @@ export class CacheStore implements BlockStore {
     this.#db = deps.db;
     this.#config = config;
     this.#log = deps.log.child({ layer: 'cache' });
+    this.#segment = Math.min(SEGMENT, this.blockSize);
+    this.#files = new SlabFiles(path.join(deps.db.dir, 'data'), this.blockSize);
+    this.#wb = new WriteBack(
+      { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
+      { upload: (i) => this.#upload(i), clean: (i, seq, uploaded) => this.#clean(i, seq, uploaded), canRetry: () => !this.#closed && !this.#db.closed },
+      this.#log,
+    );
     this.#lru = new LRUCache<number, true>({
       max: Math.max(1, Math.floor(config.maxBytes / this.blockSize)),
       dispose: (_v, index, reason) => {
-        if (reason !== 'evict') return;
-        this.#stats.evictions++;
-        this.#hot.delete(index);
-        this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('evict', index, err));
+        if (reason === 'evict') this.#evict(index);
       },
     });
-    this.#hot = new LRUCache<number, Buffer>({ maxSize: Math.max(this.blockSize, config.hotBytes), sizeCalculation: (b) => b.length });
   }
 
   get stats(): CacheStats {
+    const blocks = this.#lru.size + this.#wb.size;
     return {
       ...this.#stats,
-      blocks: this.#lru.size + this.#dirty.size,
-      bytes: (this.#lru.size + this.#dirty.size) * this.blockSize,
-      dirtyBlocks: this.#dirty.size,
-      inflight: this.#uploading.size,
+      ...this.#wb.stats,
+      blocks,
+      bytes: blocks * this.blockSize,
+      dirtyBlocks: this.#wb.size,
+      inflight: this.#wb.inflight,
     };
   }
 
-  /** True when the block is held locally (clean, dirty or hot): reading it costs no request. */
+  /** True when the block is held locally: reading it costs no request. */
   holds(index: number): boolean {
-    return this.#hot.has(index) || this.#lru.has(index) || this.#dirty.has(index);
+    return this.#lru.has(index) || this.#wb.has(index);
   }
 
   /**
-   * Loads the journal and the cached indices, then replays the journal to S3.
-   * Must complete before the device serves anything.
+   * Migrates an older cache dir, loads the journal and the local index, checks the
+   * dirty blocks' bytes, then replays the journal to S3. Must complete before the
+   * device serves anything.
    */
   async start(): Promise<void> {
-    for (const { key, value } of this.#db.dirty.getRange()) {
-      this.#dirty.set(key, value);
-      this.#seq = Math.max(this.#seq, value);
-    }
-    for (const key of this.#db.blocks.getKeys()) {
-      if (!this.#dirty.has(key)) this.#lru.set(key, true);
-    }
+    await this.#migrate();
+    const boot = bootId();
+    const rebooted = this.#db.meta.get('bootId') !== undefined && this.#db.meta.get('bootId') !== boot;
+    for (const { key, value } of this.#db.dirty.getRange()) this.#wb.restore(key, value);
+    for (const key of this.#db.local.getKeys()) if (!this.#wb.has(key)) this.#lru.set(key, true);
+    for (const index of [...this.#wb.indices()]) await this.#recheck(index, rebooted);
+    await this.#db.meta.put('bootId', boot);
     this.#started = true;
-    if (this.#dirty.size === 0) return;
+    if (this.#wb.size === 0) return;
     if (this.#config.readOnly) {
-      throw new S3zError('EMOUNT', `the cache holds ${this.#dirty.size} blocks not yet in S3, left by a read-write mount that did not finish; mount read-write once to upload them`);
+      throw new S3zError('EMOUNT', `the cache holds ${this.#wb.size} blocks not yet in S3, left by a read-write mount that did not finish; mount read-write once to upload them`);
     }
-    this.#log.warn({ blocks: this.#dirty.size }, 'replaying the write-back journal to S3');
-    this.#stats.replayed = this.#dirty.size;
-    for (const index of this.#dirty.keys()) this.#queue.set(index, 0);
-    this.#pump();
+    this.#log.warn({ blocks: this.#wb.size }, 'replaying the write-back journal to S3');
+    this.#stats.replayed = this.#wb.size;
+    this.#wb.all();
     await this.flush();
   }
 
-  async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
-    checkIndex(this, index, this.#closed);
-    const hot = this.#hot.get(index);
-    if (hot !== undefined) {
-      this.#stats.hit++;
-      this.#lru.get(index);
-      return hot;
-    }
-    const local = this.#load(index);
-    if (local !== undefined) {
-      this.#stats.hit++;
-      return local;
-    }
-    this.#stats.miss++;
-    let pending = this.#reads.get(index);
-    if (pending === undefined) {
-      pending = this.#fill(index, opts).finally(() => this.#reads.delete(index));
-      this.#reads.set(index, pending);
-    }
-    return pending;
+  read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    return this.readRange(index, 0, this.blockSize, opts);
   }
 
-  async write(index: number, data: Buffer | null): Promise<void> {
+  async readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null> {
     checkIndex(this, index, this.#closed);
-    checkBlock(this, index, data);
-    if (this.#config.readOnly) throw new S3zError('EROFS', `block ${index}: the device is read-only`);
-    while (this.#dirty.size * this.blockSize >= this.#config.maxDirtyBytes && !this.#dirty.has(index)) {
-      await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
-      checkOpen(this.#closed);
+    this.#checkRange(index, at, length);
+    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    try {
+      if (this.holds(index)) {
+        this.#lru.get(index); // recently used
+        if (this.#zeroDirty.has(index)) {
+          this.#stats.hit++;
+          return null;
+        }
+        if (await this.#ensureVerified(index)) {
+          this.#stats.hit++;
+          return await this.#files.read(index, at, length);
+        }
+        if (this.#lru.delete(index)) this.#drop(index);
+      }
+      this.#stats.miss++;
+      let fill = this.#fills.get(index);
+      if (fill === undefined) {
+        fill = this.#locks.run(index, () => this.#fillLocked(index, opts)).finally(() => this.#fills.delete(index));
+        this.#fills.set(index, fill);
+      }
+      const data = await fill;
+      if (data === null) return null;
+      return at === 0 && length === this.blockSize ? data : data.subarray(at, at + length);
+    } finally {
+      this.#doneReading(index);
     }
-    const zero = data === null || isZero(data);
-    const entry = zero ? ZERO_MARKER : encode(data);
-    const seq = ++this.#seq;
-    if (this.#reads.has(index)) this.#overtaken.add(index);
-    this.#hot.delete(index);
-    this.#lru.delete(index);
-    await this.#journal(index, entry, seq);
-    // Only now: an upload that reads this seq must find this data (or newer) in LMDB. A flush
-    // waits for writes that resolved before it, and this one resolves after this line.
-    if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
-    // A read racing this write (hydration, read-ahead) may have put the old copy back in the hot set.
-    if (zero) this.#hot.delete(index);
-    else if (this.#dirty.get(index) === seq) this.#hot.set(index, data);
-    // A block already waiting keeps its place and time: rewrites coalesce into one upload.
-    if (!this.#queue.has(index)) this.#queue.set(index, Date.now() + this.#config.writeDelayMs);
-    this.#pump();
+  }
+
+  write(index: number, data: Buffer | null): Promise<void> {
+    try {
+      checkBlock(this, index, data);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.writeRange(index, 0, data, this.blockSize);
+  }
+
+  async writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void> {
+    checkIndex(this, index, this.#closed);
+    this.#checkRange(index, at, data?.length ?? length);
+    if (this.#config.readOnly) throw new S3zError('EROFS', `block ${index}: the device is read-only`);
+    await this.#wb.roomFor(index, () => checkOpen(this.#closed));
+    await this.#locks.run(index, () => this.#writeLocked(index, at, data, data?.length ?? length));
   }
 
   async flush(): Promise<void> {
     checkOpen(this.#closed);
-    // Every write that resolved has its seq in #dirty (until uploaded), and each is <= #seq.
-    const seq = this.#seq;
-    if (this.#oldestDirty() <= seq) {
-      const done = new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
-      this.#pump(); // a waiting flush makes every queued block due now
-      await done;
-    }
+    await this.#wb.flush();
     await this.#inner.flush();
   }
 
@@ -252,39 +258,228 @@ export class CacheStore implements BlockStore {
     if (this.#closed) return;
     if (this.#started) await this.flush();
     this.#closed = true;
-    clearTimeout(this.#retryTimer);
-    clearTimeout(this.#delayTimer);
-    for (const wake of this.#spaceWaiters.splice(0)) wake();
+    this.#wb.close();
     await this.#inner.close();
+    this.#files.close();
+  }
+
+  #checkRange(index: number, at: number, length: number): void {
+    if (!Number.isInteger(at) || !Number.isInteger(length) || at < 0 || length <= 0 || at + length > this.blockSize) {
+      throw new S3zError('ERANGE', `block ${index}: range ${at}+${length} is outside a ${this.blockSize}-byte block`);
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // reads
+
+  /** Checks a local block once per mount; false when it failed and was dropped (fetch it again). */
+  #ensureVerified(index: number): Promise<boolean> | boolean {
+    if (this.#verified.has(index)) return true;
+    let p = this.#verifying.get(index);
+    if (p === undefined) {
+      p = this.#verify(index).finally(() => this.#verifying.delete(index));
+      this.#verifying.set(index, p);
+    }
+    return p;
+  }
+
+  async #verify(index: number): Promise<boolean> {
+    if (this.#wb.has(index)) {
+      // Dirty blocks were checked at start or written in this mount.
+      this.#verified.add(index);
+      return true;
+    }
+    const record = this.#db.local.get(index);
+    if (record !== undefined && record[0] === CLEAN && record.length === 33) {
+      const data = await this.#files.read(index, 0, this.blockSize);
+      if (sha256Raw(data).equals(record.subarray(1))) {
+        this.#verified.add(index);
+        return true;
+      }
+    }
+    this.#stats.corrupt++;
+    this.#log.warn({ block: index }, 'cached block failed its checksum; fetching it again');
+    return false;
+  }
+
+  /** Fetches a block from below into the file (under the block's lock). */
+  async #fillLocked(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    if (this.holds(index) && (this.#zeroDirty.has(index) || (await this.#ensureVerified(index)))) {
+      // Filled by the one before us in the lock queue.
+      return this.#zeroDirty.has(index) ? null : this.#files.read(index, 0, this.blockSize);
+    }
+    const data = await this.#inner.read(index, opts);
+    if (data === null || this.#closed) return data;
+    try {
+      await this.#localWrite(index, 0, data);
+    } catch (err) {
+      // Serving the read matters more than caching it.
+      this.#log.warn({ block: index, err: (err as Error).message }, 'could not cache a fetched block');
+      return data;
+    }
+    // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
+    const record = Buffer.concat([Buffer.from([CLEAN]), sha256Raw(data)]);
+    this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
+    this.#verified.add(index);
+    this.#lru.set(index, true);
+    return data;
+  }
+
+  #doneReading(index: number): void {
+    const n = (this.#readers.get(index) ?? 1) - 1;
+    if (n > 0) {
+      this.#readers.set(index, n);
+      return;
+    }
+    this.#readers.delete(index);
+    if (this.#pendingEvict.delete(index) && !this.holds(index)) this.#punchOut(index);
+  }
+
+  // -------------------------------------------------------------------------
+  // writes
+
+  async #writeLocked(index: number, at: number, data: Buffer | null, length: number): Promise<void> {
+    const bs = this.blockSize;
+    const whole = at === 0 && length === bs;
+    const wasDirty = this.#wb.has(index);
+    const wasZero = this.#zeroDirty.has(index);
+    // No longer clean: it must not be evicted while we change it.
+    const wasClean = this.#lru.delete(index);
+    // A partial write builds on the block as S3 holds it (absent blocks cost no request),
+    // or on a clean local copy once that copy has proven itself.
+    const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
+    if (!trusted && !whole) {
+      this.#pendingEvict.delete(index);
+      const base = await this.#inner.read(index);
+      if (base === null) this.#files.punch(index);
+      else await this.#localWrite(index, 0, base);
+    }
+    let record: Buffer;
+    if ((data === null || isZero(data)) && whole) {
+      this.#files.punch(index);
+      record = Buffer.from([ZEROS]);
+    } else {
+      const piece = data ?? Buffer.alloc(length);
+      if (wasZero && !whole) this.#files.punch(index); // make sure the rest reads as zeros
+      await this.#localWrite(index, at, piece);
+      record = await this.#segments(index, at, piece, wasDirty && !wasZero ? this.#db.local.get(index) : undefined);
+      this.#verified.add(index);
+    }
+    const seq = this.#wb.nextSeq();
+    await this.#journal(index, record, seq);
+    if (record[0] === ZEROS) this.#zeroDirty.add(index);
+    else this.#zeroDirty.delete(index);
+    this.#verified.add(index);
+    this.#wb.written(index, seq);
+  }
+
+  /** The dirty record for a block after `piece` was written at `at`: one CRC-32 per segment. */
+  async #segments(index: number, at: number, piece: Buffer, previous: Buffer | undefined): Promise<Buffer> {
+    const seg = this.#segment;
+    const count = this.blockSize / seg;
+    const record = Buffer.alloc(1 + 4 * count);
+    record[0] = DIRTY;
+    let first = 0;
+    let last = count - 1;
+    if (previous !== undefined && previous[0] === DIRTY && previous.length === record.length) {
+      previous.copy(record);
+      first = Math.floor(at / seg);
+      last = Math.floor((at + piece.length - 1) / seg);
+    }
+    const from = first * seg;
+    const to = (last + 1) * seg;
+    // The piece itself when it covers the segments exactly; else what the file now holds.
+    const bytes = from === at && to === at + piece.length ? piece : await this.#files.read(index, from, to - from);
+    for (let s = first; s <= last; s++) record.writeUInt32BE(crc32(bytes.subarray((s - first) * seg, (s - first + 1) * seg)), 1 + 4 * s);
+    return record;
   }
 
   /**
-   * Commits a write and its journal entry together. The local disk may be full (a smaller
-   * disk than --cache-size, or filled by something else since the mount): clean blocks
-   * are dropped and uploads given time to free dirty ones before the writer hears ENOSPC.
+   * Commits a write's record and its journal entry together. The local disk may be
+   * full (a smaller disk than --cache-size, or filled by something else since the
+   * mount): clean blocks are dropped and uploads given time before the writer hears ENOSPC.
    */
-  async #journal(index: number, entry: Buffer, seq: number): Promise<void> {
+  async #journal(index: number, record: Buffer, seq: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.#db.transaction(() => {
-          this.#db.blocks.putSync(index, entry);
+          this.#db.local.putSync(index, record);
           this.#db.dirty.putSync(index, seq);
         });
         return;
       } catch (err) {
         quiet(err);
-        this.#stats.localErrors++;
-        if (attempt > LOCAL_RETRIES || this.#closed) {
-          this.#log.error({ block: index, err: (err as Error).message }, 'the local cache refused a write');
-          throw new S3zError('ENOSPACE', `block ${index}: the local cache disk (${this.#db.dir}) has no room left for it`, { cause: err });
-        }
-        this.#log.warn({ block: index, attempt, err: (err as Error).message }, 'local write failed; making room in the cache');
-        this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8)));
-        this.#pump();
-        await this.#db.committed().catch(quiet);
-        await new Promise((r) => setTimeout(r, 250 * attempt));
+        await this.#roomOrFail(index, attempt, err);
       }
     }
+  }
+
+  /** Writes bytes of a block to its file, making room (shedding clean blocks) on a full disk. */
+  async #localWrite(index: number, at: number, data: Buffer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#files.write(index, at, data);
+        return;
+      } catch (err) {
+        if (!isS3zError(err, 'ENOSPACE')) throw err;
+        await this.#roomOrFail(index, attempt, err);
+      }
+    }
+  }
+
+  async #roomOrFail(index: number, attempt: number, err: unknown): Promise<void> {
+    this.#stats.localErrors++;
+    if (attempt > LOCAL_RETRIES || this.#closed) {
+      this.#log.error({ block: index, err: (err as Error).message }, 'the local cache refused a write');
+      throw new S3zError('ENOSPACE', `block ${index}: the local cache disk (${this.#db.dir}) has no room left for it`, { cause: err });
+    }
+    this.#log.warn({ block: index, attempt, err: (err as Error).message }, 'local write failed; making room in the cache');
+    this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8)));
+    await this.#db.committed().catch(quiet);
+    await new Promise((r) => setTimeout(r, 250 * attempt));
+  }
+
+  // -------------------------------------------------------------------------
+  // write-back hooks
+
+  async #upload(index: number): Promise<Buffer | null> {
+    // A consistent snapshot: no write of this block runs while we read it.
+    const data = await this.#locks.run(index, () => (this.#zeroDirty.has(index) ? null : this.#files.read(index, 0, this.blockSize)));
+    await this.#inner.write(index, data);
+    return data;
+  }
+
+  async #clean(index: number, seq: number, uploaded: Buffer | null): Promise<void> {
+    await this.#locks.run(index, async () => {
+      if (this.#wb.seqOf(index) !== seq) return;
+      // The S3 store hashed this very buffer for its PUT (memoized): no new hash.
+      const record = uploaded === null ? undefined : Buffer.concat([Buffer.from([CLEAN]), sha256Raw(uploaded)]);
+      await this.#db.transaction(() => {
+        if (this.#db.dirty.get(index) !== seq) return;
+        this.#db.dirty.removeSync(index);
+        if (record === undefined) this.#db.local.removeSync(index);
+        else this.#db.local.putSync(index, record);
+      });
+      this.#wb.forget(index);
+      this.#zeroDirty.delete(index);
+      if (record !== undefined) this.#lru.set(index, true);
+    });
+  }
+
+  /** Makes a block local if it is not (hydration): costs nothing for a block already here. */
+  async hydrate(index: number, opts?: ReadOptions): Promise<void> {
+    checkIndex(this, index, this.#closed);
+    if (this.holds(index)) return;
+    await this.readRange(index, 0, this.blockSize, opts);
+  }
+
+  // -------------------------------------------------------------------------
+  // eviction and dropping
+
+  #evict(index: number): void {
+    this.#stats.evictions++;
+    if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
+    else this.#punchOut(index);
   }
 
   /** Drops the `count` least recently used clean blocks, to free local disk. */
@@ -296,157 +491,95 @@ export class CacheStore implements BlockStore {
     }
     for (const index of victims) {
       this.#lru.delete(index);
-      this.#hot.delete(index);
-      this.#stats.evictions++;
-      this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('shed', index, err));
+      this.#evict(index);
     }
   }
 
-  /** A local put or remove of a clean block failed: that block is no longer trusted to be local. */
+  /** Forgets a clean block locally: its record and its bytes. */
+  #drop(index: number): void {
+    if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
+    else this.#punchOut(index);
+  }
+
+  #punchOut(index: number): void {
+    this.#verified.delete(index);
+    try {
+      this.#files.punch(index);
+    } catch (err) {
+      this.#log.warn({ block: index, err: (err as Error).message }, 'could not free a cached block');
+    }
+    this.#db.local.remove(index).catch((err: unknown) => this.#localFailed('evict', index, err));
+  }
+
   #localFailed(what: string, index: number, err: unknown): void {
     quiet(err);
     this.#stats.localErrors++;
     this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
-    if (!this.#dirty.has(index)) this.#lru.delete(index);
+    if (!this.#wb.has(index)) this.#lru.delete(index);
   }
 
-  /** The cached content of a block (null for a cached zero block), or undefined if not cached or bad. */
-  #load(index: number): Buffer | null | undefined {
-    const entry = this.#db.blocks.get(index);
-    if (entry === undefined) return undefined;
-    const data = decode(entry, this.blockSize);
-    if (data === null) return null;
-    if (data !== undefined) {
-      this.#lru.get(index);
-      this.#hot.set(index, data);
-      return data;
-    }
-    this.#stats.corrupt++;
-    if (this.#dirty.has(index)) {
-      // The only copy of data not yet uploaded: nothing to fall back on, and no wrong bytes go up.
-      throw new S3zError('ECORRUPT', `block ${index}: the local copy of a block not yet uploaded fails its checksum`);
-    }
-    this.#log.warn({ block: index }, 'cached block failed its checksum; fetching it again');
-    this.#lru.delete(index);
-    this.#db.blocks.remove(index).catch((err: unknown) => this.#localFailed('drop', index, err));
-    return undefined;
-  }
+  // -------------------------------------------------------------------------
+  // start
 
-  async #fill(index: number, opts?: ReadOptions): Promise<Buffer | null> {
-    let data: Buffer | null;
-    try {
-      data = await this.#inner.read(index, opts);
-    } catch (err) {
-      // A write landed while we fetched: what S3 said no longer matters.
-      if (!this.#overtaken.delete(index) && !this.#dirty.has(index)) throw err;
-      const local = this.#load(index);
-      if (local === undefined) throw err;
-      return local;
+  /**
+   * A dirty block at start: after a plain crash the file is authoritative (the kernel
+   * kept every write, perhaps one more than was acknowledged); after a reboot it must
+   * match the journal, or the write is dropped (never flushed: ZFS tolerates it).
+   */
+  async #recheck(index: number, rebooted: boolean): Promise<void> {
+    const record = this.#db.local.get(index);
+    if (record !== undefined && record[0] === ZEROS) {
+      this.#zeroDirty.add(index);
+      this.#verified.add(index);
+      return;
     }
-    if (this.#overtaken.delete(index) || this.#dirty.has(index)) {
-      // A write landed while we fetched: the local copy is newer than what S3 gave us.
-      const local = this.#load(index);
-      return local === undefined ? data : local;
+    const data = await this.#files.read(index, 0, this.blockSize);
+    const now = await this.#segments(index, 0, data, undefined);
+    if (record !== undefined && now.equals(record)) {
+      this.#verified.add(index);
+      return;
     }
-    if (data !== null && !this.#closed) {
-      this.#db.blocks.put(index, encode(data)).catch((err: unknown) => this.#localFailed('fill', index, err));
-      this.#lru.set(index, true);
-      this.#hot.set(index, data);
-    }
-    return data;
-  }
-
-  #pump(): void {
-    // Due now: everything when a flush waits, writers are held back, or dirty data is half its bound.
-    const urgent =
-      this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0 || this.#dirty.size * this.blockSize * 2 >= this.#config.maxDirtyBytes;
-    const now = Date.now();
-    for (const [index, due] of this.#queue) {
-      if (this.#uploading.size >= this.#config.uploadConcurrency) return;
-      if (!urgent && due > now) {
-        if (this.#delayTimer === undefined && !this.#closed) {
-          this.#delayTimer = setTimeout(() => {
-            this.#delayTimer = undefined;
-            this.#pump();
-          }, due - now);
-          // Never the reason a process stays up: a flush or close makes every block due at once.
-          this.#delayTimer.unref();
-        }
-        return;
-      }
-      // One upload per block: a block rewritten mid-upload is queued again when that upload ends.
-      if (this.#uploading.has(index)) continue;
-      this.#queue.delete(index);
-      this.#uploading.add(index);
-      void this.#upload(index);
-    }
-  }
-
-  async #upload(index: number): Promise<void> {
-    const seq = this.#dirty.get(index);
-    try {
-      if (seq === undefined) return;
-      // The block just written is usually still in memory; only a replay or an evicted hot entry reads LMDB.
-      let data: Buffer | null | undefined = this.#hot.peek(index);
-      if (data === undefined) {
-        const entry = this.#db.blocks.get(index);
-        if (entry === undefined) throw new S3zError('ECORRUPT', `block ${index}: dirty in the journal but missing from the cache`);
-        data = decode(entry, this.blockSize);
-        if (data === undefined) throw new S3zError('ECORRUPT', `block ${index}: the journaled copy fails its checksum`);
-      }
-      await this.#inner.write(index, data);
-      this.#stats.uploads++;
-      if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
-      this.#dirty.delete(index);
-      // Conditional inside the write transaction: a newer journal entry must survive.
+    if (rebooted) {
+      this.#stats.dropped++;
+      this.#log.error({ block: index }, 'after a reboot the local copy of an unuploaded write does not match its journal: dropped (never flushed); the block is read from S3 again');
       await this.#db.transaction(() => {
-        if (this.#db.dirty.get(index) === seq) {
-          this.#db.dirty.removeSync(index);
-          if (data === null) this.#db.blocks.removeSync(index);
-        }
+        this.#db.dirty.removeSync(index);
+        this.#db.local.removeSync(index);
       });
-      if (data !== null && !this.#dirty.has(index)) this.#lru.set(index, true);
-    } catch (err) {
-      quiet(err);
-      this.#stats.uploadErrors++;
-      this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
-      // fsync must not claim durability it does not have: fail the flushes that wait on this block.
-      for (const w of this.#flushWaiters.filter((w) => seq !== undefined && w.seq >= seq)) {
-        this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
-        w.reject(err);
+      this.#wb.forget(index);
+      this.#files.punch(index);
+      return;
+    }
+    // Same boot: the file has the last write (maybe one not acknowledged): journal what it holds.
+    await this.#db.local.put(index, now);
+    this.#verified.add(index);
+  }
+
+  /** Cache dirs of format 1 kept whole blocks in LMDB: their journal moves into files, the rest is dropped. */
+  async #migrate(): Promise<void> {
+    if (this.#db.meta.get('cacheFormat') === FORMAT) return;
+    const legacy = this.#db.legacyBlocks;
+    let moved = 0;
+    for (const key of this.#db.dirty.getKeys()) {
+      const entry = legacy.get(key);
+      if (entry === undefined) continue;
+      if (entry.length === 4 && entry.readUInt32BE(0) === 0) {
+        this.#files.punch(key);
+        await this.#db.local.put(key, Buffer.from([ZEROS]));
+      } else {
+        const data = entry.subarray(4);
+        if (data.length !== this.blockSize || crc32(data) !== entry.readUInt32BE(0)) {
+          this.#log.error({ block: key }, 'a journaled block of the old cache format fails its checksum: dropped');
+          await this.#db.dirty.remove(key);
+          continue;
+        }
+        await this.#files.write(key, 0, Buffer.from(data));
+        await this.#db.local.put(key, await this.#segments(key, 0, data, undefined));
       }
-      this.#scheduleRetry(index);
-    } finally {
-      this.#uploading.delete(index);
-      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index)) this.#queue.set(index, 0);
-      this.#settle();
-      this.#pump();
+      moved++;
     }
-  }
-
-  #scheduleRetry(index: number): void {
-    // A closed database means the process is going away: the journal keeps the block.
-    if (this.#retryTimer !== undefined || this.#closed || this.#db.closed) return;
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined;
-      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queue.has(i)) this.#queue.set(i, 0);
-      this.#pump();
-    }, 2000);
-  }
-
-  #oldestDirty(): number {
-    let min = Infinity;
-    for (const seq of this.#dirty.values()) if (seq < min) min = seq;
-    return min;
-  }
-
-  #settle(): void {
-    const oldest = this.#oldestDirty();
-    if (this.#flushWaiters.length > 0) {
-      const done = this.#flushWaiters.filter((w) => w.seq < oldest);
-      this.#flushWaiters = this.#flushWaiters.filter((w) => w.seq >= oldest);
-      for (const w of done) w.resolve();
-    }
-    while (this.#spaceWaiters.length > 0 && this.#dirty.size * this.blockSize < this.#config.maxDirtyBytes) this.#spaceWaiters.shift()?.();
+    await legacy.clearAsync();
+    await this.#db.meta.put('cacheFormat', FORMAT);
+    if (moved > 0) this.#log.info({ moved }, 'cache dir migrated to block files');
   }
 }

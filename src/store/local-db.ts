@@ -1,11 +1,13 @@
 // The local LMDB environment of one volume (one folder per volume uuid under the
 // cache directory). Several layers keep state here, each in its own named table:
-//   blocks   index -> crc32 (4 bytes) + block data     the block cache (cache layer)
+//   local    index -> kind + checksum                   which blocks the cache holds in its files:
+//                                                       clean + SHA-256, dirty + CRC-32 per segment, or zeros
 //   dirty    index -> write sequence                    the write-back journal (cache layer)
+//   blocks   index -> crc32 + block data                cache format 1 (whole blocks in LMDB): migrated, then empty
 //   overlay  index -> sha256 + data, or 32 zero bytes    overlay writes; the zero bytes = zero block
 //   zmap     chunk -> bitmap                            which blocks exist in S3 (zero map layer)
 //   guard    index -> { sum, until }                    read-after-write expectations (guard layer)
-//   meta     string -> JSON                             geometry, lease token, zero-map validity
+//   meta     string -> JSON                             geometry, lease token, zero-map validity, boot id, cache format
 // Invariants: the folder belongs to one volume (meta.volume holds its uuid and
 // geometry; a mismatch refuses to open); one daemon at a time (pid file).
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
@@ -34,7 +36,9 @@ export function defaultCacheRoot(): string {
 
 export class LocalDb {
   readonly dir: string;
-  readonly blocks: Database<Buffer, number>;
+  readonly local: Database<Buffer, number>;
+  /** Cache format 1's whole-block table: read once to migrate, then empty. */
+  readonly legacyBlocks: Database<Buffer, number>;
   readonly dirty: Database<number, number>;
   readonly overlay: Database<Buffer, number>;
   readonly zmap: Database<Buffer, number>;
@@ -49,7 +53,8 @@ export class LocalDb {
     this.#root = root;
     this.#pidFile = pidFile;
     const bin = { encoding: 'binary' as const };
-    this.blocks = root.openDB<Buffer, number>({ name: 'blocks', ...bin });
+    this.local = root.openDB<Buffer, number>({ name: 'local', ...bin });
+    this.legacyBlocks = root.openDB<Buffer, number>({ name: 'blocks', ...bin });
     this.dirty = root.openDB<number, number>({ name: 'dirty', encoding: 'msgpack' });
     this.overlay = root.openDB<Buffer, number>({ name: 'overlay', ...bin });
     this.zmap = root.openDB<Buffer, number>({ name: 'zmap', ...bin });

@@ -24,3 +24,19 @@ export interface BlockStore {
   flush(): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * A store that also takes byte ranges within a block (the cache layer): a 4 KiB read
+ * or a 128 KiB write costs that many bytes of local I/O, not a whole block.
+ * - readRange resolves to `length` bytes from `at`, or null when they read as zeros;
+ * - writeRange writes `data` at `at` (null: `length` zero bytes) and takes ownership
+ *   of `data`; the same durability and flush contract as write().
+ */
+export interface RangeStore extends BlockStore {
+  readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null>;
+  writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void>;
+}
+
+export function isRangeStore(store: BlockStore): store is RangeStore {
+  return typeof (store as Partial<RangeStore>).readRange === 'function' && typeof (store as Partial<RangeStore>).writeRange === 'function';
+}

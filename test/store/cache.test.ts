@@ -2,7 +2,7 @@
 // after a crash, flush as a barrier, eviction, backpressure, merged misses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -162,7 +162,7 @@ test('backpressure: writes wait while dirty data is at its bound', async (t) => 
 });
 
 test('misses are merged; hits cost nothing below; clean blocks are evicted LRU, dirty never', async (t) => {
-  const { openDb, make } = await setup(t, { maxBytes: 8 * BS, hotBytes: BS });
+  const { openDb, make } = await setup(t, { maxBytes: 8 * BS });
   const inner = new GatedStore(BS, COUNT);
   for (let i = 0; i < 20; i++) inner.blocks.set(i, Buffer.alloc(BS, i + 1));
   inner.readDelayMs = 20;
@@ -180,7 +180,7 @@ test('misses are merged; hits cost nothing below; clean blocks are evicted LRU, 
   await db.committed();
   assert.ok(cache.stats.evictions >= 12, `evictions ${cache.stats.evictions}`);
   assert.ok(cache.stats.blocks <= 9, `blocks ${cache.stats.blocks}`);
-  assert.ok(db.blocks.get(100) !== undefined, 'the dirty block stays');
+  assert.ok(db.local.get(100) !== undefined && db.dirty.get(100) !== undefined, 'the dirty block stays');
   const before = inner.readsSeen;
   await cache.read(0); // evicted long ago
   assert.equal(inner.readsSeen, before + 1);
@@ -188,27 +188,31 @@ test('misses are merged; hits cost nothing below; clean blocks are evicted LRU, 
   await cache.close();
 });
 
-test('a cached entry that fails its checksum is fetched again, never returned', async (t) => {
-  const { openDb, make } = await setup(t, { hotBytes: BS });
+test('a cached block whose file bytes fail its checksum is fetched again at its first use in a mount, never returned', async (t) => {
+  const { dir, openDb, make } = await setup(t);
   const inner = new GatedStore(BS, COUNT);
   const good = Buffer.alloc(BS, 9);
   inner.blocks.set(7, good);
-  inner.blocks.set(8, Buffer.alloc(BS, 1));
-  const db = openDb();
-  const cache = make(inner, db);
-  await cache.start();
-  await cache.read(7);
-  await cache.read(8); // push 7 out of the hot set
-  await db.committed();
-  const entry = db.blocks.get(7);
-  assert.ok(entry);
-  entry[100] = (entry[100] ?? 0) ^ 0xff;
-  await db.blocks.put(7, entry);
-  const seen = inner.readsSeen;
-  assert.deepEqual(await cache.read(7), good);
-  assert.equal(inner.readsSeen, seen + 1);
-  assert.equal(cache.stats.corrupt, 1);
-  await cache.close();
+  const db1 = openDb();
+  const cache1 = make(inner, db1);
+  await cache1.start();
+  await cache1.read(7);
+  await cache1.close();
+  await db1.close();
+  // Bit rot in the block's file while unmounted.
+  const fh = await open(path.join(dir, 'data', 'slab-0'), 'r+');
+  await fh.write(Buffer.from([0x55]), 0, 1, 7 * BS + 100);
+  await fh.close();
+  const inner2 = new GatedStore(BS, COUNT);
+  inner2.blocks.set(7, good);
+  const cache2 = make(inner2, openDb());
+  await cache2.start();
+  assert.deepEqual(await cache2.read(7), good);
+  assert.equal(inner2.readsSeen, 1, 'fetched again');
+  assert.equal(cache2.stats.corrupt, 1);
+  assert.deepEqual(await cache2.readRange(7, 64, 16), good.subarray(64, 80), 'and cached again');
+  assert.equal(inner2.readsSeen, 1);
+  await cache2.close();
 });
 
 test('rewrites racing their own uploads: after flush the store below holds the last write of every block', async (t) => {

@@ -1,0 +1,137 @@
+// The cache's block data on local disk: sparse "slab" files under <cacheDir>/data,
+// block i at byte i*blockSize of the device, cut into 1 TiB files (ext4 caps a file
+// at 16 TiB). Only cached blocks take space; an evicted block's range is punched
+// out (native/s3zfile.c) and reads as zeros again.
+// Reads and writes are by byte range, through libuv's threadpool (fs.read/fs.write),
+// so a 4 KiB read of a cached block costs a 4 KiB read of a file.
+// Invariants: files are opened once and kept open until close(); errors are
+// S3zErrors: ENOSPACE for a full disk, EMOUNT for anything else.
+import { closeSync, mkdirSync, openSync, read, readdirSync, statSync, write, constants } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { S3zError } from '../errors.js';
+
+/** Bytes of the device per slab file. */
+export const SLAB_BYTES = 2 ** 40;
+
+interface FileNative {
+  punchHole(fd: number, offset: number, length: number): void;
+}
+
+let native: FileNative | undefined;
+function loadNative(): FileNative {
+  if (native !== undefined) return native;
+  const addon = fileURLToPath(new URL('../../build/Release/s3zfile.node', import.meta.url));
+  try {
+    native = createRequire(import.meta.url)(addon) as FileNative;
+  } catch (err) {
+    throw new S3zError('EMOUNT', `the file addon ${addon} could not be loaded (build it with "npm run build:native")`, { cause: err });
+  }
+  return native;
+}
+
+function localError(what: string, file: string, err: unknown): S3zError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new S3zError('ENOSPACE', `${what} ${file}: the cache disk is full`, { cause: err });
+  return new S3zError('EMOUNT', `${what} ${file}: ${(err as Error).message}`, { cause: err });
+}
+
+export class SlabFiles {
+  readonly dir: string;
+  readonly blockSize: number;
+  #fds = new Map<number, number>();
+  #closed = false;
+
+  constructor(dir: string, blockSize: number) {
+    this.dir = dir;
+    this.blockSize = blockSize;
+    loadNative();
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw localError('cannot make', dir, err);
+    }
+  }
+
+  /** Reads [at, at+length) of block `index` into a new buffer (holes read as zeros). */
+  read(index: number, at: number, length: number): Promise<Buffer> {
+    const { fd, pos, file } = this.#locate(index, at);
+    const out = Buffer.allocUnsafe(length);
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        read(fd, out, done, length - done, pos + done, (err, n) => {
+          if (err) return reject(localError('cannot read', file, err));
+          // Past the end of a slab that was never written this far: zeros.
+          if (n === 0) {
+            out.fill(0, done);
+            return resolve(out);
+          }
+          if (done + n < length) return step(done + n);
+          resolve(out);
+        });
+      };
+      step(0);
+    });
+  }
+
+  /** Writes `data` at `at` within block `index`. */
+  write(index: number, at: number, data: Buffer): Promise<void> {
+    const { fd, pos, file } = this.#locate(index, at);
+    return new Promise((resolve, reject) => {
+      const step = (done: number): void => {
+        write(fd, data, done, data.length - done, pos + done, (err, n) => {
+          if (err) return reject(localError('cannot write', file, err));
+          if (done + n < data.length) return step(done + n);
+          resolve();
+        });
+      };
+      step(0);
+    });
+  }
+
+  /** Frees the local space of block `index`; it reads as zeros afterwards. */
+  punch(index: number): void {
+    const { fd, pos, file } = this.#locate(index, 0);
+    try {
+      loadNative().punchHole(fd, pos, this.blockSize);
+    } catch (err) {
+      throw localError('cannot free a block in', file, err);
+    }
+  }
+
+  /** Bytes the slab files take on disk (allocated, not their sparse size). */
+  static usedBytes(dir: string): number {
+    let used = 0;
+    try {
+      for (const name of readdirSync(dir)) used += statSync(path.join(dir, name)).blocks * 512;
+    } catch {
+      // no data dir yet
+    }
+    return used;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const fd of this.#fds.values()) closeSync(fd);
+    this.#fds.clear();
+  }
+
+  #locate(index: number, at: number): { fd: number; pos: number; file: string } {
+    if (this.#closed) throw new S3zError('ECLOSED', 'the cache files are closed');
+    const byte = index * this.blockSize + at;
+    const slab = Math.floor(byte / SLAB_BYTES);
+    const file = path.join(this.dir, `slab-${slab}`);
+    let fd = this.#fds.get(slab);
+    if (fd === undefined) {
+      try {
+        fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
+      } catch (err) {
+        throw localError('cannot open', file, err);
+      }
+      this.#fds.set(slab, fd);
+    }
+    return { fd, pos: byte - slab * SLAB_BYTES, file };
+  }
+}

@@ -1,0 +1,219 @@
+// Write-back scheduling for the cache layer: which blocks are dirty, when each is
+// uploaded, and who waits for what. It holds no block data: the cache journals a
+// write, then reports it here; an upload is the cache's `upload` hook.
+//
+// State per dirty block: its latest write sequence number, and one of
+//   waiting    queued, due at a time (a write delay lets ZFS's 128 KiB pieces of one
+//              block coalesce into one PUT), or at once when a flush waits, writers
+//              are held back, or dirty data reaches half its bound;
+//   uploading  one upload in flight; never two for one block. A block rewritten
+//              meanwhile is queued again when that upload ends.
+// Invariants:
+//   - flush() resolves once every write whose sequence number was given out before
+//     the call is uploaded; it rejects if an upload it waits for fails (fsync must
+//     fail rather than lie), and failed blocks are retried on a timer;
+//   - writers wait (roomFor) while dirty data is at its bound;
+//   - a block leaves the dirty set only after `clean` (the cache's journal update) ran
+//     for the very sequence number that was uploaded.
+import type { Logger } from '../log.js';
+
+export interface WriteBackConfig {
+  readonly uploadConcurrency: number;
+  readonly maxDirtyBytes: number;
+  readonly writeDelayMs: number;
+  readonly blockSize: number;
+}
+
+export interface WriteBackHooks {
+  /** Uploads the block's current local content and returns what it sent; throws if it could not. */
+  upload(index: number): Promise<Buffer | null>;
+  /** The upload of `seq` (which sent `uploaded`) succeeded and no newer write came: make the block clean locally. */
+  clean(index: number, seq: number, uploaded: Buffer | null): Promise<void>;
+  /** False once the process is going away: the journal keeps failed blocks, no retry timer. */
+  canRetry(): boolean;
+}
+
+interface FlushWaiter {
+  readonly seq: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+const RETRY_MS = 2000;
+
+export class WriteBack {
+  readonly stats = { uploads: 0, uploadErrors: 0 };
+  #config: WriteBackConfig;
+  #hooks: WriteBackHooks;
+  #log: Logger;
+  #dirty = new Map<number, number>();
+  /** Insertion order ≈ due order. */
+  #queue = new Map<number, number>();
+  #uploading = new Set<number>();
+  #seq = 0;
+  #flushWaiters: FlushWaiter[] = [];
+  #spaceWaiters: Array<() => void> = [];
+  #delayTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(config: WriteBackConfig, hooks: WriteBackHooks, log: Logger) {
+    this.#config = config;
+    this.#hooks = hooks;
+    this.#log = log;
+  }
+
+  get size(): number {
+    return this.#dirty.size;
+  }
+
+  get inflight(): number {
+    return this.#uploading.size;
+  }
+
+  has(index: number): boolean {
+    return this.#dirty.has(index);
+  }
+
+  seqOf(index: number): number | undefined {
+    return this.#dirty.get(index);
+  }
+
+  indices(): IterableIterator<number> {
+    return this.#dirty.keys();
+  }
+
+  nextSeq(): number {
+    return ++this.#seq;
+  }
+
+  /** A journal left by an earlier run: these blocks are dirty with these sequence numbers. */
+  restore(index: number, seq: number): void {
+    this.#dirty.set(index, seq);
+    this.#seq = Math.max(this.#seq, seq);
+  }
+
+  /** Drops a block from the dirty set without uploading it (its journal entry is gone). */
+  forget(index: number): void {
+    this.#dirty.delete(index);
+    this.#queue.delete(index);
+  }
+
+  /** Resolves when a write of `index` may proceed without passing the dirty bound. */
+  async roomFor(index: number, closed: () => void): Promise<void> {
+    while (this.#dirty.size * this.#config.blockSize >= this.#config.maxDirtyBytes && !this.#dirty.has(index)) {
+      await new Promise<void>((resolve) => this.#spaceWaiters.push(resolve));
+      closed();
+    }
+  }
+
+  /** A write of `index` with sequence `seq` is journaled: queue its upload (after the write delay). */
+  written(index: number, seq: number, now = Date.now()): void {
+    if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
+    // A block already waiting keeps its place and time: rewrites coalesce into one upload.
+    if (!this.#queue.has(index)) this.#queue.set(index, now + this.#config.writeDelayMs);
+    this.#pump();
+  }
+
+  /** Queues every dirty block at once (a replay). */
+  all(): void {
+    for (const index of this.#dirty.keys()) if (!this.#queue.has(index)) this.#queue.set(index, 0);
+    this.#pump();
+  }
+
+  async flush(): Promise<void> {
+    // Every write that resolved has its seq in #dirty (until uploaded), and each is <= #seq.
+    const seq = this.#seq;
+    if (this.#oldest() > seq) return;
+    const done = new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+    this.#pump(); // a waiting flush makes every queued block due now
+    await done;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#delayTimer);
+    for (const wake of this.#spaceWaiters.splice(0)) wake();
+  }
+
+  #pump(): void {
+    const urgent =
+      this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0 || this.#dirty.size * this.#config.blockSize * 2 >= this.#config.maxDirtyBytes;
+    const now = Date.now();
+    for (const [index, due] of this.#queue) {
+      if (this.#uploading.size >= this.#config.uploadConcurrency) return;
+      if (!urgent && due > now) {
+        if (this.#delayTimer === undefined && !this.#closed) {
+          this.#delayTimer = setTimeout(() => {
+            this.#delayTimer = undefined;
+            this.#pump();
+          }, due - now);
+          // Never the reason a process stays up: a flush or close makes every block due at once.
+          this.#delayTimer.unref();
+        }
+        return;
+      }
+      if (this.#uploading.has(index)) continue;
+      this.#queue.delete(index);
+      if (!this.#dirty.has(index)) continue;
+      this.#uploading.add(index);
+      void this.#upload(index);
+    }
+  }
+
+  async #upload(index: number): Promise<void> {
+    const seq = this.#dirty.get(index);
+    try {
+      if (seq === undefined) return;
+      const uploaded = await this.#hooks.upload(index);
+      this.stats.uploads++;
+      if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
+      await this.#hooks.clean(index, seq, uploaded);
+      if (this.#dirty.get(index) === seq) this.#dirty.delete(index);
+    } catch (err) {
+      this.stats.uploadErrors++;
+      this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
+      for (const w of this.#flushWaiters.filter((w) => seq !== undefined && w.seq >= seq)) {
+        this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
+        w.reject(err);
+      }
+      this.#scheduleRetry();
+    } finally {
+      this.#uploading.delete(index);
+      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index)) this.#queue.set(index, 0);
+      this.#settle();
+      this.#pump();
+    }
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer !== undefined || this.#closed || !this.#hooks.canRetry()) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queue.has(i)) this.#queue.set(i, 0);
+      this.#pump();
+    }, RETRY_MS);
+  }
+
+  #oldest(): number {
+    let min = Infinity;
+    for (const seq of this.#dirty.values()) if (seq < min) min = seq;
+    return min;
+  }
+
+  #settle(): void {
+    const oldest = this.#oldest();
+    if (this.#flushWaiters.length > 0) {
+      const done = this.#flushWaiters.filter((w) => w.seq < oldest);
+      this.#flushWaiters = this.#flushWaiters.filter((w) => w.seq >= oldest);
+      for (const w of done) w.resolve();
+    }
+    while (this.#spaceWaiters.length > 0 && this.#dirty.size * this.#config.blockSize < this.#config.maxDirtyBytes) this.#spaceWaiters.shift()?.();
+  }
+
+  /** Called after forget(): waiters may be done now. */
+  settle(): void {
+    this.#settle();
+  }
+}
