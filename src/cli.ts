@@ -2,18 +2,18 @@
 // The s3zmount command line (DESIGN §5). Only wiring lives here: each command's
 // work is in src/commands/. Exit codes: 0 success, 1 failure, 2 usage.
 import { Command, CommanderError, Option } from 'commander';
-import { makeContext, runCommand, type GlobalOptions } from './commands/context.js';
+import { makeContext, reportFailure, runCommand, type GlobalOptions } from './commands/context.js';
+import { CliCommand, numberOption } from './commands/usage.js';
 import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
 import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
 
-const program = new Command('s3zmount')
+const program = new CliCommand('s3zmount')
   .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
   .version('0.1.0')
   .option('--endpoint <url>', 'S3 endpoint URL, for S3-compatible servers (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
   .option('--region <region>', 'S3 region (default: $AWS_REGION, else us-east-1)')
   .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .addHelpText(
     'after',
@@ -97,7 +97,7 @@ program
   .alias('umount')
   .description('upload what is dirty, release the lease and unmount; waits until done')
   .argument('<dir>', 'the mount directory')
-  .option('--timeout <seconds>', 'give up waiting after this long (the upload goes on)', '3600')
+  .option('--timeout <seconds>', 'give up waiting after this long (the upload goes on)', numberOption('seconds', 1, 999_999), '3600')
   .action((dir: string, opts: { timeout: string }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
 
 program
@@ -125,10 +125,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    // Help and version are successes; anything else commander refused is a usage error.
+    // Help and version are successes; help printed because no command was given is a usage error.
     process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else {
-    process.stderr.write(`s3zmount: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    // Usage errors (EUSAGE from CliCommand) and anything a command did not catch.
+    reportFailure(err, debug);
   }
 }
