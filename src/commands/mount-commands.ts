@@ -21,6 +21,7 @@ export interface MountCommandOptions {
   cacheSize: string;
   hydrate?: boolean;
   force?: boolean;
+  allowNonempty?: boolean;
   foreground?: boolean;
   readyFd?: string;
   logFile?: string;
@@ -35,7 +36,7 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   let running;
   try {
     running = await startDaemon({
-      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, s3: ctx.s3, log: ctx.log,
+      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log,
     });
   } catch (err) {
     ready?.end(`error ${(err as Error).message}\n`);

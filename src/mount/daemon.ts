@@ -18,6 +18,7 @@ import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
+import { checkCacheDir } from './cache-dir.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
 
@@ -29,6 +30,8 @@ export interface DaemonOptions {
   readonly cacheSize: number;
   readonly force: boolean;
   readonly hydrate: boolean;
+  /** Mount over a directory that holds files (refused otherwise). */
+  readonly allowNonempty?: boolean;
   readonly s3: S3Config;
   readonly log: Logger;
   readonly leaseTtlMs?: number;
@@ -44,7 +47,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
   const dir = path.resolve(opts.dir);
   // Before the lease and the LIST: a mount that cannot happen must not touch S3.
-  await checkMountpoint(dir);
+  await checkMountpoint(dir, { allowNonempty: opts.allowNonempty ?? false });
+  // The default cache dir needs the volume's uuid: check its root now, the folder itself once known.
+  await checkCacheDir(opts.cacheDir ?? defaultCacheRoot());
   const ref = volumeRef(opts.s3, opts.url, log);
   const undo: Array<() => Promise<unknown>> = [async () => ref.bucket.destroy()];
   const unwind = async () => {
@@ -74,6 +79,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     }
 
     const cacheDir = opts.cacheDir ?? path.join(defaultCacheRoot(), d.uuid);
+    if (opts.cacheDir === undefined) await checkCacheDir(cacheDir);
     const db = LocalDb.open(cacheDir, d);
     undo.push(() => db.close());
 
@@ -81,7 +87,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     undo.push(() => stack.top.close());
 
     const ops: DeviceOps = new DeviceOps(stack.top, { readOnly: opts.mode === 'read-only', stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode), null, 2) + '\n', log });
-    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount' }, ops.handlers());
+    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false }, ops.handlers());
     undo.push(() => session.unmount());
     if (opts.hydrate) stack.startHydration();
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
