@@ -24,7 +24,7 @@ export function usageLine(message: string, cmd: Command): string {
     .replace(/^error:\s*/, '')
     .replace(/\n\(Did you mean (.*)\?\)/, ' (did you mean $1?)')
     // "... is invalid. Allowed choices are ..." reads as one sentence with a colon.
-    .replace(/\.\s+([A-Z])(?=[a-z])/g, (_m, c: string) => `: ${c.toLowerCase()}`)
+    .replace(/\.\s+([A-Za-z])(?=[a-z])/g, (_m, c: string) => `: ${c.toLowerCase()}`)
     .replace(/\s*\n\s*/g, ' ')
     .replace(/\.$/, '');
   const names: string[] = [];
