@@ -2,18 +2,18 @@
 // The s3zmount command line (DESIGN §5). Only wiring lives here: each command's
 // work is in src/commands/. Exit codes: 0 success, 1 failure, 2 usage.
 import { Command, CommanderError, Option } from 'commander';
-import { makeContext, runCommand, type GlobalOptions } from './commands/context.js';
+import { makeContext, reportFailure, runCommand, type GlobalOptions } from './commands/context.js';
+import { CliCommand, numberOption } from './commands/usage.js';
 import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
 import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
 
-const program = new Command('s3zmount')
+const program = new CliCommand('s3zmount')
   .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
   .version('0.1.0')
   .option('--endpoint <url>', 'S3 endpoint URL, for S3-compatible servers (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, else AWS)')
   .option('--region <region>', 'S3 region (default: $AWS_REGION, else us-east-1)')
   .addOption(new Option('--log-level <level>', 'log level on stderr').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
   .addHelpText(
     'after',
@@ -75,13 +75,14 @@ program
   .command('mount')
   .description('mount a volume: <dir>/disk is the device (a ZFS vdev), <dir>/stats its counters')
   .argument('<s3url>', 's3://BUCKET/PREFIX')
-  .argument('<dir>', 'an existing empty directory')
+  .argument('<dir>', 'an existing empty directory (see --allow-nonempty)')
   .addOption(new Option('--read-only', 'no writes at all; for zpool import -o readonly=on').conflicts('overlay'))
   .addOption(new Option('--overlay', 'writes stay in the local cache, S3 is never changed (restore and try things)').conflicts('readOnly'))
   .option('--cache-dir <dir>', 'local block cache and journal (default: ~/.cache/s3zmount/<volume uuid>)')
   .option('--cache-size <size>', 'clean blocks beyond this are evicted, least recently used first', '10G')
   .option('--hydrate', 'pull every stored block into the cache in the background')
   .option('--force', 'mount even though another read-write mount holds the lease')
+  .option('--allow-nonempty', 'mount over a directory that holds files (they are hidden until unmount)')
   .option('--foreground', 'stay attached: log to stderr, unmount on Ctrl-C')
   .addOption(new Option('--ready-fd <fd>').hideHelp())
   .addOption(new Option('--log-file <file>', 'daemon log (default: ~/.cache/s3zmount/logs/<dir>.log)'))
@@ -97,7 +98,7 @@ program
   .alias('umount')
   .description('upload what is dirty, release the lease and unmount; exits 0 only once everything is in S3')
   .argument('<dir>', 'the mount directory')
-  .option('--timeout <seconds>', 'stop waiting after this long: exit 1 saying what is not in S3 yet (the mount stays up and keeps retrying)', '3600')
+  .option('--timeout <seconds>', 'stop waiting after this long: exit 1 saying what is not in S3 yet (the mount stays up and keeps retrying)', numberOption('seconds', 1, 999_999), '3600')
   .option('--now', 'stop at once, even with blocks not yet in S3: the cache dir keeps them and the next read-write mount uploads them first')
   .addHelpText('after', `
 Exits 0 only once every block written through the mount is in S3. While S3 fails,
@@ -129,10 +130,10 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    // Help and version are successes; anything else commander refused is a usage error.
+    // Help and version are successes; help printed because no command was given is a usage error.
     process.exitCode = err.exitCode === 0 ? 0 : 2;
   } else {
-    process.stderr.write(`s3zmount: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
+    // Usage errors (EUSAGE from CliCommand) and anything a command did not catch.
+    reportFailure(err, debug);
   }
 }

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'EROFS' // write on a read-only store
   | 'ELEASE' // another writer holds the lease
   | 'EMOUNT' // mount failed
+  | 'ECACHEDIR' // the local cache directory cannot be made or written
   | 'EDEVICE' // a request the device refuses (errno given explicitly)
   | 'ECLOSED'; // store used after close
 
@@ -46,6 +47,7 @@ const ERRNO: Record<ErrorCode, number> = {
   EROFS: E.EROFS,
   ELEASE: E.EBUSY,
   EMOUNT: E.EIO,
+  ECACHEDIR: E.EIO,
   EDEVICE: E.EINVAL,
   ECLOSED: E.EIO,
 };

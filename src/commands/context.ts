@@ -22,6 +22,7 @@ const USAGE_CODES = new Set(['EUSAGE', 'EBADURL', 'EBADSIZE']);
 
 export function makeContext(g: GlobalOptions): Context {
   if (!LEVELS.includes(g.logLevel)) throw new S3zError('EUSAGE', `--log-level must be one of ${LEVELS.join(', ')}`);
+  if (g.region === '') throw new S3zError('EUSAGE', '--region is empty (give one such as us-east-1, or leave it out)');
   const endpoint = g.endpoint ?? (process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined);
   if (endpoint !== undefined) checkEndpoint(endpoint);
   const region = g.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || DEFAULT_S3_CONFIG.region);
@@ -49,11 +50,17 @@ export async function runCommand(debug: () => boolean, body: () => Promise<void>
   try {
     await body();
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`s3zmount: ${message}\n`);
-    if (debug() && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n${causeChain(err)}`);
-    process.exitCode = err instanceof S3zError && USAGE_CODES.has(err.code) ? 2 : 1;
+    reportFailure(err, debug());
   }
+}
+
+/** The one way a failure reaches the user: one line (a stack only at debug), exit 2 for usage, else 1. */
+export function reportFailure(err: unknown, debug: boolean): void {
+  const message = err instanceof Error ? err.message : String(err);
+  // A message is one line by contract; a stray newline (from a library) must not make two.
+  process.stderr.write(`s3zmount: ${message.replace(/\s*\n\s*/g, ' ').trim()}\n`);
+  if (debug && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n${causeChain(err)}`);
+  process.exitCode = err instanceof S3zError && USAGE_CODES.has(err.code) ? 2 : 1;
 }
 
 function causeChain(err: Error): string {

@@ -3,14 +3,15 @@
 // with --foreground, detached, and waits on a pipe (fd 3) for "ok" or the reason
 // it failed, so the user gets exit 0 once the mount is ready or exit 1 and why.
 import { spawn } from 'node:child_process';
-import { mkdirSync, openSync, closeSync, createWriteStream } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { openSync, closeSync, createWriteStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Context } from './context.js';
-import { S3zError } from '../errors.js';
+import { S3zError, type ErrorCode } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
 import { defaultCacheRoot } from '../store/local-db.js';
 import { readStopOutcome, startDaemon, type MountMode } from '../mount/daemon.js';
+import { makeDirs } from '../mount/cache-dir.js';
 import { readMountInfo } from '../fuse/binding.js';
 import { processAlive } from '../util/process.js';
 
@@ -21,6 +22,7 @@ export interface MountCommandOptions {
   cacheSize: string;
   hydrate?: boolean;
   force?: boolean;
+  allowNonempty?: boolean;
   foreground?: boolean;
   readyFd?: string;
   logFile?: string;
@@ -38,10 +40,11 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   let running;
   try {
     running = await startDaemon({
-      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, s3: ctx.s3, log: ctx.log,
+      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log,
     });
   } catch (err) {
-    ready?.end(`error ${(err as Error).message}\n`);
+    // The code travels too, so the waiting parent exits as this process would (2 for usage).
+    ready?.end(`error ${err instanceof S3zError ? err.code : 'EMOUNT'} ${(err as Error).message}\n`);
     throw err;
   }
   const message = `mounted ${running.volume.url} on ${path.resolve(dir)} (${mode})`;
@@ -69,10 +72,14 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
 
 /** Starts the daemon detached and waits for it to say ready or why not. */
 async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
-  const logDir = path.join(defaultCacheRoot(), 'logs');
-  mkdirSync(logDir, { recursive: true });
-  const logFile = opts.logFile ?? path.join(logDir, `${path.resolve(dir).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
-  const logFd = openSync(logFile, 'a');
+  const logFile = opts.logFile ?? path.join(defaultCacheRoot(), 'logs', `${path.resolve(dir).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
+  let logFd: number;
+  try {
+    if (opts.logFile === undefined) await makeDirs(path.dirname(logFile));
+    logFd = openSync(logFile, 'a');
+  } catch (err) {
+    throw new S3zError('EMOUNT', `cannot write the daemon log ${path.resolve(logFile)}: ${logProblem(err)}; pass --log-file with a writable path, or run with --foreground`, { cause: err });
+  }
   const args = process.argv.slice(2).filter((a) => a !== '--foreground');
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', ...args, '--foreground', '--ready-fd', '3'], {
     detached: true,
@@ -95,8 +102,27 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
     process.stdout.write(`${line.slice(3)}\n`);
     return;
   }
-  if (line.startsWith('error ')) throw new S3zError('EMOUNT', line.slice(6));
+  const failed = /^error (E[A-Z0-9]+) ([^]*)$/.exec(line);
+  if (failed) throw new S3zError(failed[1] as ErrorCode, failed[2] ?? '');
   throw new S3zError('EMOUNT', `the mount daemon exited${exitCode === null ? '' : ` with ${exitCode}`} before it was ready; see ${logFile}`);
+}
+
+function logProblem(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+      return 'its directory does not exist';
+    case 'ENOTDIR':
+      return 'a part of its path is not a directory';
+    case 'EISDIR':
+      return 'it is a directory';
+    case 'EROFS':
+      return 'its filesystem is read-only';
+    case 'EACCES':
+    case 'EPERM':
+      return 'no permission';
+    default:
+      return (err as Error).message;
+  }
 }
 
 interface StatsFile {
@@ -121,7 +147,11 @@ async function readStats(dir: string): Promise<StatsFile> {
     if (code === 'ENOTCONN') throw new S3zError('EMOUNT', `${dir}: the mount's daemon is gone (run "fusermount3 -u ${dir}"; the next mount replays its journal)`, { cause: err });
     throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (no stats file)`, { cause: err });
   }
-  return JSON.parse(text) as StatsFile;
+  try {
+    return JSON.parse(text) as StatsFile;
+  } catch (err) {
+    throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (its stats file is not s3zmount's)`, { cause: err });
+  }
 }
 
 async function isMounted(dir: string): Promise<boolean> {
@@ -181,7 +211,13 @@ function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string
 }
 
 export async function statsCommand(_ctx: Context, dir: string, opts: { json?: boolean }): Promise<void> {
-  const stats = await readStats(path.resolve(dir));
+  const abs = path.resolve(dir);
+  // A plain directory may hold a file called "stats": only a mount point is asked.
+  if (!(await isMounted(abs))) {
+    const exists = await stat(abs).then(() => true, () => false);
+    throw new S3zError('EMOUNT', exists ? `${abs} is not mounted` : `${abs} does not exist`);
+  }
+  const stats = await readStats(abs);
   if (opts.json) {
     process.stdout.write(JSON.stringify(stats, null, 2) + '\n');
     return;

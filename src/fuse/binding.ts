@@ -181,6 +181,11 @@ export interface MountOptions {
   allowOther?: boolean;
   /** Let the kernel check permissions from the reported modes (-o default_permissions). */
   defaultPermissions?: boolean;
+  /**
+   * Mount over a directory that holds files; they are hidden until the unmount.
+   * Default false: refused (ENOTEMPTY), as a mount that hides data is usually a wrong path.
+   */
+  allowNonempty?: boolean;
   /** Source shown in /proc/mounts. Default "s3zmount". */
   fsname?: string;
   /** Type shown as fuse.<subtype>. Default "s3zmount". */
@@ -371,13 +376,14 @@ const MIB = 1024 * 1024;
 const OPTION_KEYS = new Set<string>([
   'readOnly', 'allowOther', 'defaultPermissions', 'fsname', 'subtype', 'maxWrite', 'maxReadahead',
   'maxBackground', 'congestionThreshold', 'threads', 'attrTimeout', 'entryTimeout', 'initTimeoutMs',
-  'unmountTimeoutMs', 'onError', 'writeBuffers',
+  'unmountTimeoutMs', 'onError', 'writeBuffers', 'allowNonempty',
 ]);
 
 interface ResolvedOptions {
   readOnly: boolean;
   allowOther: boolean;
   defaultPermissions: boolean;
+  allowNonempty: boolean;
   fsname: string;
   subtype: string;
   maxWrite: number;
@@ -443,6 +449,7 @@ function resolveOptions(options: MountOptions): ResolvedOptions {
     readOnly: checkBool('readOnly', options.readOnly),
     allowOther: checkBool('allowOther', options.allowOther),
     defaultPermissions: checkBool('defaultPermissions', options.defaultPermissions),
+    allowNonempty: checkBool('allowNonempty', options.allowNonempty),
     fsname,
     subtype,
     maxWrite,
@@ -551,11 +558,11 @@ function mountError(dir: string, errno: number, why: string, cause?: unknown): S
 }
 
 /**
- * Why a mount on `dir` would fail (missing or busy mount point, no /dev/fuse, no
- * permission), as an EMOUNT S3zError; resolves to the resolved mount point. mount()
+ * Why a mount on `dir` would fail (missing, busy or non-empty mount point, no
+ * /dev/fuse, no permission), as an EMOUNT S3zError; resolves to the resolved mount point. mount()
  * runs it before any native call; callers may run it earlier to fail before other work.
  */
-export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'allowOther'> = {}): Promise<string> {
+export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'allowOther' | 'allowNonempty'> = {}): Promise<string> {
   // Resolve the parent only: touching the directory itself could block on a hung mount.
   const abs = resolve(dir);
   let target: string;
@@ -585,6 +592,13 @@ export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'all
       throw mountError(dir, E.EBUSY, `a dead FUSE mount is there; clear it with "fusermount3 -u ${target}"`, err);
     }
     throw mountError(dir, E.EIO, messageOf(err), err);
+  }
+  if (opts.allowNonempty !== true) {
+    const entries = await readdir(target).catch(() => [] as string[]);
+    if (entries.length > 0) {
+      const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? ` and ${entries.length - 3} more` : '');
+      throw mountError(dir, E.ENOTEMPTY, `the directory is not empty (it holds ${shown}) and the mount would hide that; pass --allow-nonempty to mount over it`);
+    }
   }
   try {
     await access('/dev/fuse', fsConstants.R_OK | fsConstants.W_OK);

@@ -20,6 +20,7 @@ import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
 import { cacheBudget } from './cache-budget.js';
+import { checkCacheDir } from './cache-dir.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
 
@@ -31,6 +32,8 @@ export interface DaemonOptions {
   readonly cacheSize: number;
   readonly force: boolean;
   readonly hydrate: boolean;
+  /** Mount over a directory that holds files (refused otherwise). */
+  readonly allowNonempty?: boolean;
   readonly s3: S3Config;
   readonly log: Logger;
   readonly leaseTtlMs?: number;
@@ -95,7 +98,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
   const dir = path.resolve(opts.dir);
   // Before the lease and the LIST: a mount that cannot happen must not touch S3.
-  await checkMountpoint(dir);
+  await checkMountpoint(dir, { allowNonempty: opts.allowNonempty ?? false });
+  // The default cache dir needs the volume's uuid: check its root now, the folder itself once known.
+  await checkCacheDir(opts.cacheDir ?? defaultCacheRoot());
   const ref = volumeRef(opts.s3, opts.url, log);
   const undo: Array<() => Promise<unknown>> = [async () => ref.bucket.destroy()];
   const unwind = async () => {
@@ -128,6 +133,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     }
 
     const cacheDir = opts.cacheDir ?? path.join(defaultCacheRoot(), d.uuid);
+    if (opts.cacheDir === undefined) await checkCacheDir(cacheDir);
     const db = LocalDb.open(cacheDir, d);
     undo.push(() => db.close());
 
@@ -149,7 +155,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode, status()), null, 2) + '\n',
       log,
     });
-    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount' }, ops.handlers());
+    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false }, ops.handlers());
     undo.push(() => session.unmount());
     if (opts.hydrate) stack.startHydration();
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');

@@ -9,7 +9,7 @@ import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
 import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { runCli, failsWith } from '../helpers/cli.js';
 
 let s3: TestS3;
 before(async () => {
@@ -18,16 +18,6 @@ before(async () => {
 after(() => s3?.stop());
 
 const cli = (...args: string[]) => runCli(args, s3.env);
-
-/** A failure says one line on stderr, no stack trace, nothing on stdout. */
-function failsWith(r: CliResult, code: number, pattern: RegExp): void {
-  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
-  assert.match(lines[0] ?? '', pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  assert.equal(r.stdout, '');
-}
 
 test('create then status --json shows an empty 1G volume with 1M blocks and no lease', async () => {
   const url = s3.url();
@@ -132,9 +122,7 @@ test('bad input: one clear line and the right exit code', async () => {
   failsWith(await cli('create', s3.url(), '--size', '16P'), 2, /at most 2\^53/);
   failsWith(await cli('create', s3.url(), '--size', 'lots'), 2, /not a size/);
   failsWith(await cli('--endpoint', 'ftp://x', 'status', url), 2, /must start with http/);
-  const usage = await cli('create', url);
-  assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /required option '--size <size>'/);
+  failsWith(await cli('create', url), 2, /required option '--size <size>'/);
 });
 
 test('an unreachable endpoint fails in bounded time', async () => {

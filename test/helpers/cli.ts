@@ -1,5 +1,6 @@
 // Runs the built CLI as a user would, and captures what it prints.
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { CLI } from './s3.js';
 
 export interface CliResult {
@@ -28,4 +29,15 @@ export function runCli(args: readonly string[], env: Record<string, string> = {}
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     });
   });
+}
+
+/** A failure says one `s3zmount: ...` line on stderr, no stack trace, nothing on stdout. */
+export function failsWith(r: CliResult, code: number, pattern: RegExp): void {
+  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got: ${r.stderr}`);
+  assert.match(lines[0] ?? '', /^s3zmount: /);
+  assert.match(lines[0] ?? '', pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(r.stdout, '');
 }

@@ -1,0 +1,103 @@
+// Whether a directory can hold a volume's local cache (LMDB and the write-back
+// journal). Checked by the daemon before it takes the lease or touches S3, so a
+// bad --cache-dir costs nothing and is one sentence naming the path and what to
+// do, not a raw errno from mkdir or LMDB halfway through the mount.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:os';
+import path from 'node:path';
+import { S3zError } from '../errors.js';
+
+const ADVICE = 'use --cache-dir to pick a writable directory';
+
+/** Makes `dir` if needed and proves a file can be written in it; resolves to its absolute path. */
+export async function checkCacheDir(dir: string): Promise<string> {
+  const abs = path.resolve(dir);
+  try {
+    await makeDirs(abs);
+  } catch (err) {
+    throw await mkdirError(abs, err);
+  }
+  const st = await stat(abs).catch((err: unknown) => {
+    throw cacheDirError(abs, `cannot be read (${codeOf(err)})`, err);
+  });
+  if (!st.isDirectory()) throw cacheDirError(abs, `is not a directory; ${ADVICE}`);
+  // As root, access(W_OK) says yes to an immutable directory: only a real write tells.
+  const probe = path.join(abs, `.s3zmount-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const fh = await open(probe, 'wx', 0o600);
+    try {
+      await fh.write(Buffer.from('s3zmount\n'));
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw cacheDirError(abs, `cannot be written: ${writeProblem(err)}; ${ADVICE}`, err);
+  } finally {
+    await rm(probe, { force: true }).catch(() => undefined);
+  }
+  return abs;
+}
+
+/** mkdir -p, by hand: Node's recursive mkdir spins forever where a filesystem says ENOENT to mkdir (/proc). */
+export async function makeDirs(abs: string): Promise<void> {
+  const missing: string[] = [];
+  for (let p = abs; ; p = path.dirname(p)) {
+    try {
+      await stat(p);
+      break; // the nearest that exists; if it is a file, mkdir or the caller's stat says so
+    } catch (err) {
+      if (codeOf(err) !== 'ENOENT' || p === path.dirname(p)) throw err;
+      missing.unshift(p);
+    }
+  }
+  for (const p of missing) {
+    await mkdir(p, { mode: 0o700 }).catch((err: unknown) => {
+      if (codeOf(err) !== 'EEXIST') throw err;
+    });
+  }
+}
+
+async function mkdirError(abs: string, err: unknown): Promise<S3zError> {
+  const code = codeOf(err);
+  if (code === 'ENOTDIR') {
+    const file = await firstFileAbove(abs);
+    return cacheDirError(abs, `cannot be made: ${file ?? 'a part of its path'} is a file, not a directory; ${ADVICE}`, err);
+  }
+  return cacheDirError(abs, `cannot be made: ${writeProblem(err)}; ${ADVICE}`, err);
+}
+
+function writeProblem(err: unknown): string {
+  switch (codeOf(err)) {
+    case 'EROFS':
+      return 'its filesystem is read-only';
+    case 'ENOENT':
+      return 'the filesystem there does not allow it';
+    case 'EACCES':
+    case 'EPERM':
+      return 'no permission (is it owned by another user, or immutable?)';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'its filesystem is full';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** The nearest existing ancestor of `abs` that is not a directory, if any. */
+async function firstFileAbove(abs: string): Promise<string | undefined> {
+  for (let p = path.dirname(abs); p !== path.dirname(p); p = path.dirname(p)) {
+    const st = await stat(p).catch(() => undefined);
+    if (st !== undefined) return st.isDirectory() ? undefined : p;
+  }
+  return undefined;
+}
+
+function codeOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
+}
+
+function cacheDirError(abs: string, why: string, cause?: unknown): S3zError {
+  const errno = (constants.errno as Record<string, number>)[codeOf(cause)] ?? constants.errno.EIO;
+  return new S3zError('ECACHEDIR', `cache directory ${abs} ${why}`, cause === undefined ? { errno } : { errno, cause });
+}

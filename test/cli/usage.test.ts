@@ -1,0 +1,224 @@
+// Every bad input a user can type is one `s3zmount: ...` line on stderr, exit 2
+// for usage and 1 for the rest, and nothing done: the built CLI against a real
+// s3rver, with real FUSE mounts (and a read-only tmpfs) where the case needs them.
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startS3, type TestS3 } from '../helpers/s3.js';
+import { runCli, failsWith } from '../helpers/cli.js';
+import { isMounted, listVolume, mountVolume } from '../helpers/mount.js';
+import { fuseAvailable, defer } from '../fuse/helpers.js';
+
+let s3: TestS3;
+let base: string;
+before(async () => {
+  s3 = await startS3();
+  base = mkdtempSync(path.join(tmpdir(), 's3z-usage-'));
+});
+after(async () => {
+  await s3?.stop();
+  if (base !== undefined) rmSync(base, { recursive: true, force: true });
+});
+
+const cli = (...args: string[]) => runCli(args, s3.env);
+let n = 0;
+/** A fresh empty directory under the test's base. */
+function freshDir(name: string): string {
+  const d = path.join(base, `${name}-${n++}`);
+  mkdirSync(d);
+  return d;
+}
+async function newVolume(): Promise<string> {
+  const url = s3.url();
+  const c = await cli('create', url, '--size', '64M');
+  assert.equal(c.code, 0, c.stderr);
+  return url;
+}
+
+test('parser errors are one line with exit 2, a "did you mean" on the same line', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['frob'], /^s3zmount: unknown command 'frob'; see "s3zmount --help"$/],
+    [['creat', 's3://b/v'], /^s3zmount: unknown command 'creat' \(did you mean create\?\)$/],
+    [['create', 's3://b/v'], /^s3zmount: create: required option '--size <size>' not specified; see "s3zmount create --help"$/],
+    [['status'], /^s3zmount: status: missing required argument 's3url'/],
+    [['status', 's3://b/v', 'extra'], /^s3zmount: status: too many arguments for 'status': expected 1 argument but got 2/],
+    [['status', 's3://b/v', '--bogus'], /^s3zmount: status: unknown option '--bogus'/],
+    [['mount', 's3://b/v', '/mnt', '--cache-dri', 'x'], /^s3zmount: mount: unknown option '--cache-dri' \(did you mean --cache-dir\?\)$/],
+    [['create', 's3://b/v', '--size'], /^s3zmount: create: option '--size <size>' argument missing/],
+    [['mount', '--read-only', '--overlay', 's3://b/v', '/mnt'], /^s3zmount: mount: option '--read-only' cannot be used with option '--overlay'/],
+    [['--log-level', 'loud', 'status', 's3://b/v'], /^s3zmount: option '--log-level <level>' argument 'loud' is invalid: allowed choices are fatal, error/],
+    [['unmount', '/mnt', '--timeout', 'soon'], /^s3zmount: unmount: option '--timeout <seconds>' argument 'soon' is invalid: expected a whole number of seconds/],
+    [['unmount', '/mnt', '--timeout', '0'], /--timeout <seconds>.* is invalid/],
+    [['verify', 's3://b/v', '--concurrency', '0'], /^s3zmount: --concurrency must be a whole number from 1 to 256$/],
+    [['verify', 's3://b/v', '--concurrency', 'lots'], /--concurrency must be a whole number/],
+    [['local-s3', '--port', '70000'], /^s3zmount: --port 70000 is not a port number$/],
+    [['mount', 's3://b/v', '/mnt', '--cache-size', 'big'], /^s3zmount: --cache-size "big" is not a size/],
+    [['--endpoint', 'not a url', 'status', 's3://b/v'], /^s3zmount: endpoint "not a url" is not a URL/],
+    [['--endpoint', 'ftp://x', 'status', 's3://b/v'], /must start with http:\/\/ or https:\/\//],
+    [['--region', '', 'status', 's3://b/v'], /^s3zmount: --region is empty/],
+    [['status', 'test/v'], /^s3zmount: "test\/v" is not an s3:\/\/ URL/],
+    [['status', 's3://Bad_Bucket/v'], /not a valid bucket name/],
+  ];
+  // A few at a time: each is a short-lived process, and the machine is shared.
+  for (let i = 0; i < cases.length; i += 3) {
+    const batch = cases.slice(i, i + 3);
+    const results = await Promise.all(batch.map(([args]) => cli(...args)));
+    batch.forEach(([args, pattern], j) => {
+      const r = results[j];
+      assert.ok(r);
+      assert.doesNotThrow(() => failsWith(r, 2, pattern), `s3zmount ${args.join(' ')} -> ${r.code}: ${r.stderr}`);
+    });
+  }
+});
+
+test('no command prints the help on stderr with exit 2; --help and --version are exit 0', async () => {
+  const none = await runCli([]);
+  assert.equal(none.code, 2);
+  assert.equal(none.stdout, '');
+  assert.match(none.stderr, /^Usage: s3zmount \[options\] \[command\]/);
+  assert.match(none.stderr, /Exit codes/);
+  const h = await runCli(['mount', '--help']);
+  assert.equal(h.code, 0);
+  assert.equal(h.stderr, '');
+  assert.match(h.stdout, /--allow-nonempty/);
+  const v = await runCli(['--version']);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+});
+
+test('volume commands: missing volume, existing volume, erase without --yes, wrong credentials', async () => {
+  const url = s3.url();
+  failsWith(await cli('status', url), 1, /no volume there \(make one with "s3zmount create/);
+  failsWith(await cli('erase', url, '--yes'), 1, /no volume there/);
+  assert.equal((await cli('create', url, '--size', '64M')).code, 0);
+  failsWith(await cli('create', url, '--size', '64M'), 1, /already exists/);
+  failsWith(await cli('erase', url), 2, /^s3zmount: erase deletes every block of .*: pass --yes to confirm$/);
+  // (s3rver checks the key id, not the signature: a wrong id is the wrong credential it can see.)
+  failsWith(await runCli(['status', url], { ...s3.env, AWS_ACCESS_KEY_ID: 'NOBODY' }), 1, /access denied .*InvalidAccessKeyId.*check the AWS credentials/);
+  assert.equal((await cli('status', url)).code, 0, 'still there');
+});
+
+test('stats and unmount on a directory that is not a mount, or not there', async () => {
+  const plain = freshDir('plain');
+  // A file called "stats" does not make a directory a mount.
+  writeFileSync(path.join(plain, 'stats'), 'not json');
+  failsWith(await cli('stats', plain), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
+  failsWith(await cli('stats', path.join(base, 'nowhere')), 1, /nowhere does not exist$/);
+  failsWith(await cli('unmount', plain), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
+  failsWith(await cli('unmount', path.join(base, 'nowhere')), 1, /is not mounted$/);
+});
+
+test('mount: a bad URL is exit 2 from the background daemon too; a missing volume, bucket or wrong credentials exit 1', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const dir = freshDir('mnt');
+  const cacheDir = path.join(base, `cache-${n++}`);
+  const mount = (url: string, env = s3.env) => runCli(['mount', url, dir, '--cache-dir', cacheDir, '--log-file', `${cacheDir}.log`], env);
+  failsWith(await mount('s3:/nope'), 2, /^s3zmount: "s3:\/nope" is not an s3:\/\/ URL/);
+  failsWith(await mount(s3.url()), 1, /no volume there/);
+  failsWith(await mount('s3://no-such-bucket-s3z/v'), 1, /bucket does not exist/);
+  const url = await newVolume();
+  failsWith(await mount(url, { ...s3.env, AWS_ACCESS_KEY_ID: 'NOBODY' }), 1, /access denied .*credentials/);
+  assert.equal(isMounted(dir), false);
+});
+
+test('mount: the mount point missing or a file, and an unwritable --log-file', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const url = await newVolume();
+  const cacheDir = path.join(base, `cache-${n++}`);
+  const missing = path.join(base, 'no-such-dir');
+  failsWith(await cli('mount', url, missing, '--cache-dir', cacheDir), 1, new RegExp(`^s3zmount: cannot mount on ${missing}: the mount point does not exist$`));
+  const file = path.join(base, `file-${n++}`);
+  writeFileSync(file, 'x');
+  failsWith(await cli('mount', url, file, '--cache-dir', cacheDir), 1, /: the mount point is not a directory$/);
+  const dir = freshDir('mnt');
+  failsWith(await cli('mount', url, dir, '--cache-dir', cacheDir, '--log-file', '/nonexistent-s3z/x.log'), 1,
+    /^s3zmount: cannot write the daemon log \/nonexistent-s3z\/x\.log: its directory does not exist; pass --log-file/);
+  failsWith(await cli('mount', url, dir, '--cache-dir', cacheDir, '--log-file', base), 1, /cannot write the daemon log .*: it is a directory/);
+  assert.equal(isMounted(dir), false);
+});
+
+/** Mounts `url` on a fresh dir with `cacheDir`; asserts the one line, and that S3 and the mount point are untouched. */
+async function refusedCacheDir(url: string, cacheDir: string, pattern: RegExp): Promise<void> {
+  const dir = freshDir('mnt');
+  const before = await listVolume(s3, url);
+  const r = await runCli(['mount', url, dir, '--cache-dir', cacheDir, '--log-file', path.join(base, `log-${n++}.log`)], s3.env, { timeoutMs: 30_000 });
+  failsWith(r, 1, pattern);
+  assert.equal(isMounted(dir), false);
+  // Refused before the lease: not one object was written.
+  assert.deepEqual(await listVolume(s3, url), before);
+}
+
+test('mount: a --cache-dir that is a file, or under one, is refused before the lease', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const url = await newVolume();
+  const file = path.join(base, `cachefile-${n++}`);
+  writeFileSync(file, 'x');
+  await refusedCacheDir(url, file, new RegExp(`^s3zmount: cache directory ${file} is not a directory; use --cache-dir to pick a writable directory$`));
+  await refusedCacheDir(url, path.join(file, 'a', 'b'), new RegExp(`^s3zmount: cache directory ${file}/a/b cannot be made: ${file} is a file, not a directory; use --cache-dir`));
+  // procfs refuses mkdir with ENOENT, where Node's own recursive mkdir would spin forever.
+  await refusedCacheDir(url, '/proc/s3z-cache', /^s3zmount: cache directory \/proc\/s3z-cache cannot be made: the filesystem there does not allow it/);
+});
+
+test('mount: a --cache-dir on a read-only filesystem, or in an immutable directory, is refused before the lease', async (t) => {
+  if (!fuseAvailable(t)) return;
+  if (process.getuid?.() !== 0) {
+    if (process.env['CI'] === 'true') assert.fail('this test mounts a tmpfs: it must run as root in CI');
+    t.skip('needs root to mount a read-only tmpfs');
+    return;
+  }
+  const url = await newVolume();
+  const ro = freshDir('ro');
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { encoding: 'utf8' });
+  assert.equal(m.status, 0, `mount tmpfs: ${m.stderr}`);
+  defer(t, () => spawnSync('umount', [ro]));
+  await refusedCacheDir(url, ro, new RegExp(`^s3zmount: cache directory ${ro} cannot be written: its filesystem is read-only; use --cache-dir`));
+  await refusedCacheDir(url, path.join(ro, 'cache'), new RegExp(`^s3zmount: cache directory ${ro}/cache cannot be made: its filesystem is read-only`));
+
+  // The default cache dir (under XDG_CACHE_HOME) is checked too; the log dir under it first, in the parent.
+  const dir = freshDir('mnt');
+  const env = { ...s3.env, XDG_CACHE_HOME: path.join(ro, 'xdg') };
+  const before = await listVolume(s3, url);
+  failsWith(await runCli(['mount', url, dir], env), 1, /^s3zmount: cannot write the daemon log .*: its filesystem is read-only/);
+  failsWith(await runCli(['mount', url, dir, '--log-file', path.join(base, `log-${n++}.log`)], env), 1,
+    new RegExp(`^s3zmount: cache directory ${ro}/xdg/s3zmount cannot be made: its filesystem is read-only`));
+  assert.deepEqual(await listVolume(s3, url), before, 'refused before the lease');
+
+  const chattr = spawnSync('chattr', ['--help']);
+  if (chattr.error !== undefined) {
+    t.diagnostic('chattr is not installed: the immutable case is not tried');
+    return;
+  }
+  const imm = freshDir('immutable');
+  const c = spawnSync('chattr', ['+i', imm], { encoding: 'utf8' });
+  if (c.status !== 0) {
+    t.diagnostic(`chattr +i is not supported here (${c.stderr.trim()}): the immutable case is not tried`);
+    return;
+  }
+  defer(t, () => spawnSync('chattr', ['-i', imm]));
+  await refusedCacheDir(url, imm, new RegExp(`^s3zmount: cache directory ${imm} cannot be written: no permission`));
+  await refusedCacheDir(url, path.join(imm, 'c'), new RegExp(`^s3zmount: cache directory ${imm}/c cannot be made: no permission`));
+});
+
+test('mount refuses a non-empty directory; --allow-nonempty mounts over it and the files come back after', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const url = await newVolume();
+  const dir = freshDir('full');
+  for (const f of ['a', 'b', 'c', 'd']) writeFileSync(path.join(dir, f), f);
+  const cacheDir = path.join(base, `cache-${n++}`);
+  const before = await listVolume(s3, url);
+  failsWith(await cli('mount', url, dir, '--cache-dir', cacheDir), 1,
+    new RegExp(`^s3zmount: cannot mount on ${dir}: the directory is not empty \\(it holds a, b, c and 1 more\\) and the mount would hide that; pass --allow-nonempty to mount over it$`));
+  assert.equal(isMounted(dir), false);
+  assert.deepEqual(await listVolume(s3, url), before, 'refused before the lease');
+
+  const m = await mountVolume({ env: s3.env, url, dir, cacheDir, extraArgs: ['--allow-nonempty'] });
+  defer(t, () => m.cleanup());
+  assert.equal(isMounted(dir), true);
+  assert.deepEqual(readdirSync(dir).sort(), ['disk', 'stats']);
+  await m.unmount();
+  assert.deepEqual(readdirSync(dir).sort(), ['a', 'b', 'c', 'd']);
+  assert.ok(!existsSync(path.join(dir, 'disk')));
+});
