@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import type { S3Bucket } from '../../dist/s3/bucket.js';
+import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { parseS3Url, keyUnder, type S3Location } from '../../dist/s3/url.js';
 import { LeaseHolder, leaseKey, listGenerations, readLease, readLeaseObject } from '../../dist/volume/lease.js';
 import { md5 } from '../../dist/store/checksum.js';
@@ -101,6 +101,48 @@ test('8 takers racing, 10 rounds, each with its own client: one winner, and ever
     }
   } finally {
     for (const c of clients) c.destroy();
+  }
+});
+
+/** A client whose first conditional create waits for `gate`: a taker that read the lease free, then stalled. */
+class StalledTaker extends S3Bucket {
+  #gate: Promise<unknown>;
+  constructor(gate: Promise<unknown>) {
+    super({ ...DEFAULT_S3_CONFIG, endpoint: s3.endpoint }, s3.bucket, silentLogger);
+    this.#gate = gate;
+  }
+  override async put(key: string, body: Buffer, o: Parameters<S3Bucket['put']>[2]): Promise<string | undefined> {
+    if (o.ifAbsent === true) await this.#gate;
+    return super.put(key, body, o);
+  }
+}
+
+test('the server decides: a taker that read the lease free but created its generation late is refused, naming the winner', async (t) => {
+  if (!strict) {
+    // s3rver overwrites the winner's generation here; only its read-back and the winner's renewal can notice.
+    t.skip('the server ignores If-None-Match: *');
+    return;
+  }
+  const loc = parseS3Url(s3.url('late'));
+  let won!: (h: LeaseHolder) => void;
+  const winner = new Promise<LeaseHolder>((r) => (won = r));
+  const late = new StalledTaker(winner);
+  try {
+    // No settle pause for the late taker: only the server's 412 can stop it.
+    const lateTake = LeaseHolder.acquire(late, loc, { ...opts('late'), settleMs: 0 }, silentLogger);
+    await sleep(200); // the late taker has read gen 0 free and waits to create gen 1
+    const a = await LeaseHolder.acquire(bucket, loc, opts('early'), silentLogger);
+    won(a);
+    await assert.rejects(lateTake, (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ELEASE');
+      assert.match(err.message, /mounted read-write by early, which took the lease at the same time/);
+      return true;
+    });
+    assert.equal((await readLease(bucket, loc))?.token, a.token);
+    assert.deepEqual(await listGenerations(bucket, loc), [1]);
+    await a.release();
+  } finally {
+    late.destroy();
   }
 });
 
