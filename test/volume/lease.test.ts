@@ -22,7 +22,7 @@ import { md5 } from '../../dist/store/checksum.js';
 import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
-import { forceUnmount, isMounted } from '../helpers/mount.js';
+import { forceUnmount, isMounted, mountVolume } from '../helpers/mount.js';
 
 type Backend = 's3rver' | 'rgw' | 'external';
 const BACKEND = ((): Backend => {
@@ -256,6 +256,7 @@ test('8 `s3zmount mount` processes on one volume: one mounts, the others exit 1 
       const dir = winners[0] as string;
       const pid = (JSON.parse(await readFile(path.join(dir, 'stats'), 'utf8')) as { pid: number }).pid;
       for (const r of losers) assert.match(r.stderr.trim(), new RegExp(`^s3zmount: .*mounted read-write by .*pid ${pid} on ${escape(dir)}\\b`));
+      t.diagnostic(`a refusal: ${losers[0]?.stderr.trim() ?? ''}`);
     } else {
       assert.ok(winners.length <= 1, `at most one mount (${winners.length})`);
       for (const r of losers) assert.match(r.stderr.trim(), /^s3zmount: .*mounted read-write by .*pid \d+ on /);
@@ -268,6 +269,29 @@ test('8 `s3zmount mount` processes on one volume: one mounts, the others exit 1 
     assert.equal(await readLease(bucket, parseS3Url(url)), null, 'released');
   } finally {
     for (const d of dirs) if (isMounted(d)) await forceUnmount(d);
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test('release keeps the token end to end: a remount with the same cache reuses its zero map', { skip: fuse ? false : 'no /dev/fuse or FUSE addon' }, async () => {
+  const url = s3.url('remount');
+  assert.equal((await runCli(['create', url, '--size', '16M'], s3.env)).code, 0);
+  const work = await mkdtemp(path.join(tmpdir(), 's3z-lease-'));
+  const dir = path.join(work, 'm');
+  const cacheDir = path.join(work, 'c');
+  try {
+    await mkdir(dir);
+    for (const expected of ['list', 'cache']) {
+      const m = await mountVolume({ env: s3.env, url, dir, cacheDir });
+      try {
+        assert.equal(((await m.stats()) as unknown as { zeroMap: { loadedFrom: string } }).zeroMap.loadedFrom, expected);
+        await m.unmount();
+      } finally {
+        await m.cleanup();
+      }
+    }
+  } finally {
+    if (isMounted(dir)) await forceUnmount(dir);
     await rm(work, { recursive: true, force: true });
   }
 });
