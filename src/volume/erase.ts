@@ -1,10 +1,11 @@
-// `erase`: deletes every object of a volume. Blocks go first and the descriptor
-// last, so an erase cut short leaves a volume that `erase` can finish.
+// `erase`: deletes every object of a volume. Blocks go first, then the lease
+// (its generations and the legacy object), and the descriptor last, so an
+// erase cut short leaves a volume that `erase` can finish.
 import { S3zError } from '../errors.js';
 import { keyUnder } from '../s3/url.js';
 import { DESCRIPTOR_NAME } from './descriptor.js';
 import { storedBlocks } from './inventory.js';
-import { LEASE_NAME, readLease } from './lease.js';
+import { deleteAllLeases, readLease } from './lease.js';
 import type { Volume } from './volume.js';
 
 export async function eraseVolume(vol: Volume, opts: { force: boolean; onProgress?: (deleted: number) => void }): Promise<{ deleted: number }> {
@@ -19,7 +20,7 @@ export async function eraseVolume(vol: Volume, opts: { force: boolean; onProgres
     deleted += page.length;
     opts.onProgress?.(deleted);
   }
-  await vol.bucket.delete(keyUnder(vol.loc, LEASE_NAME));
+  await deleteAllLeases(vol.bucket, vol.loc);
   await vol.bucket.delete(keyUnder(vol.loc, DESCRIPTOR_NAME));
   return { deleted };
 }

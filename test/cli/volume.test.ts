@@ -7,6 +7,8 @@ import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { S3BlockStore } from '../../dist/store/s3-store.js';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
+import { LeaseHolder } from '../../dist/volume/lease.js';
+import { md5 } from '../../dist/store/checksum.js';
 import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { runCli, failsWith } from '../helpers/cli.js';
@@ -81,7 +83,7 @@ test('status counts stored blocks; verify passes a clean volume and reports a ta
   }
 });
 
-test('erase needs --yes, then deletes everything', async () => {
+test('erase needs --yes, then deletes everything (lease generations and a legacy lease object included)', async () => {
   const url = s3.url();
   assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
   const loc = parseS3Url(url);
@@ -89,6 +91,14 @@ test('erase needs --yes, then deletes everything', async () => {
   try {
     const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
     for (let i = 0; i < 20; i++) await store.write(i * 7, Buffer.alloc(4096, i + 1));
+    const leaseOpts = { holder: 'lease of the erase test', ttlMs: 60_000, force: false, settleMs: 0 };
+    await (await LeaseHolder.acquire(bucket, loc, leaseOpts, silentLogger)).release();
+    const held = await LeaseHolder.acquire(bucket, loc, leaseOpts, silentLogger);
+    assert.match((await cli('status', url)).stdout, /lease\s+held by lease of the erase test until /);
+    failsWith(await cli('erase', url, '--yes'), 1, /mounted read-write by lease of the erase test/);
+    await held.release();
+    const legacy = Buffer.from('{}');
+    await bucket.put(keyUnder(loc, 'lease'), legacy, { md5: md5(legacy) });
     failsWith(await cli('erase', url), 2, /pass --yes/);
     assert.equal((await cli('status', url)).code, 0, 'still there without --yes');
     const e = await cli('erase', url, '--yes');
