@@ -46,6 +46,8 @@ const work = mkdtempSync(path.join(tmpdir(), 's3z-test-run-'));
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, () => {
     log(`${sig}: stopping`);
+    // An interrupted run must not end in a summary that reads like a success.
+    totals.failed += 1;
     if (current?.pid !== undefined) {
       try {
         process.kill(current.pid, 'SIGTERM');
