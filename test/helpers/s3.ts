@@ -4,8 +4,8 @@
 // tests use that server instead (credentials from the usual AWS variables), each
 // under a fresh random prefix; S3Z_TEST_BACKEND says what it is (`rgw` when
 // scripts/test.js started a Ceph RGW, `external` otherwise), so a test can tell
-// which semantics it runs on. Credentials are never literals: s3rver accepts any,
-// so it gets random ones too, and a test that forgot to sign would fail on RGW.
+// which semantics it runs on. Credentials are never literals in tests: s3rver's
+// are the product's LOCAL_CREDENTIALS (the only pair it knows), RGW's are random.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { S3Bucket, DEFAULT_S3_CONFIG, type S3Config } from '../../dist/s3/bucket.js';
 import { silentLogger } from '../../dist/log.js';
+import { LOCAL_CREDENTIALS } from '../../dist/s3/local-server.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -65,8 +66,10 @@ export async function startS3(): Promise<TestS3> {
   });
   const env = {
     AWS_ENDPOINT_URL_S3: endpoint,
-    AWS_ACCESS_KEY_ID: randomBytes(10).toString('hex').toUpperCase(),
-    AWS_SECRET_ACCESS_KEY: randomBytes(30).toString('base64url'),
+    // s3rver knows one key pair (it checks the key id and, by default, the signature):
+    // the product's own constant, not a literal here.
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
     AWS_REGION: 'us-east-1',
   };
   let n = 0;
