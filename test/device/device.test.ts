@@ -11,9 +11,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { S3Client, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { ROOT, startS3, type TestS3 } from '../helpers/s3.js';
 import { runCli } from '../helpers/cli.js';
+import { rawClient } from '../helpers/mount.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 
 const run = promisify(execFile);
@@ -70,9 +71,9 @@ async function forceUnmount(dir: string): Promise<void> {
   mounted.delete(dir);
 }
 
-async function objects(url: string, endpoint = s3.endpoint): Promise<Map<string, string>> {
+async function objects(url: string): Promise<Map<string, string>> {
   const { bucket, prefix } = { bucket: url.split('/')[2] ?? '', prefix: url.split('/').slice(3).join('/') };
-  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  const client = rawClient(s3);
   const out = new Map<string, string>();
   let token: string | undefined;
   do {

@@ -2,7 +2,10 @@
 // product's own `local-s3` command) on a free port with its own data directory,
 // stopped by pid afterwards. With S3Z_TEST_ENDPOINT and S3Z_TEST_BUCKET set, the
 // tests use that server instead (credentials from the usual AWS variables), each
-// under a fresh random prefix.
+// under a fresh random prefix; S3Z_TEST_BACKEND says what it is (`rgw` when
+// scripts/test.js started a Ceph RGW, `external` otherwise), so a test can tell
+// which semantics it runs on. Credentials are never literals in tests: s3rver's
+// are the product's LOCAL_CREDENTIALS (the only pair it knows), RGW's are random.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,18 +15,29 @@ import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import { S3Bucket, DEFAULT_S3_CONFIG, type S3Config } from '../../dist/s3/bucket.js';
 import { silentLogger } from '../../dist/log.js';
+import { LOCAL_CREDENTIALS } from '../../dist/s3/local-server.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli.js');
 
+/** What serves the tests' S3: s3rver checks no signature and ignores conditions; RGW enforces both. */
+export type TestBackend = 's3rver' | 'rgw' | 'external';
+
+/** The backend startS3() will give this process. */
+export function testBackend(): TestBackend {
+  if (!process.env.S3Z_TEST_ENDPOINT) return 's3rver';
+  return process.env.S3Z_TEST_BACKEND === 'rgw' ? 'rgw' : 'external';
+}
+
 export interface TestS3 {
+  readonly backend: TestBackend;
   readonly endpoint: string;
   readonly bucket: string;
   /** Environment for the CLI and the SDK: endpoint and credentials. */
   readonly env: Record<string, string>;
   /** A fresh s3:// URL for a volume no other test uses. */
   url(name?: string): string;
-  /** The data directory of the local server (undefined for an external endpoint). */
+  /** The data directory of s3rver (undefined otherwise); tests should tamper through the S3 API instead. */
   readonly dataDir: string | undefined;
   stop(): Promise<void>;
 }
@@ -40,7 +54,7 @@ export async function startS3(): Promise<TestS3> {
       if (v) env[k] = v;
     }
     let n = 0;
-    return { endpoint: external, bucket, env, dataDir: undefined, url: (name = 'v') => `s3://${bucket}/s3z-test-${run}/${name}-${n++}`, stop: async () => {} };
+    return { backend: testBackend(), endpoint: external, bucket, env, dataDir: undefined, url: (name = 'v') => `s3://${bucket}/s3z-test-${run}/${name}-${n++}`, stop: async () => {} };
   }
   const dataDir = await mkdtemp(path.join(tmpdir(), 's3z-s3rver-'));
   const child = spawn(process.execPath, ['--openssl-legacy-provider', CLI, 'local-s3', '--dir', dataDir, '--port', '0', '--bucket', 'test'], {
@@ -50,9 +64,17 @@ export async function startS3(): Promise<TestS3> {
     await rm(dataDir, { recursive: true, force: true });
     throw err;
   });
-  const env = { AWS_ENDPOINT_URL_S3: endpoint, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+  const env = {
+    AWS_ENDPOINT_URL_S3: endpoint,
+    // s3rver knows one key pair (it checks the key id and, by default, the signature):
+    // the product's own constant, not a literal here.
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
   let n = 0;
   return {
+    backend: 's3rver',
     endpoint,
     bucket: 'test',
     env,

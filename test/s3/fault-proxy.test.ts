@@ -1,6 +1,8 @@
-// The fault proxy itself (test/helpers/fault-proxy.ts), in front of a real s3rver,
-// driven with plain HTTP requests (s3rver accepts unsigned ones) so that what the
-// client receives is observed byte for byte; DeleteObjects goes through S3Bucket.
+// The fault proxy itself (test/helpers/fault-proxy.ts), in front of the test
+// server (s3rver, or RGW which checks every signature), driven with plain HTTP
+// requests signed by hand (test/helpers/sigv4.ts) so that what the client receives
+// is observed byte for byte; DeleteObjects goes through S3Bucket. The proxy must
+// forward a signed request untouched (Host included) for RGW to accept it.
 import { test, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -9,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startS3, useCredentials } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { signV4, credentialsFrom } from '../helpers/sigv4.js';
 import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { parseS3Url } from '../../dist/s3/url.js';
 import { silentLogger } from '../../dist/log.js';
@@ -22,6 +25,8 @@ const proxy = await startFaultProxy(s3.endpoint).catch(async (err: unknown) => {
   throw err;
 });
 after(() => proxy.stop());
+
+const creds = credentialsFrom(s3.env);
 
 // Idle sockets go before s3rver's 5 s keep-alive timeout can race a request.
 const agent = new http.Agent({ keepAlive: true, timeout: 3000 });
@@ -43,7 +48,7 @@ interface Reply {
   ms: number;
 }
 
-/** One plain HTTP request; always resolves, with what arrived and the error, if any. */
+/** One plain, signed HTTP request; always resolves, with what arrived and the error, if any. */
 function call(endpoint: string, method: string, key: string, opts: { body?: Buffer; headers?: Record<string, string>; giveUpMs?: number } = {}): Promise<Reply> {
   const t0 = performance.now();
   return new Promise((resolve) => {
@@ -59,7 +64,8 @@ function call(endpoint: string, method: string, key: string, opts: { body?: Buff
       resolve(reply);
     };
     const url = new URL(`/${s3.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`, endpoint);
-    const req = http.request(url, { method, agent, headers: { ...(opts.body ? { 'content-length': String(opts.body.length) } : {}), ...opts.headers } });
+    const signed = signV4(creds, { method, url, body: opts.body, ...(opts.headers ? { headers: opts.headers } : {}) });
+    const req = http.request(url, { method, agent, headers: { ...(opts.body ? { 'content-length': String(opts.body.length) } : {}), ...signed } });
     if (opts.giveUpMs !== undefined) req.setTimeout(opts.giveUpMs, () => req.destroy(new Error('client gave up')));
     req.on('response', (res) => {
       reply.status = res.statusCode;
@@ -100,7 +106,7 @@ test('forwards objects byte-exact both ways, metadata included, in parallel', as
     assert.equal(r.headers['x-amz-meta-n'], String(i));
     assert.equal(r.headers['content-length'], String(1024 * 1024));
   });
-  // Read straight from s3rver: the upload direction.
+  // Read straight from the server: the upload direction.
   const direct = await Promise.all(objects.map((o) => call(s3.endpoint, 'GET', o.key)));
   direct.forEach((r, i) => assertBody(r, objects[i]?.data ?? Buffer.alloc(0), `object ${i} stored wrong`));
   assert.equal(proxy.requests('PUT'), 8);

@@ -1,5 +1,5 @@
 // The BlockStore contract (src/store/types.ts), one body run against every store:
-// the memory store and the S3 store on a real s3rver.
+// the memory store and the S3 store on the test server (s3rver, RGW or external).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -11,7 +11,7 @@ import { parseS3Url } from '../../dist/s3/url.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
 import { countStored } from '../../dist/volume/inventory.js';
 import { silentLogger } from '../../dist/log.js';
-import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
+import { startS3, testBucket, testBackend, type TestS3 } from '../helpers/s3.js';
 
 const BS = 64 * 1024;
 const COUNT = 64;
@@ -84,7 +84,7 @@ after(async () => {
   await s3?.stop();
 });
 
-contract('s3 (s3rver)', async () => {
+contract(`s3 (${testBackend()})`, async () => {
   const keys = new BlockKeys(parseS3Url(s3.url()));
   const store = new S3BlockStore({ blockSize: BS, blockCount: COUNT, readOnly: false }, bucket, keys, silentLogger);
   return { store, stored: async () => (await countStored(bucket, keys)).blocks };
