@@ -1,10 +1,13 @@
 // SHA-256 off the main thread: a few worker threads that hash staged copies of
 // blocks held in shared memory (DESIGN §3, "the event loop only steers").
 //
-// Why workers and not WebCrypto: measured here for 1 MiB blocks, 16 in flight,
-// WebCrypto's digest copies its input into freshly allocated memory on the main
-// thread (~350 µs of main-thread CPU per block); copying into a warm, reused
-// SharedArrayBuffer and posting it to a worker costs ~100-170 µs (docs/PERFORMANCE.md).
+// Why workers and not WebCrypto: measured on the 2-core dev machine for 1 MiB
+// blocks, 16 in flight, WebCrypto's digest copies its input into freshly allocated
+// memory on the main thread, ~340-470 µs of main-thread CPU per block (sync
+// createHash: ~770); copying into a warm, reused SharedArrayBuffer and posting it
+// to one of 2 workers costs ~130-170 µs, with as much throughput (500-700 MiB/s).
+// On a loaded 2-core machine the woken worker can preempt the main thread, so a
+// profile charges postMessage with part of the hashing: the gain needs spare cores.
 //
 // States: a worker is started on first use; it is ref'd only while it has jobs
 // (an idle pool never keeps the process alive, a pending hash always does).
