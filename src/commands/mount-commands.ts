@@ -70,6 +70,9 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
 
 
 
+/** libuv threads of the daemon, unless the user set UV_THREADPOOL_SIZE. */
+const DAEMON_THREADPOOL = 16;
+
 /** Starts the daemon detached and waits for it to say ready or why not. */
 async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
   const logFile = opts.logFile ?? path.join(defaultCacheRoot(), 'logs', `${path.resolve(dir).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
@@ -84,6 +87,10 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', ...args, '--foreground', '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
+    // libuv's threadpool (4 threads by default) carries the cache's file I/O and the
+    // WebCrypto hashes of blocks over 4 MiB; its size is read once at start, so it
+    // is set here or never.
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(DAEMON_THREADPOOL) },
   });
   closeSync(logFd);
   const pipe = child.stdio[3] as NodeJS.ReadableStream;

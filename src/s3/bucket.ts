@@ -73,7 +73,8 @@ export class S3Bucket {
       ...(config.endpoint ? { endpoint: config.endpoint, forcePathStyle: true } : {}),
       // We retry ourselves, with our own classification (checksums, short bodies).
       maxAttempts: 1,
-      // s3rver stores aws-chunked framing as content; MD5 is sent explicitly instead.
+      // s3rver stores aws-chunked framing as content. Block PUTs are protected by
+      // their signed payload hash instead; small JSON objects add Content-MD5.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({
@@ -123,7 +124,11 @@ export class S3Bucket {
     });
   }
 
-  async get(key: string, verify?: (obj: S3Object) => void): Promise<S3Object | null> {
+  /**
+   * `verify` runs inside each attempt (it may be async, e.g. a hash off the main
+   * thread); if it throws a retryable error, the body is dropped and fetched again.
+   */
+  async get(key: string, verify?: (obj: S3Object) => void | Promise<void>): Promise<S3Object | null> {
     return this.#send(`GET s3://${this.name}/${key}`, 'get', async (abortSignal) => {
       let res;
       try {
@@ -136,7 +141,7 @@ export class S3Bucket {
       this.stats.bytesIn += body.length;
       const obj: S3Object = { body, metadata: res.Metadata ?? {}, etag: res.ETag };
       // Verification inside the attempt: a bad body is retried like a dropped one.
-      verify?.(obj);
+      await verify?.(obj);
       return obj;
     });
   }
@@ -155,16 +160,19 @@ export class S3Bucket {
 
   /**
    * `ifAbsent` asks the server to refuse an overwrite (s3rver ignores it; AWS honours it).
-   * `sha256Hex`, the body's SHA-256 when the caller has it, spares SigV4 hashing the body again.
+   * `sha256Hex`, the body's SHA-256 when the caller has it, spares SigV4 hashing the body again,
+   * and is what makes the server refuse a damaged body: with it, `md5` (Content-MD5) adds
+   * nothing but CPU (DESIGN §2). Without either, SigV4 hashes the body on the main thread.
    */
   async put(
     key: string,
     body: Buffer,
-    opts: { md5: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean },
+    opts: { md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean },
   ): Promise<string | undefined> {
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
       const command = new PutObjectCommand({
-        Bucket: this.name, Key: key, Body: body, ContentLength: body.length, ContentMD5: opts.md5,
+        Bucket: this.name, Key: key, Body: body, ContentLength: body.length,
+        ...(opts.md5 !== undefined ? { ContentMD5: opts.md5 } : {}),
         ContentType: opts.contentType ?? 'application/octet-stream',
         ...(opts.metadata ? { Metadata: opts.metadata } : {}),
         ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),

@@ -1,6 +1,13 @@
 // Block checksums: SHA-256 of the content (stored in object metadata and in cache
-// entries), MD5 for S3's Content-MD5 header. Both base64, as S3 headers want.
+// entries), MD5 for the Content-MD5 header of small objects (descriptor, lease).
+//
+// The event loop only steers (DESIGN §3): `sha256Of` hashes a block on a small
+// pool of worker threads (hash-pool.ts), so several blocks hash in parallel while
+// the one JS thread goes on dispatching. The sync `sha256Raw`/`sha256` remain for the
+// layers that still call them; both share one memo, so a block is hashed once
+// across layers whichever API reaches it first.
 import { createHash } from 'node:crypto';
+import { HashPool } from './hash-pool.js';
 
 export const CHECKSUM_META = 's3z-sha256';
 
@@ -9,6 +16,17 @@ export const CHECKSUM_META = 's3z-sha256';
 // ownership of the buffers written to it and nobody mutates a block after (the
 // BlockStore contract); a buffer read from anywhere is a new object.
 const digests = new WeakMap<Buffer, Buffer>();
+/** Hashes in flight on the threadpool, so concurrent askers share one. */
+const pending = new WeakMap<Buffer, Promise<Buffer>>();
+
+/**
+ * Below this, a thread hop costs the main thread more than hashing in place
+ * (SHA-256 runs at ~1-2 GB/s here; a round trip to a worker is tens of µs).
+ */
+const OFF_THREAD_MIN = 64 * 1024;
+
+/** Process-wide: its idle workers never keep the process alive. */
+const pool = new HashPool();
 
 /** The raw 32 bytes, for local entries (LMDB) where base64 would only cost space. */
 export function sha256Raw(data: Buffer): Buffer {
@@ -22,6 +40,33 @@ export function sha256Raw(data: Buffer): Buffer {
 
 export function sha256(data: Buffer): string {
   return sha256Raw(data).toString('base64');
+}
+
+/**
+ * The raw 32-byte SHA-256, computed off the main thread. The input is copied
+ * (into shared staging memory) when a worker is free to take it, so like every
+ * memoized digest it assumes nobody mutates the buffer.
+ */
+export function sha256Of(data: Buffer): Promise<Buffer> {
+  const done = digests.get(data);
+  if (done !== undefined) return Promise.resolve(done);
+  if (data.length < OFF_THREAD_MIN) return Promise.resolve(sha256Raw(data));
+  let p = pending.get(data);
+  if (p === undefined) {
+    p = pool.sha256(data).then(
+      (digest) => {
+        digests.set(data, digest);
+        pending.delete(data);
+        return digest;
+      },
+      (err: unknown) => {
+        pending.delete(data);
+        throw err;
+      },
+    );
+    pending.set(data, p);
+  }
+  return p;
 }
 
 export function md5(data: Buffer): string {

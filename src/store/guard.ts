@@ -24,7 +24,7 @@ import { withRetry, type RetryPolicy } from '../s3/retry.js';
 import type { GuardEntry, LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { isZero, sha256 } from './checksum.js';
+import { isZero, sha256Of } from './checksum.js';
 
 export interface GuardConfig {
   /** How long after a write its content is checked on every read. */
@@ -117,7 +117,8 @@ export class GuardStore implements BlockStore {
         }
         const expected = this.#expected(index);
         if (expected === undefined) return data;
-        const actual = data === null || isZero(data) ? null : sha256(data);
+        // Off the main thread, and usually already known: the S3 store verified it.
+        const actual = data === null || isZero(data) ? null : (await sha256Of(data)).toString('base64');
         if (actual === expected.sum) return data;
         this.stats.stale++;
         throw new StaleRead(
@@ -178,7 +179,8 @@ export class GuardStore implements BlockStore {
   }
 
   async #write(index: number, data: Buffer | null): Promise<void> {
-    const sum = data === null || isZero(data) ? null : sha256(data);
+    // Memoized: the S3 store below reuses it for the PUT.
+    const sum = data === null || isZero(data) ? null : (await sha256Of(data)).toString('base64');
     await this.#remember(index, { sum, until: this.#now() + this.#windowMs });
     await this.#inner.write(index, data);
     // The stale window follows the upload, however long it took; the earlier entry

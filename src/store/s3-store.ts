@@ -1,8 +1,10 @@
 // The bottom layer: one S3 object per non-zero block. Stateless apart from its
 // counters; every write goes straight to S3, so flush() has nothing to wait for.
-// Invariants: a PUT carries Content-MD5 and the content's SHA-256 in metadata; a
-// zero block is a DELETE; a GET is returned only if its length and SHA-256 match
-// (otherwise it is retried, then fails with ECORRUPT: wrong bytes never go up).
+// Invariants: a PUT carries the content's SHA-256 in metadata and as its signed
+// payload hash (no Content-MD5: the signed hash already makes S3 refuse a damaged
+// body); a zero block is a DELETE; a GET is returned only once its length and
+// SHA-256 match (otherwise it is retried, then fails with ECORRUPT: wrong bytes
+// never go up). Both hashes run off the main thread (sha256Of).
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { S3Bucket, S3Object } from '../s3/bucket.js';
@@ -10,7 +12,7 @@ import { TransientError } from '../s3/errors.js';
 import type { BlockKeys } from '../volume/keys.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { CHECKSUM_META, isZero, md5, sha256, sha256Raw } from './checksum.js';
+import { CHECKSUM_META, isZero, sha256Of } from './checksum.js';
 
 export interface S3StoreStats {
   corrupt: number;
@@ -56,8 +58,8 @@ export class S3BlockStore implements BlockStore {
       await this.#bucket.delete(key);
       return;
     }
-    const digest = sha256Raw(data);
-    await this.#bucket.put(key, data, { md5: md5(data), sha256Hex: digest.toString('hex'), metadata: { [CHECKSUM_META]: digest.toString('base64') } });
+    const digest = await sha256Of(data);
+    await this.#bucket.put(key, data, { sha256Hex: digest.toString('hex'), metadata: { [CHECKSUM_META]: digest.toString('base64') } });
   }
 
   async flush(): Promise<void> {
@@ -68,13 +70,12 @@ export class S3BlockStore implements BlockStore {
     this.#closed = true;
   }
 
-
-  #verify(index: number, obj: S3Object): void {
+  async #verify(index: number, obj: S3Object): Promise<void> {
     const expected = obj.metadata[CHECKSUM_META];
     let problem: string | undefined;
     if (obj.body.length !== this.blockSize) problem = `${obj.body.length} bytes instead of ${this.blockSize}`;
     else if (expected === undefined) problem = 'no checksum in its metadata';
-    else if (sha256(obj.body) !== expected) problem = 'content does not match its checksum';
+    else if ((await sha256Of(obj.body)).toString('base64') !== expected) problem = 'content does not match its checksum';
     if (problem === undefined) return;
     this.stats.corrupt++;
     // debug only: each attempt fails alike; the caller reports the final ECORRUPT.

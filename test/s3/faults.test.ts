@@ -13,6 +13,7 @@ import { S3BlockStore } from '../../dist/store/s3-store.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
 import { parseS3Url } from '../../dist/s3/url.js';
 import { S3zError, type ErrorCode } from '../../dist/errors.js';
+import { TransientError } from '../../dist/s3/errors.js';
 import { silentLogger } from '../../dist/log.js';
 
 const s3 = await startS3();
@@ -171,6 +172,51 @@ test('a body corrupted every time: ECORRUPT (EIO) after the retries, never data'
   assert.equal(bucket.stats.get, attempts);
   assert.equal(store.stats.corrupt, attempts, 'every attempt was verified and failed');
   assert.equal(bucket.stats.retries, attempts - 1);
+});
+
+test('corrupted bodies among many reads in flight: each is retried alone, no wrong bytes go up', async (t) => {
+  // Verification is asynchronous (hashed off the main thread): every read must wait
+  // for its own body's verdict, and one block's verdict must never apply to another.
+  const { store, bucket, direct, keys } = fixture(t);
+  const blocks = Array.from({ length: 16 }, () => randomBytes(BLOCK));
+  await Promise.all(blocks.map((b, i) => direct.write(i, b)));
+  // Every other block is corrupted once, at its first, a middle or its very last byte.
+  const at = [0, BLOCK / 2 + 1, BLOCK - 1];
+  const rules = blocks.flatMap((_, i) =>
+    i % 2 === 0 ? [proxy.addRule({ method: 'GET', key: only(keys, i), action: { corrupt: { at: at[(i / 2) % at.length]!, length: 1 } } })] : [],
+  );
+  const got = await Promise.all(blocks.map((_, i) => store.read(i)));
+  got.forEach((g, i) => assertSame(g, blocks[i]!, `block ${i}`));
+  for (const r of rules) assert.equal(proxy.fired(r), 1);
+  assert.equal(store.stats.corrupt, rules.length);
+  assert.equal(bucket.stats.get, blocks.length + rules.length);
+});
+
+test('a body corrupted in its last byte, every time: ECORRUPT, never data', async (t) => {
+  const { store, direct, keys } = fixture(t);
+  await direct.write(9, randomBytes(BLOCK));
+  proxy.addRule({ method: 'GET', key: only(keys, 9), times: Infinity, action: { corrupt: { at: BLOCK - 1, length: 1 } } });
+  await assertFails(store.read(9), 'ECORRUPT');
+  proxy.clearRules();
+  // Nothing of the bad answers stuck (no memoized digest, no cached body): a clean
+  // GET now passes.
+  assert.ok((await store.read(9)) !== null);
+});
+
+test('S3Bucket.get: a verifier that rejects asynchronously is retried, its body never returned', async (t) => {
+  const { bucket, direct, keys } = fixture(t);
+  const data = randomBytes(BLOCK);
+  await direct.write(11, data);
+  proxy.addRule({ method: 'GET', key: only(keys, 11), action: 'corrupt' });
+  let calls = 0;
+  const obj = await bucket.get(keys.key(11), async (o) => {
+    calls++;
+    await new Promise((r) => setTimeout(r, 5));
+    if (!o.body.equals(data)) throw new TransientError('bad body', { code: 'ECORRUPT' });
+  });
+  assert.equal(calls, 2);
+  assert.ok(obj !== null && obj.body.equals(data));
+  assert.equal(bucket.stats.retries, 1);
 });
 
 test('a body cut every time: ES3 (EIO) after the retries', async (t) => {

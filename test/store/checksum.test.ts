@@ -1,0 +1,75 @@
+// src/store/checksum.ts and hash-pool.ts: the async SHA-256 (sha256Of) is right,
+// shares one memo with the sync API (a block is hashed once across layers), and
+// runs off the main thread, several at once; the pool survives losing its workers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { sha256, sha256Of, sha256Raw } from '../../dist/store/checksum.js';
+import { HashPool } from '../../dist/store/hash-pool.js';
+
+const plain = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
+
+test('sha256Of: the SHA-256 of buffers of every size, small and large', async () => {
+  for (const n of [0, 1, 4096, 65535, 65536, 65537, 1 << 20, (4 << 20) + 3]) {
+    const b = randomBytes(n);
+    assert.deepEqual(await sha256Of(b), plain(b), `${n} bytes`);
+  }
+  // A view into a larger buffer hashes only its own bytes.
+  const big = randomBytes(3 << 20);
+  const view = big.subarray(1 << 20, 2 << 20);
+  assert.deepEqual(await sha256Of(view), plain(view));
+});
+
+test('sha256Of: memoized per Buffer, shared with the sync API, one digest per buffer', async (t) => {
+  const digest = t.mock.method(HashPool.prototype, 'sha256');
+  const b = randomBytes(1 << 20);
+  const p1 = sha256Of(b);
+  const p2 = sha256Of(b);
+  assert.equal(p1, p2, 'a hash in flight is shared');
+  const d = await p1;
+  assert.equal(await sha256Of(b), d, 'the same digest object once known');
+  assert.equal(sha256Raw(b), d, 'the sync API finds it');
+  assert.equal(sha256(b), d.toString('base64'));
+  assert.equal(digest.mock.callCount(), 1);
+
+  // And the other way: a digest the sync API computed is not computed again.
+  const c = randomBytes(1 << 20);
+  const s = sha256Raw(c);
+  assert.equal(await sha256Of(c), s);
+  assert.equal(digest.mock.callCount(), 1);
+
+  // Equal content in another buffer object is another hash (a buffer read is a new object).
+  const copy = Buffer.from(b);
+  assert.deepEqual(await sha256Of(copy), d);
+  assert.equal(digest.mock.callCount(), 2);
+});
+
+test('sha256Of: hashes run off the main thread, several at once', async (t) => {
+  const digest = t.mock.method(HashPool.prototype, 'sha256');
+  const blocks = Array.from({ length: 8 }, () => randomBytes(8 << 20));
+  let settled = 0;
+  const all = Promise.all(blocks.map((b) => sha256Of(b).then((d) => (settled++, d))));
+  // Every hash was handed off before any finished: none waits for another.
+  assert.equal(digest.mock.callCount(), blocks.length);
+  assert.equal(settled, 0);
+  // 64 MiB take tens of ms to hash: the event loop turns meanwhile.
+  let turned = false;
+  await new Promise<void>((r) => setImmediate(() => ((turned = true), r())));
+  assert.ok(turned);
+  assert.ok(settled < blocks.length, `all ${settled} hashes were done before the loop turned: not off the main thread`);
+  const got = await all;
+  got.forEach((d, i) => assert.deepEqual(d, plain(blocks[i]!)));
+});
+
+test('HashPool: more jobs than staging slots, sizes mixed, all right; close() mid-flight loses none', async () => {
+  const pool = new HashPool({ workers: 2, perWorker: 1, maxStaged: 2 << 20 });
+  const inputs = [1 << 20, 3, 65536, (2 << 20) + 1, 1 << 20, 777_777, 2 << 20, 1].map((n) => randomBytes(n));
+  const got = await Promise.all(inputs.map((b) => pool.sha256(b)));
+  got.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i}`));
+  // A staging buffer is reused only after its answer: hashing again gives the same.
+  const again = await Promise.all(inputs.map((b) => pool.sha256(b)));
+  again.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i} again`));
+  const late = inputs.map((b) => pool.sha256(b));
+  await pool.close();
+  (await Promise.all(late)).forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i} after close`));
+});
