@@ -35,7 +35,7 @@ import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
 import type { BlockStore, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { isZero, sha256Raw } from './checksum.js';
+import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { SlabFiles } from './slab-file.js';
 import { WriteBack } from './write-back.js';
@@ -292,7 +292,7 @@ export class CacheStore implements RangeStore {
     const record = this.#db.local.get(index);
     if (record !== undefined && record[0] === CLEAN && record.length === 33) {
       const data = await this.#files.read(index, 0, this.blockSize);
-      if (sha256Raw(data).equals(record.subarray(1))) {
+      if ((await sha256Of(data)).equals(record.subarray(1))) {
         this.#verified.add(index);
         return true;
       }
@@ -318,7 +318,7 @@ export class CacheStore implements RangeStore {
       return data;
     }
     // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
-    const record = Buffer.concat([Buffer.from([CLEAN]), sha256Raw(data)]);
+    const record = Buffer.concat([Buffer.from([CLEAN]), await sha256Of(data)]);
     this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
     this.#verified.add(index);
     this.#lru.set(index, true);
@@ -453,7 +453,7 @@ export class CacheStore implements RangeStore {
     await this.#locks.run(index, async () => {
       if (this.#wb.seqOf(index) !== seq) return;
       // The S3 store hashed this very buffer for its PUT (memoized): no new hash.
-      const record = uploaded === null ? undefined : Buffer.concat([Buffer.from([CLEAN]), sha256Raw(uploaded)]);
+      const record = uploaded === null ? undefined : Buffer.concat([Buffer.from([CLEAN]), await sha256Of(uploaded)]);
       await this.#db.transaction(() => {
         if (this.#db.dirty.get(index) !== seq) return;
         this.#db.dirty.removeSync(index);

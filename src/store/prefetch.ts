@@ -5,7 +5,11 @@
 //   streams   up to `streams` recent read positions (most recent first). A stream
 //             becomes sequential after `triggerReads` reads in a row; its window
 //             starts at `initialWindow` blocks and doubles each time the reader
-//             reaches the blocks added at the last doubling, up to maxWindowBytes.
+//             reaches the blocks added at the last doubling and had to wait for one,
+//             up to maxWindowBytes. A reader that finds its blocks already here keeps
+//             the window it has: read-ahead grows only as deep as it pays for itself,
+//             so a slow reader (zdb reading one file) overshoots the end of what it
+//             needs by a few blocks, and a fast one (dd) gets the deepest window.
 //   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
 //   inflight  read-ahead requests on their way from the store below
 //   held      read-ahead results waiting to be read (oldest dropped first)
@@ -161,7 +165,8 @@ export class PrefetchStore implements BlockStore {
       const data = this.#held.get(index) ?? null;
       this.#unhold(index);
       this.stats.used++;
-      if (steer) this.#observe(index);
+      // It was here before it was asked for: the window already hides the latency.
+      if (steer) this.#observe(index, false);
       this.#sync();
       return data;
     }
@@ -172,7 +177,9 @@ export class PrefetchStore implements BlockStore {
       this.#queue.delete(index);
     }
     // Schedule what follows before waiting, so read-ahead overlaps this read.
-    if (steer) this.#observe(index);
+    // The reader waits (on a read-ahead still in flight, or on its own request): a
+    // deeper window would have paid for itself.
+    if (steer) this.#observe(index, true);
     if (ahead !== undefined) {
       const data = await ahead.result;
       if (data !== undefined && ahead.valid) {
@@ -228,7 +235,7 @@ export class PrefetchStore implements BlockStore {
   }
 
   /** Follows the read streams and schedules read-ahead for a sequential one. */
-  #observe(index: number): void {
+  #observe(index: number, waited: boolean): void {
     const at = this.#streams.findIndex(
       (s) => index === s.next || (s.window > 0 && index > s.next && index <= s.ahead + 1),
     );
@@ -250,7 +257,7 @@ export class PrefetchStore implements BlockStore {
     if (s.window === 0) {
       s.window = this.#initialWindow;
       s.mark = index + 1;
-    } else if (index >= s.mark) {
+    } else if (index >= s.mark && waited) {
       s.window = Math.min(this.#maxWindow, s.window * 2);
       s.mark = s.ahead + 1;
     }

@@ -154,24 +154,21 @@ describe('prefetch: BlockStore basics', () => {
 });
 
 describe('prefetch: read-ahead', () => {
-  test('a sequential scan is served from read-ahead, each block requested once, ahead of the reader', async () => {
-    const inner = await filled(512, 3);
+  /** Scans 0..299 with `readerDelay` ms per read over a store answering in `storeDelay` ms; checks what every scan must give. */
+  async function sequential(storeDelay: number, readerDelay: number): Promise<{ ahead: number; lead: number }> {
+    const inner = await filled(512, storeDelay);
     const store = prefetch(inner, { concurrency: 8, maxWindowBytes: 32 * BS, maxHeldBytes: 64 * BS });
-    // A reader slower than the store, so read-ahead can run as far ahead as its window lets it.
     let ahead = 0;
     const timer = setInterval(() => {
       ahead = Math.max(ahead, store.stats.held + store.stats.inflight + store.stats.queued);
     }, 1);
-    await scan(store, inner, 0, 299, 2);
+    await scan(store, inner, 0, 299, readerDelay);
     clearInterval(timer);
-    assert.ok(ahead >= 16 && ahead <= 32, `blocks held, in flight and queued: up to ${ahead} (window max 32)`);
     const bg = inner.requests.filter((r) => r.priority === 'background');
     assert.ok(bg.length >= 290, `background reads: ${bg.length}`);
     assert.ok(inner.count('foreground') <= 4, `foreground reads reaching the store: ${inner.count('foreground')}`);
     assert.ok(store.stats.used >= 295, `used ${store.stats.used}`);
     for (const r of bg) assert.ok(r.index > r.readerAt, `read-ahead of ${r.index} while the reader was at ${r.readerAt}`);
-    const lead = Math.max(...bg.map((r) => r.index - r.readerAt));
-    assert.ok(lead >= 16 && lead <= 32, `the window grew to ${lead} blocks (max 32)`);
     const perBlock = new Map<number, number>();
     for (const r of inner.requests) perBlock.set(r.index, (perBlock.get(r.index) ?? 0) + 1);
     assert.deepEqual([...perBlock.values()].filter((n) => n > 1), [], 'no block requested twice');
@@ -179,6 +176,19 @@ describe('prefetch: read-ahead', () => {
     const s = store.stats;
     assert.equal(s.prefetched, s.used + s.wasted + s.held);
     await store.close();
+    return { ahead, lead: Math.max(...bg.map((r) => r.index - r.readerAt)) };
+  }
+
+  test('a reader faster than the store: served from read-ahead, each block once, the window grows to its maximum', async () => {
+    const { ahead, lead } = await sequential(3, 0);
+    assert.ok(ahead >= 16 && ahead <= 33, `blocks held, in flight and queued: up to ${ahead} (window max 32, plus the block being read)`);
+    assert.ok(lead >= 8, `read-ahead ran ${lead} blocks ahead (all 8 request slots busy)`);
+  });
+
+  test('a reader slower than the store: read-ahead stays as shallow as hides the latency (little to waste at the end of a file)', async () => {
+    const { ahead, lead } = await sequential(3, 4);
+    assert.ok(ahead <= 8, `blocks held, in flight and queued: up to ${ahead}`);
+    assert.ok(lead <= 8, `the window stayed at ${lead} blocks`);
   });
 
   test('a read of a block whose read-ahead is in flight waits for it instead of asking again', async () => {
