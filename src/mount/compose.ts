@@ -5,7 +5,7 @@
 // so nothing can reach S3 but GETs and LISTs.
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
-import type { BlockStore } from '../store/types.js';
+import { isRangeStore, type BlockStore, type RangeStore } from '../store/types.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { ZeroMapStore, DEFAULT_ZERO_MAP_CONFIG } from '../store/zero-map.js';
 import { GuardStore, DEFAULT_GUARD_CONFIG } from '../store/guard.js';
@@ -88,17 +88,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   const top: BlockStore = overlay ?? cache;
 
   return {
-    top: {
-      blockSize: top.blockSize,
-      blockCount: top.blockCount,
-      read: (i, opts) => top.read(i, opts),
-      write: (i, d) => top.write(i, d),
-      flush: () => top.flush(),
-      close: async () => {
-        hydrator.stop();
-        await top.close();
-      },
-    },
+    top: withClose(top, () => hydrator.stop()),
     startHydration: () => hydrator.start(),
     stats: () => {
       const b = volume.bucket.stats;
@@ -117,4 +107,16 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
       };
     },
   };
+}
+
+/** The top store as it is (ranges included, when it takes them), with something to do before it closes. */
+function withClose(top: BlockStore, before: () => void): BlockStore {
+  const close = async (): Promise<void> => {
+    before();
+    await top.close();
+  };
+  const base = { blockSize: top.blockSize, blockCount: top.blockCount, read: top.read.bind(top), write: top.write.bind(top), flush: top.flush.bind(top), close };
+  if (!isRangeStore(top)) return base;
+  const ranged: RangeStore = { ...base, readRange: top.readRange.bind(top), writeRange: top.writeRange.bind(top) };
+  return ranged;
 }
