@@ -71,7 +71,7 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
 
 
 /** libuv threads of the daemon, unless the user set UV_THREADPOOL_SIZE. */
-const DAEMON_THREADPOOL = 16;
+const DAEMON_THREADPOOL = 4;
 
 /** Starts the daemon detached and waits for it to say ready or why not. */
 async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
