@@ -26,9 +26,7 @@
 //     memory holds indices and states, never block data beyond the requests in flight;
 //   - one block's writes, fills and upload snapshots run one at a time (a per-block
 //     lock); a range being read is never punched out under the reader.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { crc32 } from 'node:zlib';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
@@ -38,6 +36,8 @@ import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { SlabFiles } from './slab-file.js';
+import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
+import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
 export interface CacheConfig {
@@ -82,14 +82,6 @@ export interface CacheStats {
   dropped: number;
 }
 
-/** The cache format these files use; an older cache dir is migrated at start. */
-const FORMAT = 2;
-/** CRC-32 granularity of a dirty block: a write recomputes only the segments it touched. */
-const SEGMENT = 64 * 1024;
-/** Record kinds in the `local` table (first byte). */
-const CLEAN = 1;
-const DIRTY = 2;
-const ZEROS = 3;
 /**
  * Reads up to this size of a verified block are done on the main thread: its pages are
  * in the page cache (it was just fetched, written or checked), where a pread takes a few
@@ -104,14 +96,6 @@ function quiet(err: unknown): void {
   (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => {});
 }
 
-function bootId(): string {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
 export class CacheStore implements RangeStore {
   readonly blockSize: number;
   readonly blockCount: number;
@@ -121,7 +105,6 @@ export class CacheStore implements RangeStore {
   #config: CacheConfig;
   #log: Logger;
   #wb: WriteBack;
-  #segment: number;
   #closed = false;
   #started = false;
   /** Clean blocks, in LRU order; eviction punches them out. */
@@ -146,7 +129,6 @@ export class CacheStore implements RangeStore {
     this.#db = deps.db;
     this.#config = config;
     this.#log = deps.log.child({ layer: 'cache' });
-    this.#segment = Math.min(SEGMENT, this.blockSize);
     this.#files = new SlabFiles(path.join(deps.db.dir, 'data'), this.blockSize);
     this.#wb = new WriteBack(
       { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
@@ -184,13 +166,21 @@ export class CacheStore implements RangeStore {
    * device serves anything.
    */
   async start(): Promise<void> {
-    await this.#migrate();
-    const boot = bootId();
-    const rebooted = this.#db.meta.get('bootId') !== undefined && this.#db.meta.get('bootId') !== boot;
+    const recovery = { db: this.#db, files: this.#files, blockSize: this.blockSize, log: this.#log };
+    await migrate(recovery);
+    const rebooted = await noteBoot(this.#db);
     for (const { key, value } of this.#db.dirty.getRange()) this.#wb.restore(key, value);
     for (const key of this.#db.local.getKeys()) if (!this.#wb.has(key)) this.#lru.set(key, true);
-    for (const index of [...this.#wb.indices()]) await this.#recheck(index, rebooted);
-    await this.#db.meta.put('bootId', boot);
+    for (const index of [...this.#wb.indices()]) {
+      const outcome = await recheckDirty(recovery, index, rebooted);
+      if (outcome === 'dropped') {
+        this.#stats.dropped++;
+        this.#wb.forget(index);
+        continue;
+      }
+      if (outcome === 'zeros') this.#zeroDirty.add(index);
+      this.#verified.add(index);
+    }
     this.#started = true;
     if (this.#wb.size === 0) return;
     if (this.#config.readOnly) {
@@ -295,10 +285,10 @@ export class CacheStore implements RangeStore {
       this.#verified.add(index);
       return true;
     }
-    const record = this.#db.local.get(index);
-    if (record !== undefined && record[0] === CLEAN && record.length === 33) {
+    const sum = cleanSum(this.#db.local.get(index));
+    if (sum !== undefined) {
       const data = await this.#files.read(index, 0, this.blockSize);
-      if ((await sha256Of(data)).equals(record.subarray(1))) {
+      if ((await sha256Of(data)).equals(sum)) {
         this.#verified.add(index);
         return true;
       }
@@ -324,7 +314,7 @@ export class CacheStore implements RangeStore {
       return data;
     }
     // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
-    const record = Buffer.concat([Buffer.from([CLEAN]), await sha256Of(data)]);
+    const record = cleanRecord(await sha256Of(data));
     this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
     this.#verified.add(index);
     this.#lru.set(index, true);
@@ -363,7 +353,7 @@ export class CacheStore implements RangeStore {
     let record: Buffer;
     if ((data === null || isZero(data)) && whole) {
       this.#files.punch(index);
-      record = Buffer.from([ZEROS]);
+      record = ZERO_RECORD;
     } else {
       const piece = data ?? Buffer.alloc(length);
       if (wasZero && !whole) this.#files.punch(index); // make sure the rest reads as zeros
@@ -379,25 +369,15 @@ export class CacheStore implements RangeStore {
     this.#wb.written(index, seq);
   }
 
-  /** The dirty record for a block after `piece` was written at `at`: one CRC-32 per segment. */
+  /** The dirty record for a block after `piece` was written at `at`: the touched segments' CRCs recomputed. */
   async #segments(index: number, at: number, piece: Buffer, previous: Buffer | undefined): Promise<Buffer> {
-    const seg = this.#segment;
-    const count = this.blockSize / seg;
-    const record = Buffer.alloc(1 + 4 * count);
-    record[0] = DIRTY;
-    let first = 0;
-    let last = count - 1;
-    if (previous !== undefined && previous[0] === DIRTY && previous.length === record.length) {
-      previous.copy(record);
-      first = Math.floor(at / seg);
-      last = Math.floor((at + piece.length - 1) / seg);
-    }
+    const { first, last } = touchedSegments(this.blockSize, at, piece.length, previous);
+    const seg = segmentSize(this.blockSize);
     const from = first * seg;
     const to = (last + 1) * seg;
-    // The piece itself when it covers the segments exactly; else what the file now holds.
+    // The piece itself when it covers those segments exactly; else what the file now holds.
     const bytes = from === at && to === at + piece.length ? piece : await this.#files.read(index, from, to - from);
-    for (let s = first; s <= last; s++) record.writeUInt32BE(crc32(bytes.subarray((s - first) * seg, (s - first + 1) * seg)), 1 + 4 * s);
-    return record;
+    return dirtyRecord(this.blockSize, previous, first, bytes);
   }
 
   /**
@@ -459,7 +439,7 @@ export class CacheStore implements RangeStore {
     await this.#locks.run(index, async () => {
       if (this.#wb.seqOf(index) !== seq) return;
       // The S3 store hashed this very buffer for its PUT (memoized): no new hash.
-      const record = uploaded === null ? undefined : Buffer.concat([Buffer.from([CLEAN]), await sha256Of(uploaded)]);
+      const record = uploaded === null ? undefined : cleanRecord(await sha256Of(uploaded));
       await this.#db.transaction(() => {
         if (this.#db.dirty.get(index) !== seq) return;
         this.#db.dirty.removeSync(index);
@@ -522,70 +502,5 @@ export class CacheStore implements RangeStore {
     this.#stats.localErrors++;
     this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
     if (!this.#wb.has(index)) this.#lru.delete(index);
-  }
-
-  // -------------------------------------------------------------------------
-  // start
-
-  /**
-   * A dirty block at start: after a plain crash the file is authoritative (the kernel
-   * kept every write, perhaps one more than was acknowledged); after a reboot it must
-   * match the journal, or the write is dropped (never flushed: ZFS tolerates it).
-   */
-  async #recheck(index: number, rebooted: boolean): Promise<void> {
-    const record = this.#db.local.get(index);
-    if (record !== undefined && record[0] === ZEROS) {
-      this.#zeroDirty.add(index);
-      this.#verified.add(index);
-      return;
-    }
-    const data = await this.#files.read(index, 0, this.blockSize);
-    const now = await this.#segments(index, 0, data, undefined);
-    if (record !== undefined && now.equals(record)) {
-      this.#verified.add(index);
-      return;
-    }
-    if (rebooted) {
-      this.#stats.dropped++;
-      this.#log.error({ block: index }, 'after a reboot the local copy of an unuploaded write does not match its journal: dropped (never flushed); the block is read from S3 again');
-      await this.#db.transaction(() => {
-        this.#db.dirty.removeSync(index);
-        this.#db.local.removeSync(index);
-      });
-      this.#wb.forget(index);
-      this.#files.punch(index);
-      return;
-    }
-    // Same boot: the file has the last write (maybe one not acknowledged): journal what it holds.
-    await this.#db.local.put(index, now);
-    this.#verified.add(index);
-  }
-
-  /** Cache dirs of format 1 kept whole blocks in LMDB: their journal moves into files, the rest is dropped. */
-  async #migrate(): Promise<void> {
-    if (this.#db.meta.get('cacheFormat') === FORMAT) return;
-    const legacy = this.#db.legacyBlocks;
-    let moved = 0;
-    for (const key of this.#db.dirty.getKeys()) {
-      const entry = legacy.get(key);
-      if (entry === undefined) continue;
-      if (entry.length === 4 && entry.readUInt32BE(0) === 0) {
-        this.#files.punch(key);
-        await this.#db.local.put(key, Buffer.from([ZEROS]));
-      } else {
-        const data = entry.subarray(4);
-        if (data.length !== this.blockSize || crc32(data) !== entry.readUInt32BE(0)) {
-          this.#log.error({ block: key }, 'a journaled block of the old cache format fails its checksum: dropped');
-          await this.#db.dirty.remove(key);
-          continue;
-        }
-        await this.#files.write(key, 0, Buffer.from(data));
-        await this.#db.local.put(key, await this.#segments(key, 0, data, undefined));
-      }
-      moved++;
-    }
-    await legacy.clearAsync();
-    await this.#db.meta.put('cacheFormat', FORMAT);
-    if (moved > 0) this.#log.info({ moved }, 'cache dir migrated to block files');
   }
 }

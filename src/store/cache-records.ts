@@ -1,0 +1,52 @@
+// The records of the cache's `local` table (LMDB): what the cache knows about each
+// block it holds in its files. The first byte is the kind:
+//   CLEAN  + SHA-256 (32 bytes)          the file holds what S3 holds
+//   DIRTY  + CRC-32 per 64 KiB segment   the file holds a newer write; a write of a
+//                                        few segments recomputes only theirs
+//   ZEROS                                a dirty block written as zeros (range punched)
+// Pure functions: reading the bytes they describe is the cache's business.
+import { crc32 } from 'node:zlib';
+
+export const CLEAN = 1;
+export const DIRTY = 2;
+export const ZEROS = 3;
+
+/** CRC-32 granularity of a dirty block. */
+const SEGMENT = 64 * 1024;
+
+export const ZERO_RECORD: Buffer = Buffer.from([ZEROS]);
+
+export function cleanRecord(sha256: Buffer): Buffer {
+  return Buffer.concat([Buffer.from([CLEAN]), sha256]);
+}
+
+/** The SHA-256 a clean record holds, or undefined for any other record. */
+export function cleanSum(record: Buffer | undefined): Buffer | undefined {
+  return record !== undefined && record[0] === CLEAN && record.length === 33 ? record.subarray(1) : undefined;
+}
+
+export function segmentSize(blockSize: number): number {
+  return Math.min(SEGMENT, blockSize);
+}
+
+/**
+ * Which segments a write of `length` bytes at `at` touches, and whether `previous` (the
+ * block's record before it) lets the others keep their CRCs; otherwise every segment.
+ */
+export function touchedSegments(blockSize: number, at: number, length: number, previous: Buffer | undefined): { first: number; last: number } {
+  const seg = segmentSize(blockSize);
+  const count = blockSize / seg;
+  if (previous === undefined || previous[0] !== DIRTY || previous.length !== 1 + 4 * count) return { first: 0, last: count - 1 };
+  return { first: Math.floor(at / seg), last: Math.floor((at + length - 1) / seg) };
+}
+
+/** The dirty record once segments first.. hold `bytes` (a whole number of segments), the rest as in `previous`. */
+export function dirtyRecord(blockSize: number, previous: Buffer | undefined, first: number, bytes: Buffer): Buffer {
+  const seg = segmentSize(blockSize);
+  const count = blockSize / seg;
+  const record = Buffer.alloc(1 + 4 * count);
+  if (previous !== undefined && previous[0] === DIRTY && previous.length === record.length) previous.copy(record);
+  record[0] = DIRTY;
+  for (let k = 0; k * seg < bytes.length; k++) record.writeUInt32BE(crc32(bytes.subarray(k * seg, (k + 1) * seg)), 1 + 4 * (first + k));
+  return record;
+}
