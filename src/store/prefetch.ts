@@ -8,8 +8,10 @@
 //             reaches the blocks added at the last doubling and had to wait for one,
 //             up to maxWindowBytes. A reader that finds its blocks already here keeps
 //             the window it has: read-ahead grows only as deep as it pays for itself,
-//             so a slow reader (zdb reading one file) overshoots the end of what it
-//             needs by a few blocks, and a fast one (dd) gets the deepest window.
+//             so a slow reader overshoots the end of what it needs by a few blocks, and
+//             a fast one (dd) gets the deepest window. A reader that keeps several
+//             reads in flight reads ahead itself (ZFS's prefetcher, which knows the
+//             file's blocks): no read-ahead is added to its stream.
 //   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
 //   inflight  read-ahead requests on their way from the store below
 //   held      read-ahead results waiting to be read (oldest dropped first)
@@ -84,6 +86,8 @@ interface Stream {
   ahead: number;
   /** The window doubles when the reader reaches this index. */
   mark: number;
+  /** The reader keeps several reads in flight: it reads ahead itself, and gets none of ours. */
+  parallel: boolean;
 }
 
 interface Ahead {
@@ -131,6 +135,8 @@ export class PrefetchStore implements BlockStore {
   #heldBytes = 0;
   /** Blocks with a write in flight: no read-ahead of them starts. */
   #writing = new Map<number, number>();
+  /** Foreground reads waiting on the store below (or on a read-ahead) right now. */
+  #waiting = 0;
   /** Blocks a reader is fetching itself: a read-ahead of them would be a second request. */
   #reading = new Map<number, number>();
 
@@ -161,12 +167,16 @@ export class PrefetchStore implements BlockStore {
     // Background reads from above (hydration) run their own sweep: they may use
     // a read-ahead but do not steer it.
     const steer = opts?.priority !== 'background';
+    // Other foreground reads still waiting below: the reader keeps several requests in
+    // flight, i.e. it reads ahead itself (ZFS's prefetcher does, for the very blocks of
+    // the file it reads). Ours on top would only fetch past the end of what it needs.
+    const alone = this.#waiting === 0;
     if (this.#held.has(index)) {
       const data = this.#held.get(index) ?? null;
       this.#unhold(index);
       this.stats.used++;
       // It was here before it was asked for: the window already hides the latency.
-      if (steer) this.#observe(index, false);
+      if (steer) this.#observe(index, false, alone);
       this.#sync();
       return data;
     }
@@ -179,21 +189,26 @@ export class PrefetchStore implements BlockStore {
     // Schedule what follows before waiting, so read-ahead overlaps this read.
     // The reader waits (on a read-ahead still in flight, or on its own request): a
     // deeper window would have paid for itself.
-    if (steer) this.#observe(index, true);
-    if (ahead !== undefined) {
-      const data = await ahead.result;
-      if (data !== undefined && ahead.valid) {
-        this.stats.used++;
-        return data;
-      }
-      // Failed, or the block was written meanwhile: fetch it ourselves.
-      checkOpen(this.#closed);
-    }
-    this.#reading.set(index, (this.#reading.get(index) ?? 0) + 1);
+    if (steer) this.#observe(index, true, alone);
+    if (steer) this.#waiting++;
     try {
-      return await this.#inner.read(index, opts);
+      if (ahead !== undefined) {
+        const data = await ahead.result;
+        if (data !== undefined && ahead.valid) {
+          this.stats.used++;
+          return data;
+        }
+        // Failed, or the block was written meanwhile: fetch it ourselves.
+        checkOpen(this.#closed);
+      }
+      this.#reading.set(index, (this.#reading.get(index) ?? 0) + 1);
+      try {
+        return await this.#inner.read(index, opts);
+      } finally {
+        decrement(this.#reading, index);
+      }
     } finally {
-      decrement(this.#reading, index);
+      if (steer) this.#waiting--;
     }
   }
 
@@ -235,14 +250,14 @@ export class PrefetchStore implements BlockStore {
   }
 
   /** Follows the read streams and schedules read-ahead for a sequential one. */
-  #observe(index: number, waited: boolean): void {
+  #observe(index: number, waited: boolean, alone: boolean): void {
     const at = this.#streams.findIndex(
       (s) => index === s.next || (s.window > 0 && index > s.next && index <= s.ahead + 1),
     );
     if (at < 0) {
       const behind = this.#streams.some((s) => s.window > 0 && index < s.next && index >= s.next - REORDER_SLACK);
       if (behind) return;
-      this.#streams.unshift({ next: index + 1, run: 1, window: 0, ahead: index, mark: 0 });
+      this.#streams.unshift({ next: index + 1, run: 1, window: 0, ahead: index, mark: 0, parallel: !alone });
       if (this.#streams.length > this.#maxStreams) this.#streams.pop();
       return;
     }
@@ -253,7 +268,9 @@ export class PrefetchStore implements BlockStore {
     }
     s.run++;
     s.next = index + 1;
-    if (s.run < this.#trigger) return;
+    // Once a stream's reader was seen with another read in flight, it reads ahead itself.
+    if (!alone) s.parallel = true;
+    if (s.run < this.#trigger || s.parallel) return;
     if (s.window === 0) {
       s.window = this.#initialWindow;
       s.mark = index + 1;

@@ -191,6 +191,21 @@ describe('prefetch: read-ahead', () => {
     assert.ok(lead <= 8, `the window stayed at ${lead} blocks`);
   });
 
+  test('a reader that keeps several reads in flight (ZFS prefetching a file) gets no read-ahead of ours on top', async () => {
+    const inner = await filled(512, 3);
+    const store = prefetch(inner, { concurrency: 8, maxWindowBytes: 32 * BS, maxHeldBytes: 64 * BS });
+    // Two reads at a time, in order: blocks 0,1 then 2,3 ... like a reader with its own read-ahead.
+    for (let i = 0; i < 200; i += 2) {
+      inner.readerAt = i + 1;
+      const [a, b] = await Promise.all([store.read(i), store.read(i + 1)]);
+      assert.deepEqual(a, block(i));
+      assert.deepEqual(b, block(i + 1));
+    }
+    assert.equal(inner.count('background'), 0, 'no read-ahead was sent');
+    assert.equal(inner.count('foreground'), 200, 'each block fetched once, by its reader');
+    await store.close();
+  });
+
   test('a read of a block whose read-ahead is in flight waits for it instead of asking again', async () => {
     const inner = await filled(256, 40);
     const store = prefetch(inner);
