@@ -84,8 +84,10 @@ export interface CacheStats {
 
 /**
  * Reads up to this size of a verified block are done on the main thread: its pages are
- * in the page cache (it was just fetched, written or checked), where a pread takes a few
- * microseconds against ~20 for the threadpool's round trip; larger ones go to the pool.
+ * almost always in the page cache (it was fetched, written or checked in this mount), and
+ * there a pread takes ~3 µs against ~20 µs of main-thread time for the threadpool's round
+ * trip (measured: 96k against 290k 4 KiB reads/s). The price is a stall of one disk read
+ * when the kernel did drop those pages; larger reads go to the pool.
  */
 const SMALL_READ = 128 * 1024;
 /** Local write attempts before a writer gets ENOSPC. */
