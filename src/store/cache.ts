@@ -122,6 +122,8 @@ export class CacheStore implements RangeStore {
   /** Reads in progress per block, and evictions waiting for them. */
   #readers = new Map<number, number>();
   #pendingEvict = new Set<number>();
+  /** Per dirty block, the segments written since it went up (see #cover); dropped once complete or clean. */
+  #covered = new Map<number, Uint8Array>();
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
@@ -368,7 +370,30 @@ export class CacheStore implements RangeStore {
     if (record[0] === ZEROS) this.#zeroDirty.add(index);
     else this.#zeroDirty.delete(index);
     this.#verified.add(index);
-    this.#wb.written(index, seq);
+    this.#wb.written(index, seq, this.#cover(index, at, length, whole));
+  }
+
+  /**
+   * Notes which segments of a dirty block were written since it last went up; true once
+   * all were: the block is complete (ZFS wrote all its pieces, or dd the whole block) and
+   * waiting for more pieces would only push its upload into the next fsync.
+   */
+  #cover(index: number, at: number, length: number, whole: boolean): boolean {
+    if (whole) {
+      this.#covered.delete(index);
+      return true;
+    }
+    const seg = segmentSize(this.blockSize);
+    let mask = this.#covered.get(index);
+    if (mask === undefined) {
+      mask = new Uint8Array(this.blockSize / seg);
+      this.#covered.set(index, mask);
+    }
+    // Only whole segments count: a partial one may still be waiting for the rest of its bytes.
+    for (let s = Math.ceil(at / seg); (s + 1) * seg <= at + length; s++) mask[s] = 1;
+    if (!mask.every((b) => b === 1)) return false;
+    this.#covered.delete(index);
+    return true;
   }
 
   /** The dirty record for a block after `piece` was written at `at`: the touched segments' CRCs recomputed. */
@@ -450,6 +475,7 @@ export class CacheStore implements RangeStore {
       });
       this.#wb.forget(index);
       this.#zeroDirty.delete(index);
+      this.#covered.delete(index);
       if (record !== undefined) this.#lru.set(index, true);
     });
   }

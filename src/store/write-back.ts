@@ -108,10 +108,22 @@ export class WriteBack {
   }
 
   /** A write of `index` with sequence `seq` is journaled: queue its upload (after the write delay). */
-  written(index: number, seq: number, now = Date.now()): void {
+  /**
+   * A write of `index` with sequence `seq` is journaled: queue its upload after the write
+   * delay, or at once when `complete` (the whole block was rewritten: no further piece is
+   * worth waiting for).
+   */
+  written(index: number, seq: number, complete = false, now = Date.now()): void {
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
-    // A block already waiting keeps its place and time: rewrites coalesce into one upload.
-    if (!this.#queue.has(index)) this.#queue.set(index, now + this.#config.writeDelayMs);
+    const due = complete ? now : now + this.#config.writeDelayMs;
+    // A block already waiting keeps its place and time (rewrites coalesce into one upload),
+    // unless it is due sooner now; a Map keeps insertion order, so it moves to the end.
+    const queued = this.#queue.get(index);
+    if (queued === undefined) this.#queue.set(index, due);
+    else if (due < queued) {
+      this.#queue.delete(index);
+      this.#queue.set(index, due);
+    }
     this.#pump();
   }
 

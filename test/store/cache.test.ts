@@ -246,18 +246,22 @@ test('uploads wait for the write delay, so pieces of one block cost one PUT; a f
   const block = Buffer.alloc(BS);
   for (let k = 0; k < 8; k++) {
     block.fill(k + 1, k * piece, (k + 1) * piece);
-    await cache.write(0, Buffer.from(block)); // as a read-modify-write of each 1/8 would
+    await cache.writeRange(0, k * piece, Buffer.alloc(piece, k + 1), piece);
   }
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(inner.stats.write, 0, 'nothing uploaded before the delay');
   await new Promise((r) => setTimeout(r, 400));
   assert.equal(inner.stats.write, 1, 'one upload for eight writes');
   assert.deepEqual(inner.blocks.get(0), block);
-  await cache.write(1, randomBytes(BS));
+  await cache.writeRange(1, 0, randomBytes(BS / 2), BS / 2);
   const started = Date.now();
   await cache.flush();
   assert.ok(Date.now() - started < 250, 'flush uploads at once');
   assert.equal(inner.stats.write, 2);
+  // A block written whole is complete: nothing more to coalesce, its upload starts at once.
+  await cache.write(2, randomBytes(BS));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(inner.stats.write, 3, 'a whole-block write does not wait for the delay');
   await cache.close();
 });
 
