@@ -7,6 +7,7 @@ import { CliCommand, numberOption } from './commands/usage.js';
 import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
 import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
+import { hydrateCommand } from './commands/hydrate-command.js';
 
 const program = new CliCommand('s3zmount')
   .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
@@ -104,6 +105,19 @@ program
 Exits 0 only once every block written through the mount is in S3. While S3 fails,
 the mount stays up and keeps retrying; run unmount again to wait again.`)
   .action((dir: string, opts: { timeout: string; now?: boolean }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
+
+program
+  .command('hydrate')
+  .description("pull every stored block of a mounted volume into its cache, at low priority (reads come first)")
+  .argument('<dir>', 'the mount directory')
+  .option('--wait', 'follow it until done: exit 0 when every block is local, 1 with why if S3 fails for good or the mount goes away')
+  .option('--quiet', 'no progress display')
+  .addHelpText('after', `
+Without --wait it starts hydration (or finds it running) and returns; "s3zmount stats <dir>"
+follows it. Blocks already in the cache cost nothing, so after a remount of the same
+--cache-dir it fetches only what is missing. Progress goes to stderr: a bar on a terminal
+(blocks, bytes, MB/s, ETA), a plain line every few seconds otherwise.`)
+  .action((dir: string, opts: { wait?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, () => hydrateCommand(ctx(cmd), dir, opts)));
 
 program
   .command('stats')

@@ -10,8 +10,9 @@ import type { Context } from './context.js';
 import { S3zError, type ErrorCode } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
 import { defaultCacheRoot } from '../store/local-db.js';
-import { readStopOutcome, startDaemon, type MountMode } from '../mount/daemon.js';
+import { readStopOutcome, startDaemon, type MountMode, type RunningMount } from '../mount/daemon.js';
 import { makeDirs } from '../mount/cache-dir.js';
+import type { HydrationStats } from '../mount/hydrate.js';
 import { readMountInfo } from '../fuse/binding.js';
 import { processAlive } from '../util/process.js';
 
@@ -37,7 +38,10 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   // promise nobody awaits, say on a full cache disk) is logged, and serving goes on.
   process.on('unhandledRejection', (reason) => ctx.log.error({ err: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection; still serving'));
   const ready = opts.readyFd === undefined ? undefined : createWriteStream('', { fd: Number(opts.readyFd) });
-  let running;
+  let running: RunningMount | undefined;
+  // SIGUSR1 is `s3zmount hydrate` (hydrate-command.ts). Installed before the mount
+  // exists: until then Node's own SIGUSR1 action would open the inspector.
+  process.on('SIGUSR1', () => running?.hydrate());
   try {
     running = await startDaemon({
       url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log,
@@ -57,12 +61,13 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   // SIGTERM (what `unmount` sends) waits for S3 however long it takes, and may come again.
   // A second Ctrl-C, or SIGUSR2 (`unmount --now`), stops at once: the journal keeps what is left.
   let interrupts = 0;
-  process.on('SIGTERM', () => void running.stop('SIGTERM'));
-  process.on('SIGINT', () => void running.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush'));
-  process.on('SIGUSR2', () => void running.stop('SIGUSR2', 'now'));
-  const outcome = await running.stopped;
+  const r = running;
+  process.on('SIGTERM', () => void r.stop('SIGTERM'));
+  process.on('SIGINT', () => void r.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush'));
+  process.on('SIGUSR2', () => void r.stop('SIGUSR2', 'now'));
+  const outcome = await r.stopped;
   if (!outcome.clean) {
-    process.stderr.write(`s3zmount: stopped with ${blocksAndBytes(outcome)} not yet in S3; ${running.cacheDir} keeps them and the next read-write mount uploads them first\n`);
+    process.stderr.write(`s3zmount: stopped with ${blocksAndBytes(outcome)} not yet in S3; ${r.cacheDir} keeps them and the next read-write mount uploads them first\n`);
   }
   // Retry timers of an abandoned upload must not keep the process up.
   process.exit(outcome.clean ? 0 : 1);
@@ -144,7 +149,7 @@ interface StatsFile {
   [k: string]: unknown;
 }
 
-async function readStats(dir: string): Promise<StatsFile> {
+export async function readStats(dir: string): Promise<StatsFile> {
   const file = path.join(dir, 'stats');
   let text: string;
   try {
@@ -161,7 +166,7 @@ async function readStats(dir: string): Promise<StatsFile> {
   }
 }
 
-async function isMounted(dir: string): Promise<boolean> {
+export async function isMounted(dir: string): Promise<boolean> {
   const abs = path.resolve(dir);
   return (await readMountInfo()).some((m) => m.mountpoint === abs);
 }
@@ -231,14 +236,30 @@ export async function statsCommand(_ctx: Context, dir: string, opts: { json?: bo
   }
   const s3 = stats.s3 as Record<string, number>;
   const cache = stats.cache as Record<string, number>;
-  const hyd = stats.hydration as { done: number; total: number };
+  const hyd = stats.hydration as HydrationStats;
   process.stdout.write(
     [
       `volume     ${stats.volume} (${stats.mode}, pid ${stats.pid})`,
       `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST; in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
       `cache      ${cache.hit} hits, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
       `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,
-      `hydration  ${hyd.done}/${hyd.total}`,
+      `hydration  ${hydrationLine(hyd)}`,
     ].join('\n') + '\n',
   );
+}
+
+/** The same words for `stats` whether `mount --hydrate` or `hydrate` started the run. */
+function hydrationLine(h: HydrationStats): string {
+  const counts = `${h.done}/${h.total} blocks (${formatSize(h.bytesDone ?? 0)} of ${formatSize(h.bytesTotal ?? 0)})`;
+  const detail = `${h.fetched} fetched, ${h.local} already local, ${((h.bytesPerSecond ?? 0) / 1e6).toFixed(1)} MB/s`;
+  switch (h.state) {
+    case 'running':
+      return `running: ${counts}; ${detail}`;
+    case 'done':
+      return `done: ${counts}; ${detail}`;
+    case 'failed':
+      return `failed after ${counts}: ${h.error ?? 'unknown error'}`;
+    default:
+      return 'idle (start it with "s3zmount hydrate")';
+  }
 }

@@ -14,7 +14,7 @@ import { CacheStore, DEFAULT_CACHE_CONFIG } from '../store/cache.js';
 import { OverlayStore } from '../store/overlay.js';
 import { storedBlocks } from '../volume/inventory.js';
 import type { Volume } from '../volume/volume.js';
-import { Hydrator } from './hydrate.js';
+import { Hydrator, type HydrationStats } from './hydrate.js';
 import { validateCache } from './cache-trust.js';
 
 export interface StackOptions {
@@ -44,7 +44,7 @@ export interface StackStats {
   dirtyBlocks: number;
   dirtyBytes: number;
   inflight: number;
-  hydration: { done: number; total: number };
+  hydration: HydrationStats;
   zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number };
   prefetch: Record<string, number>;
   overlay: Record<string, number> | null;

@@ -52,6 +52,8 @@ export interface RunningMount {
    * what is left: the journal keeps it for the next read-write mount.
    */
   stop(reason: string, how?: 'flush' | 'now'): Promise<StopOutcome>;
+  /** Starts a hydration run (`s3zmount hydrate`, SIGUSR1) unless one is running or the mount is stopping. */
+  hydrate(): void;
 }
 
 /** How a daemon stopped; also written to <cacheDir>/last-stop.json for `unmount`. */
@@ -194,7 +196,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       return stopping;
     };
     void session.closed.then(() => stop('unmounted from outside'));
-    return { volume, cacheDir, warnings, stopped: session.closed.then(() => stopping ?? stop('unmounted')), stop };
+    return { volume, cacheDir, warnings, stopped: session.closed.then(() => stopping ?? stop('unmounted')), stop, hydrate: () => stack.startHydration() };
   } catch (err) {
     await unwind();
     throw err;

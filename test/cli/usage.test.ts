@@ -101,7 +101,7 @@ test('volume commands: missing volume, existing volume, erase without --yes, wro
   assert.equal((await cli('status', url)).code, 0, 'still there');
 });
 
-test('stats and unmount on a directory that is not a mount, or not there', async () => {
+test('stats, unmount and hydrate on a directory that is not a mount, or not there', async () => {
   const plain = freshDir('plain');
   // A file called "stats" does not make a directory a mount.
   writeFileSync(path.join(plain, 'stats'), 'not json');
@@ -109,6 +109,7 @@ test('stats and unmount on a directory that is not a mount, or not there', async
   failsWith(await cli('stats', path.join(base, 'nowhere')), 1, /nowhere does not exist$/);
   failsWith(await cli('unmount', plain), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
   failsWith(await cli('unmount', path.join(base, 'nowhere')), 1, /is not mounted$/);
+  failsWith(await cli('hydrate', plain, '--wait'), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
 });
 
 test('mount: a bad URL is exit 2 from the background daemon too; a missing volume, bucket or wrong credentials exit 1', async (t) => {

@@ -1,0 +1,153 @@
+// Progress of a long block transfer (hydrate; meant for put and get too), on stderr:
+//   - a terminal gets a bar: blocks and bytes done of total, MB/s, ETA (cli-progress);
+//   - anything else (a log, a pipe) gets one plain line every `intervalMs`, and a last
+//     one at done(), so a log shows that the work moves without a line per block;
+//   - quiet shows nothing.
+// The rate is taken over the last `windowMs` of ticks, not since start(): a run that
+// begins with blocks already done (a resume) shows the speed it has now.
+// Invariant: one display per start(); tick() before start() and after done() is ignored.
+import cliProgress from 'cli-progress';
+import { formatSize } from './size.js';
+
+export interface ProgressDisplayOptions {
+  /** What is being done, first on the line ("hydrate"). */
+  readonly label: string;
+  readonly quiet?: boolean;
+  readonly stream?: NodeJS.WriteStream;
+  /** A bar (true) or plain lines (false); default: whether the stream is a terminal. */
+  readonly tty?: boolean;
+  /** Plain lines: at most one this often. */
+  readonly intervalMs?: number;
+  readonly windowMs?: number;
+  readonly now?: () => number;
+}
+
+export interface ProgressDisplay {
+  start(totalBlocks: number, totalBytes: number): void;
+  tick(doneBlocks: number, doneBytes: number): void;
+  done(): void;
+}
+
+export function progressDisplay(opts: ProgressDisplayOptions): ProgressDisplay {
+  if (opts.quiet) return { start() {}, tick() {}, done() {} };
+  const stream = opts.stream ?? process.stderr;
+  const tty = opts.tty ?? stream.isTTY === true;
+  return new Display(opts.label, stream, tty, opts.intervalMs ?? 5000, opts.windowMs ?? 5000, opts.now ?? Date.now);
+}
+
+class Display implements ProgressDisplay {
+  #label: string;
+  #stream: NodeJS.WriteStream;
+  #tty: boolean;
+  #intervalMs: number;
+  #windowMs: number;
+  #now: () => number;
+  #bar: cliProgress.SingleBar | undefined;
+  #state: 'new' | 'started' | 'done' = 'new';
+  #totalBlocks = 0;
+  #totalBytes = 0;
+  #blocks = 0;
+  #bytes = 0;
+  #samples: Array<{ t: number; bytes: number }> = [];
+  #lastLine = 0;
+
+  constructor(label: string, stream: NodeJS.WriteStream, tty: boolean, intervalMs: number, windowMs: number, now: () => number) {
+    this.#label = label;
+    this.#stream = stream;
+    this.#tty = tty;
+    this.#intervalMs = intervalMs;
+    this.#windowMs = windowMs;
+    this.#now = now;
+  }
+
+  start(totalBlocks: number, totalBytes: number): void {
+    if (this.#state !== 'new') return;
+    this.#state = 'started';
+    this.#totalBlocks = totalBlocks;
+    this.#totalBytes = totalBytes;
+    this.#samples = [{ t: this.#now(), bytes: 0 }];
+    this.#lastLine = this.#now();
+    if (this.#tty) {
+      this.#bar = new cliProgress.SingleBar(
+        {
+          stream: this.#stream,
+          format: `${this.#label} [{bar}] {percentage}% | {value}/{total} blocks | {bytes} | {rate} | ETA {eta}`,
+          hideCursor: true,
+          clearOnComplete: false,
+          fps: 5,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      this.#bar.start(Math.max(totalBlocks, 1), 0, this.#payload());
+    } else {
+      this.#stream.write(`${this.#label}: ${totalBlocks} blocks (${formatSize(totalBytes)}) to do\n`);
+    }
+  }
+
+  tick(doneBlocks: number, doneBytes: number): void {
+    if (this.#state !== 'started') return;
+    this.#blocks = doneBlocks;
+    this.#bytes = doneBytes;
+    // Totals may grow (blocks written while the work goes on).
+    if (doneBlocks > this.#totalBlocks) this.#totalBlocks = doneBlocks;
+    if (doneBytes > this.#totalBytes) this.#totalBytes = doneBytes;
+    const t = this.#now();
+    this.#samples.push({ t, bytes: doneBytes });
+    while (this.#samples.length > 2 && t - this.#samples[1]!.t >= this.#windowMs) this.#samples.shift();
+    if (this.#bar) {
+      this.#bar.setTotal(Math.max(this.#totalBlocks, 1));
+      this.#bar.update(doneBlocks, this.#payload());
+    } else if (t - this.#lastLine >= this.#intervalMs) {
+      this.#lastLine = t;
+      this.#stream.write(`${this.#line()}\n`);
+    }
+  }
+
+  done(): void {
+    if (this.#state !== 'started') return;
+    this.#state = 'done';
+    if (this.#bar) {
+      this.#bar.update(this.#blocks, this.#payload());
+      this.#bar.stop();
+    } else {
+      this.#stream.write(`${this.#line()}\n`);
+    }
+  }
+
+  /** Bytes per second over the window. */
+  #rate(): number {
+    const first = this.#samples[0];
+    const last = this.#samples[this.#samples.length - 1];
+    if (first === undefined || last === undefined || last.t <= first.t) return 0;
+    return ((last.bytes - first.bytes) * 1000) / (last.t - first.t);
+  }
+
+  #eta(): string {
+    const rate = this.#rate();
+    const left = this.#totalBytes - this.#bytes;
+    if (left <= 0) return '0s';
+    if (rate <= 0) return '?';
+    return formatDuration(left / rate);
+  }
+
+  #payload(): Record<string, string> {
+    return {
+      bytes: `${formatSize(this.#bytes)}/${formatSize(this.#totalBytes)}`,
+      rate: `${(this.#rate() / 1e6).toFixed(1)} MB/s`,
+      eta: this.#eta(),
+    };
+  }
+
+  #line(): string {
+    const pct = this.#totalBytes > 0 ? Math.floor((this.#bytes * 100) / this.#totalBytes) : 100;
+    const p = this.#payload();
+    return `${this.#label}: ${this.#blocks}/${this.#totalBlocks} blocks, ${p.bytes} (${pct}%), ${p.rate}, ETA ${p.eta}`;
+  }
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
