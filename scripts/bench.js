@@ -11,7 +11,7 @@
 //              no report file unless --out is given.
 // --cpu-prof   run every s3zmount process with node --cpu-prof into DIR (summarise
 //              with `node scripts/bench/profile-summary.js DIR/*.cpuprofile`).
-// --skip       comma list of: fuse, raw, seq, rand, zfs, rss1t, s3backer.
+// --skip       comma list of: fuse, raw, image, seq, rand, zfs, rss1t, s3backer.
 // --json FILE  also write every figure, and each mount's own counters, as JSON.
 // --from-json FILE  measure nothing: render the tables of an earlier --json file
 //              (to stdout, and to --out when given).
@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
 import { defer, dropCaches, memStatus, installSignalHandlers, log, machine, run, runCleanups, runOk } from './bench/proc.js';
 import { rawCeiling, startS3Env } from './bench/s3env.js';
+import { imageBench } from './bench/image.js';
 import { parseSize, s3backerArgs, s3backerTool, s3zmountTool } from './bench/tools.js';
 import { ddRead, ddWrite, fioRandRead, zdbWorkload, zfsPoolWorkload } from './bench/workloads.js';
 import { renderMarkdown, renderText } from './bench/report.js';
@@ -52,7 +53,7 @@ const { values: opt } = parseArgs({
   allowPositionals: false,
 });
 if (opt.help) {
-  console.log('usage: node scripts/bench.js [--quick] [--latency 0,20] [--size 1G] [--out docs/BENCHMARKS.md] [--cpu-prof DIR] [--json FILE] [--skip fuse,raw,seq,rand,zfs,rss1t,s3backer]');
+  console.log('usage: node scripts/bench.js [--quick] [--latency 0,20] [--size 1G] [--out docs/BENCHMARKS.md] [--cpu-prof DIR] [--json FILE] [--skip fuse,raw,image,seq,rand,zfs,rss1t,s3backer]');
   process.exit(0);
 }
 if (opt['from-json']) {
@@ -379,6 +380,14 @@ async function main() {
           L.raw = await rawCeiling(s3, { count: P.rawCount });
         } catch (e) {
           results.errors.push(`raw S3 ceiling at ${lat} ms: ${e.message}`);
+        }
+      }
+      if (!skip.has('image')) {
+        try {
+          L.image = await imageBench(s3, { root: ROOT, src, bytes: sizeBytes, work });
+        } catch (e) {
+          L.image = { error: e.message.split('\n')[0].slice(0, 300) };
+          results.errors.push(`put/get image at ${lat} ms: ${e.message}`);
         }
       }
       const tools = [s3zmountTool({ root: ROOT, s3, work: join(work, `z${lat}`), cpuProfDir })];

@@ -6,6 +6,7 @@ import { makeContext, reportFailure, runCommand, type GlobalOptions } from './co
 import { CliCommand, numberOption } from './commands/usage.js';
 import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
+import { getCommand, putCommand, type ImageCommandOptions } from './commands/image-commands.js';
 import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
 import { hydrateCommand } from './commands/hydrate-command.js';
 
@@ -125,6 +126,50 @@ program
   .argument('<dir>', 'the mount directory')
   .option('--json', 'print the stats file as it is')
   .action((dir: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, () => statsCommand(ctx(cmd), dir, opts)));
+
+program
+  .command('put')
+  .description('upload a raw image (file, block device, or - for stdin) into a volume: only blocks that differ are sent')
+  .argument('<image>', 'a file, a block device (/dev/...), or - for stdin')
+  .argument('<s3url>', 's3://BUCKET/PREFIX of an existing volume (s3zmount create)')
+  .option('--concurrency <n>', 'requests in flight', numberOption('requests', 1, 256), '16')
+  .option('--force', 'take the lease even though a read-write mount holds it (only if that mount is gone)')
+  .option('--quiet', 'no progress display')
+  .addHelpText('after', `
+Sparse: all-zero blocks are not uploaded, and their objects are deleted if stored.
+An image smaller than the volume is fine: stored blocks past its end are deleted,
+so the rest of the volume reads as zeros. A larger one is refused.
+
+What changed is found with one LIST request per 1000 stored blocks and no HEAD:
+a block whose MD5 equals its listed ETag (the MD5 S3 computes for a single-part
+upload) costs no request at all, so a second put of the same image sends 0 PUTs.
+A block that differs costs one PUT; blocks that became zero cost one
+DeleteObjects request per 1000. An interrupted put, run again, sends only what is
+left. (Where ETags are not MD5s, e.g. SSE-KMS on AWS, every non-zero block is sent.)
+
+Takes the volume's write lease while it runs: refused while a read-write mount
+holds it. Example: s3zmount put /dev/vg0/disk s3://b/vol`)
+  .action((image: string, url: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, () => putCommand(ctx(cmd), image, url, opts)));
+
+program
+  .command('get')
+  .description('download a volume as a raw image (a sparse file, a block device, or - for stdout)')
+  .argument('<s3url>', 's3://BUCKET/PREFIX')
+  .argument('<image>', 'a new file, a block device (/dev/...), or - for stdout')
+  .option('--concurrency <n>', 'requests in flight', numberOption('requests', 1, 256), '16')
+  .option('--force', 'write over an existing file (only blocks that differ are written: this resumes an interrupted get)')
+  .option('--quiet', 'no progress display')
+  .addHelpText('after', `
+A new file is sparse: blocks the volume does not store are holes, and the file
+is the volume's size. Every fetched block is checked against its SHA-256.
+Over an existing file (--force) or a block device, each block is read first:
+a stored block whose MD5 equals its listed ETag is not fetched again, and an
+absent block is written as zeros only where the target holds non-zero data.
+A device must be at least the volume's size; nothing past that is touched.
+To stdout, the image streams in order, with zeros for absent blocks.
+Costs: one LIST request per 1000 stored blocks (twice: totals, then the walk),
+one GET per stored block that is not already there.`)
+  .action((url: string, image: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, () => getCommand(ctx(cmd), url, image, opts)));
 
 program
   .command('local-s3')

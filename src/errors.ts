@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'EMOUNT' // mount failed
   | 'ECACHEDIR' // the local cache directory cannot be made or written
   | 'EDEVICE' // a request the device refuses (errno given explicitly)
+  | 'EIMAGE' // put/get: the local image is missing, unreadable, too large, or would be overwritten
   | 'ECLOSED'; // store used after close
 
 const ERRNO: Record<ErrorCode, number> = {
@@ -49,6 +50,7 @@ const ERRNO: Record<ErrorCode, number> = {
   EMOUNT: E.EIO,
   ECACHEDIR: E.EIO,
   EDEVICE: E.EINVAL,
+  EIMAGE: E.EINVAL,
   ECLOSED: E.EIO,
 };
 

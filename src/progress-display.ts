@@ -151,3 +151,18 @@ export function formatDuration(seconds: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
+
+/** The same display fed by increments (what was just done) instead of running totals. */
+export function countingProgress(display: ProgressDisplay): ProgressDisplay {
+  let blocks = 0;
+  let bytes = 0;
+  return {
+    start: (totalBlocks, totalBytes) => display.start(totalBlocks, totalBytes),
+    tick: (doneBlocks, doneBytes) => {
+      blocks += doneBlocks;
+      bytes += doneBytes;
+      display.tick(blocks, bytes);
+    },
+    done: () => display.done(),
+  };
+}

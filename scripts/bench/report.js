@@ -52,6 +52,10 @@ export function targets(report) {
     push('seq write with fsync vs s3backer', wZ, wB, 1.5);
     push('seq write with fsync vs raw PUT', wZ, L.raw?.putMBps, 0.7, '%');
     push('warm seq read vs C FUSE read', warmZ, fuseRead, 0.5, '%');
+    push('put of the image vs raw PUT', L.image?.putMBps, L.raw?.putMBps, 0.85, '%');
+    push('get of the image vs raw GET', L.image?.getMBps, L.raw?.getMBps, 0.85, '%');
+    const again = L.image?.againBlockPuts;
+    out.push({ name: 'second put of the same image: block PUTs', latency: lat, measured: isNum(again) ? String(again) : '—', need: '0', ok: isNum(again) ? again === 0 : undefined });
   }
   if (!report.latencies.includes(20)) out.push({ name: 'cold seq read vs s3backer', latency: 20, measured: 'not run', need: '≥ 4×', ok: undefined });
   const rss = results.rss1t?.rss;
@@ -205,6 +209,20 @@ export function renderMarkdown(report) {
     ceilRows.push(["FUSE: the project's JS binding, no-op", '—', fmtMB(R.fuse.jsReadMBps), fmtMB(R.fuse.jsWriteMBps)]);
   }
   out.push(table(['ceiling', 'latency', 'read / GET (MB/s)', 'write / PUT (MB/s)'], ceilRows));
+  const imageRows = [];
+  for (const lat of report.latencies) {
+    const im = R.latencies[lat]?.image;
+    const raw = R.latencies[lat]?.raw;
+    if (!im) continue;
+    if (im.error) imageRows.push([`${lat} ms`, 'error', 'error', '—']);
+    else imageRows.push([`${lat} ms`, `${fmtMB(im.getMBps)} (${pct(im.getMBps, raw?.getMBps)} of raw GET)`, `${fmtMB(im.putMBps)} (${pct(im.putMBps, raw?.putMBps)} of raw PUT)`, `${im.againBlockPuts} PUTs, ${fmtS(im.againMs)} s`]);
+  }
+  if (imageRows.length > 0) {
+    out.push('');
+    out.push(`### s3zmount get / put of a ${report.size} random image`);
+    out.push('');
+    out.push(table(['latency', 'get (MB/s)', 'put (MB/s)', 'second put'], imageRows));
+  }
   out.push('');
   for (const lat of report.latencies) {
     if (!R.latencies[lat]) continue;

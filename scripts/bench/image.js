@@ -1,0 +1,32 @@
+// put and get of a raw image (the benchmark's random source file) against the
+// raw PUT/GET ceiling of the same run, and a second put of the same image, whose
+// block PUTs must be 0 (the lease costs 2 PUTs: taken, released).
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { log, runOk } from './proc.js';
+
+const LEASE_PUTS = 2;
+
+export async function imageBench(s3, { root, src, bytes, work }) {
+  const cli = (args) => runOk(process.execPath, [join(root, 'dist/cli.js'), ...args], { env: s3.env, timeoutMs: 1_800_000 });
+  const bucket = await s3.newBucket('image');
+  const url = `s3://${bucket}/vol`;
+  await cli(['create', url, '--size', String(bytes)]);
+  await s3.resetCounts();
+  const put = await cli(['put', '--quiet', src, url]);
+  const putCounts = await s3.counts();
+  await s3.resetCounts();
+  const again = await cli(['put', '--quiet', src, url]);
+  const againCounts = await s3.counts();
+  const out = join(work, `image-get-${process.pid}.img`);
+  rmSync(out, { force: true });
+  const get = await cli(['get', '--quiet', url, out]);
+  rmSync(out, { force: true });
+  const MB = (ms) => bytes / 1e6 / (ms / 1000);
+  const res = {
+    putMBps: MB(put.ms), getMBps: MB(get.ms), againMs: again.ms,
+    putBlockPuts: putCounts.put - LEASE_PUTS, againBlockPuts: againCounts.put - LEASE_PUTS, againCounts,
+  };
+  log(`image: put ${res.putMBps.toFixed(0)} MB/s (${res.putBlockPuts} block PUTs), get ${res.getMBps.toFixed(0)} MB/s, second put ${(again.ms / 1000).toFixed(1)} s with ${res.againBlockPuts} block PUTs`);
+  return res;
+}

@@ -1,0 +1,107 @@
+// The local side of `put` and `get`: a regular file, a block device, or stdin/stdout
+// ("-"). Knows sizes and how to open each kind; knows nothing of S3.
+// A block device has no size in stat(): it comes from BLKGETSIZE64, read through
+// `blockdev --getsize64` (util-linux), since Node has no ioctl.
+import { execFile } from 'node:child_process';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { S3zError } from '../errors.js';
+
+export type ImageKind = 'file' | 'device' | 'stdio';
+
+export interface ImageSource {
+  readonly kind: ImageKind;
+  readonly name: string;
+  /** Bytes; undefined for stdin (known only at its end). */
+  readonly size: number | undefined;
+  /** Undefined for stdin. */
+  readonly handle: FileHandle | undefined;
+}
+
+export async function deviceSize(path: string): Promise<number> {
+  try {
+    const { stdout } = await promisify(execFile)('blockdev', ['--getsize64', path]);
+    const n = Number(stdout.trim());
+    if (!Number.isSafeInteger(n)) throw new Error(`blockdev said "${stdout.trim()}"`);
+    return n;
+  } catch (err) {
+    throw new S3zError('EIMAGE', `${path}: cannot read the block device's size (blockdev --getsize64: ${(err as Error).message.split('\n')[0] ?? ''})`, { cause: err });
+  }
+}
+
+/** Opens the image `put` reads. */
+export async function openSource(path: string): Promise<ImageSource> {
+  if (path === '-') return { kind: 'stdio', name: 'stdin', size: undefined, handle: undefined };
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw fileError(path, err);
+  }
+  if (st.isDirectory()) throw new S3zError('EIMAGE', `${path}: is a directory, not an image`);
+  if (!st.isFile() && !st.isBlockDevice()) throw new S3zError('EIMAGE', `${path}: not a regular file or a block device (use "-" for a pipe)`);
+  const handle = await open(path, 'r').catch((err: unknown) => {
+    throw fileError(path, err);
+  });
+  try {
+    const size = st.isBlockDevice() ? await deviceSize(path) : st.size;
+    return { kind: st.isBlockDevice() ? 'device' : 'file', name: path, size, handle };
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+export interface ImageTarget {
+  readonly kind: ImageKind;
+  readonly name: string;
+  /** True when the target may hold old data (a device, or a file kept with --force): blocks are compared first. */
+  readonly mayHoldData: boolean;
+  readonly handle: FileHandle | undefined;
+}
+
+/** Opens the image `get` writes; refuses to replace an existing file without `force`. */
+export async function openTarget(path: string, volumeSize: number, force: boolean): Promise<ImageTarget> {
+  if (path === '-') return { kind: 'stdio', name: 'stdout', mayHoldData: false, handle: undefined };
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw fileError(path, err);
+  });
+  if (st === undefined) {
+    // 'wx': a file that appeared since the stat is not overwritten either.
+    const handle = await open(path, 'wx').catch((err: unknown) => {
+      throw fileError(path, err);
+    });
+    return { kind: 'file', name: path, mayHoldData: false, handle };
+  }
+  if (st.isDirectory()) throw new S3zError('EIMAGE', `${path}: is a directory; give the image's file name`);
+  if (st.isBlockDevice()) {
+    const size = await deviceSize(path);
+    if (size < volumeSize) throw new S3zError('EIMAGE', `${path}: the device holds ${size} bytes, less than the volume's ${volumeSize}`);
+    // No --force needed: writing to a device is what naming one asks for.
+    const handle = await open(path, 'r+').catch((err: unknown) => {
+      throw fileError(path, err);
+    });
+    return { kind: 'device', name: path, mayHoldData: true, handle };
+  }
+  if (!st.isFile()) throw new S3zError('EIMAGE', `${path}: not a regular file or a block device (use "-" for stdout)`);
+  if (!force) {
+    throw new S3zError('EIMAGE', `${path}: already exists; pass --force to overwrite it (only blocks that differ are written, which also resumes an interrupted get)`);
+  }
+  const handle = await open(path, 'r+').catch((err: unknown) => {
+    throw fileError(path, err);
+  });
+  return { kind: 'file', name: path, mayHoldData: st.size > 0, handle };
+}
+
+function fileError(path: string, err: unknown): S3zError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ENOENT' ? 'no such file or directory'
+    : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
+    : code === 'EEXIST' ? 'already exists; pass --force to overwrite it'
+    : code === 'ENOTDIR' ? 'a part of its path is not a directory'
+    : code === 'EROFS' ? 'read-only filesystem'
+    : (err as Error).message;
+  return new S3zError('EIMAGE', `${path}: ${why}`, { cause: err });
+}

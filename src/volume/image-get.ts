@@ -1,0 +1,158 @@
+// `get`: a volume out to a raw image: a new file (sparse), an existing file kept
+// with --force or a block device (compared block by block), or stdout (a stream).
+// Walk: the volume's LIST, in step with the block index (StoredCursor):
+//   new file     only stored blocks are fetched and written; absent ones stay
+//                holes (the file is truncated to the volume's size first)
+//   may hold     every block of the target is read first: a stored block whose
+//   old data     MD5 equals its listed ETag is left alone (resume: a second run
+//                fetches only what is left), an absent block is zeroed only if
+//                the target holds non-zero bytes there (a device's old data)
+//   stdout       in order, zeros streamed for absent blocks (no holes in a pipe)
+// Every fetched block is verified against its SHA-256 by the S3 store before it is
+// written, so wrong bytes never reach the image. `get` takes no lease: the caller
+// warns if a writer holds it.
+import { createHash } from 'node:crypto';
+import pMap from 'p-map';
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import type { ProgressDisplay } from '../progress-display.js';
+import { S3BlockStore } from '../store/s3-store.js';
+import { isZero } from '../store/checksum.js';
+import { countStored, type StoredBlock } from './inventory.js';
+import type { ImageTarget } from './image-file.js';
+import { StoredCursor, etagMatches } from './stored-cursor.js';
+import type { Volume } from './volume.js';
+
+export interface GetOptions {
+  readonly concurrency: number;
+  readonly progress: ProgressDisplay;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  /** Where `-` goes; default process.stdout. */
+  readonly stdout?: NodeJS.WritableStream;
+}
+
+export interface GetReport {
+  readonly size: number;
+  readonly fetched: number;
+  /** Stored blocks the target already held (resume). */
+  readonly unchanged: number;
+  /** Absent blocks written as zeros over old data (or streamed, for stdout). */
+  readonly zeroed: number;
+}
+
+export async function getImage(vol: Volume, target: ImageTarget, opts: GetOptions): Promise<GetReport> {
+  const { blockSize, size } = vol.descriptor;
+  const blockCount = size / blockSize;
+  const store = new S3BlockStore({ blockSize, blockCount, readOnly: true }, vol.bucket, vol.keys, opts.log);
+  const counts = { size, fetched: 0, unchanged: 0, zeroed: 0 };
+  const fetch = async (index: number): Promise<Buffer> => {
+    const data = await store.read(index);
+    if (data === null) throw new S3zError('EMISSING', `${vol.url}: block ${index} was listed but is gone (is the volume being written?)`);
+    counts.fetched++;
+    return data;
+  };
+  // One LIST pass for the totals: 1 request per 1000 stored blocks, for an honest ETA.
+  const stored = await countStored(vol.bucket, vol.keys);
+  opts.progress.start(stored.blocks, stored.bytes);
+  try {
+    const handle = target.handle;
+    if (handle === undefined) {
+      await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys), blockCount, blockSize, fetch, opts, counts);
+      return counts;
+    }
+    // Sets the size: a new file is one hole to begin with; a longer old one is cut.
+    if (target.kind === 'file') await handle.truncate(size);
+    const cursor = new StoredCursor(vol.bucket, vol.keys);
+    const zeros = Buffer.alloc(blockSize);
+    const mapper = async ({ index, obj }: { index: number; obj: StoredBlock | undefined }): Promise<void> => {
+      const pos = index * blockSize;
+      if (target.mayHoldData) {
+        const local = Buffer.allocUnsafeSlow(blockSize);
+        const { bytesRead } = await handle.read(local, 0, blockSize, pos);
+        local.fill(0, bytesRead);
+        if (obj === undefined) {
+          if (!isZero(local)) {
+            await writeAll(handle, zeros, pos);
+            counts.zeroed++;
+          }
+          return;
+        }
+        if (etagMatches(obj.etag, createHash('md5').update(local).digest('hex'))) {
+          counts.unchanged++;
+          opts.progress.tick(1, blockSize);
+          return;
+        }
+      }
+      if (obj === undefined) return;
+      await writeAll(handle, await fetch(index), pos);
+      opts.progress.tick(1, blockSize);
+    };
+    const walk = target.mayHoldData ? everyBlock(cursor, blockCount) : storedOnly(cursor, blockCount);
+    await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
+    // "Done" means on the disk, for a device above all.
+    await handle.datasync();
+    return counts;
+  } finally {
+    opts.progress.done();
+  }
+}
+
+async function* everyBlock(cursor: StoredCursor, blockCount: number): AsyncGenerator<{ index: number; obj: StoredBlock | undefined }> {
+  for (let index = 0; index < blockCount; index++) yield { index, obj: await cursor.at(index) };
+}
+
+async function* storedOnly(cursor: StoredCursor, blockCount: number): AsyncGenerator<{ index: number; obj: StoredBlock | undefined }> {
+  for await (const obj of cursor.from(0)) {
+    if (obj.index !== undefined && obj.index < blockCount) yield { index: obj.index, obj };
+  }
+}
+
+async function writeAll(handle: NonNullable<ImageTarget['handle']>, data: Buffer, pos: number): Promise<void> {
+  for (let at = 0; at < data.length; ) {
+    const { bytesWritten } = await handle.write(data, at, data.length - at, pos + at);
+    at += bytesWritten;
+  }
+}
+
+/** In order, `concurrency` fetches ahead of the writer; zeros for absent blocks. */
+async function toStream(
+  out: NodeJS.WritableStream, cursor: StoredCursor, blockCount: number, blockSize: number,
+  fetch: (index: number) => Promise<Buffer>, opts: GetOptions, counts: { zeroed: number },
+): Promise<void> {
+  const zeros = Buffer.alloc(blockSize);
+  const window: { stored: boolean; data: Promise<Buffer> }[] = [];
+  let failed: unknown;
+  const onError = (err: unknown): void => {
+    failed ??= err;
+  };
+  out.on('error', onError);
+  try {
+    for (let index = 0; index < blockCount || window.length > 0; ) {
+      while (index < blockCount && window.length < opts.concurrency) {
+        if (opts.signal?.aborted) throw opts.signal.reason;
+        const stored = (await cursor.at(index)) !== undefined;
+        const data = stored ? fetch(index) : Promise.resolve(zeros);
+        // Awaited in order below; this only keeps a rejection from counting as unhandled meanwhile.
+        data.catch(() => undefined);
+        window.push({ stored, data });
+        index++;
+      }
+      const head = window.shift();
+      if (head === undefined) break;
+      const data = await head.data;
+      await new Promise<void>((resolve, reject) => {
+        out.write(data, (err) => (err ? reject(err) : resolve()));
+      });
+      if (failed !== undefined) throw failed;
+      if (head.stored) opts.progress.tick(1, blockSize);
+      else counts.zeroed++;
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE') throw new S3zError('EIMAGE', 'stdout: the reader went away before the end of the image', { cause: err });
+    throw err;
+  } finally {
+    out.off('error', onError);
+  }
+}

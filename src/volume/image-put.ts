@@ -1,0 +1,198 @@
+// `put`: a raw image (file, block device or stdin) into a volume, sending only
+// what differs from what S3 holds.
+// Walk: the image is read in large sequential chunks and cut into blocks; the
+// volume's LIST is walked in step (StoredCursor), so each block meets its stored
+// object, if any, with one LIST request per 1000 stored blocks and no HEAD:
+//   all zeros          -> nothing to send; its object, if stored, is deleted
+//   MD5 = listed ETag  -> unchanged, no request (ETag is the MD5 of a single-part body)
+//   otherwise          -> PUT through the S3 store (SHA-256 off the main thread)
+// then every stored block past the image's end is deleted, so the rest of the
+// volume reads as zeros. A run cut short leaves each block either old or new, and
+// the next run sends only what still differs: that is the resume.
+// Invariants: the write lease is held from before the first request that changes
+// the volume until after the last one settles; an image larger than the volume
+// changes nothing (checked before the lease for a file, at the first extra byte
+// for stdin, which may by then have sent earlier blocks: they are valid blocks of
+// the image's start, and the next run compares them like any other).
+import { createHash } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import pMap from 'p-map';
+import type { Logger } from '../log.js';
+import { S3zError } from '../errors.js';
+import type { ProgressDisplay } from '../progress-display.js';
+import { S3BlockStore } from '../store/s3-store.js';
+import { isZero } from '../store/checksum.js';
+import { LeaseHolder } from './lease.js';
+import type { ImageSource } from './image-file.js';
+import { StoredCursor, etagMatches } from './stored-cursor.js';
+import type { StoredBlock } from './inventory.js';
+import type { Volume } from './volume.js';
+
+export interface PutOptions {
+  readonly concurrency: number;
+  /** Break a live lease (a mount that is gone). */
+  readonly force: boolean;
+  readonly progress: ProgressDisplay;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+  /** How long the lease lives without renewal; tests shorten it. */
+  readonly leaseTtlMs?: number;
+}
+
+export interface PutReport {
+  /** Blocks of the image (its size rounded up to whole blocks). */
+  readonly blocks: number;
+  readonly bytes: number;
+  readonly uploaded: number;
+  readonly unchanged: number;
+  readonly zero: number;
+  /** Objects deleted: blocks that became zero, and stored blocks past the image's end. */
+  readonly deleted: number;
+}
+
+interface ImageBlock {
+  readonly index: number;
+  readonly data: Buffer;
+  /** Bytes of the image in this block (less than the block for a short last one). */
+  readonly length: number;
+}
+
+/** Large reads: the kernel's read-ahead and the disk like them better than one block at a time. */
+const READ_CHUNK = 8 * 1024 * 1024;
+const DELETE_BATCH = 1000;
+
+export async function putImage(vol: Volume, src: ImageSource, opts: PutOptions): Promise<PutReport> {
+  const { blockSize, size: volumeSize } = vol.descriptor;
+  if (src.size !== undefined && src.size > volumeSize) {
+    throw new S3zError('EIMAGE', `${src.name}: the image is ${src.size} bytes, larger than the volume ${vol.url} (${volumeSize} bytes)`);
+  }
+  const lease = await LeaseHolder.acquire(
+    vol.bucket, vol.loc,
+    { holder: holderName(src.name), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 },
+    opts.log,
+  );
+  try {
+    return await transfer(vol, src, opts);
+  } finally {
+    await lease.release().catch((err: unknown) => opts.log.warn({ err: (err as Error).message }, 'could not release the lease; it expires by itself'));
+  }
+}
+
+async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promise<PutReport> {
+  const { blockSize, size: volumeSize } = vol.descriptor;
+  const blockCount = volumeSize / blockSize;
+  const store = new S3BlockStore({ blockSize, blockCount, readOnly: false }, vol.bucket, vol.keys, opts.log);
+  const cursor = new StoredCursor(vol.bucket, vol.keys);
+  const counts = { blocks: 0, bytes: 0, uploaded: 0, unchanged: 0, zero: 0, deleted: 0 };
+  const doomed: string[] = [];
+  const deleteSome = async (all: boolean): Promise<void> => {
+    while (doomed.length >= (all ? 1 : DELETE_BATCH)) {
+      const batch = doomed.splice(0, DELETE_BATCH);
+      await vol.bucket.deleteMany(batch);
+      counts.deleted += batch.length;
+    }
+  };
+
+  async function* withStored(): AsyncGenerator<ImageBlock & { stored: StoredBlock | undefined }> {
+    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name) : fileBlocks(src, blockSize);
+    for await (const b of blocks) yield { ...b, stored: await cursor.at(b.index) };
+  }
+
+  opts.progress.start(src.size === undefined ? 0 : Math.ceil(src.size / blockSize), src.size ?? 0);
+  try {
+  await pMap(
+    withStored(),
+    async (b) => {
+      counts.blocks = Math.max(counts.blocks, b.index + 1);
+      counts.bytes += b.length;
+      if (isZero(b.data)) {
+        counts.zero++;
+        if (b.stored !== undefined) {
+          doomed.push(b.stored.key);
+          await deleteSome(false);
+        }
+      } else if (b.stored !== undefined && b.stored.size === blockSize && etagMatches(b.stored.etag, md5Hex(b.data))) {
+        counts.unchanged++;
+      } else {
+        await store.write(b.index, b.data);
+        counts.uploaded++;
+      }
+      opts.progress.tick(1, b.length);
+    },
+    { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) },
+  );
+  // The rest of the volume must read as zeros.
+  for await (const b of cursor.from(counts.blocks)) {
+    if (b.index !== undefined && b.index < blockCount) doomed.push(b.key);
+    await deleteSome(false);
+  }
+  await deleteSome(true);
+  } finally {
+    opts.progress.done();
+  }
+  return counts;
+}
+
+/** MD5 only for blocks S3 already holds, on the main thread: ~2 ms per MiB, and only a re-put pays it. */
+function md5Hex(data: Buffer): string {
+  return createHash('md5').update(data).digest('hex');
+}
+
+async function* fileBlocks(src: ImageSource, blockSize: number): AsyncGenerator<ImageBlock> {
+  const handle = src.handle;
+  const size = src.size ?? 0;
+  if (handle === undefined) return;
+  const chunkSize = Math.max(blockSize, Math.floor(READ_CHUNK / blockSize) * blockSize);
+  let index = 0;
+  for (let pos = 0; pos < size; pos += chunkSize) {
+    const want = Math.min(chunkSize, size - pos);
+    // A fresh buffer per chunk: blocks are handed to the store, which owns them (no reuse).
+    const chunk = Buffer.allocUnsafeSlow(Math.ceil(want / blockSize) * blockSize);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await handle.read(chunk, got, want - got, pos + got);
+      if (bytesRead === 0) throw new S3zError('EIMAGE', `${src.name}: ended at ${pos + got} bytes, before its size ${size} (did it shrink?)`);
+      got += bytesRead;
+    }
+    chunk.fill(0, want);
+    for (let at = 0; at < chunk.length; at += blockSize) {
+      yield { index: index++, data: chunk.subarray(at, at + blockSize), length: Math.min(blockSize, want - at) };
+    }
+  }
+}
+
+async function* stdinBlocks(blockSize: number, volumeSize: number, name: string): AsyncGenerator<ImageBlock> {
+  let index = 0;
+  let block = Buffer.allocUnsafeSlow(blockSize);
+  let filled = 0;
+  for await (const piece of process.stdin as AsyncIterable<Buffer>) {
+    for (let at = 0; at < piece.length; ) {
+      if (index * blockSize + filled >= volumeSize) {
+        throw new S3zError('EIMAGE', `${name}: the image is larger than the volume (${volumeSize} bytes)`);
+      }
+      const n = Math.min(piece.length - at, blockSize - filled);
+      piece.copy(block, filled, at, at + n);
+      filled += n;
+      at += n;
+      if (filled === blockSize) {
+        yield { index: index++, data: block, length: blockSize };
+        block = Buffer.allocUnsafeSlow(blockSize);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) {
+    block.fill(0, filled);
+    yield { index, data: block, length: filled };
+  }
+}
+
+function holderName(image: string): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  return `${user}@${hostname()} pid ${process.pid} running "s3zmount put ${image}"`;
+}

@@ -1,0 +1,253 @@
+// put and get end to end, as a user runs them: the built CLI against a real S3
+// (s3rver, or RGW with S3Z_TEST_S3=rgw), real files, and a fault proxy in front
+// that counts the requests (a second put must send no PUT at all).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseS3Url } from '../../dist/s3/url.js';
+import { LeaseHolder } from '../../dist/volume/lease.js';
+import { silentLogger } from '../../dist/log.js';
+import { CLI, startS3, testBucket, type TestS3 } from '../helpers/s3.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { runCli, failsWith } from '../helpers/cli.js';
+
+const BS = 64 * 1024;
+let s3: TestS3;
+let proxy: FaultProxy;
+let dir: string;
+before(async () => {
+  s3 = await startS3();
+  proxy = await startFaultProxy(s3.endpoint);
+  dir = await mkdtemp(path.join(tmpdir(), 's3z-image-'));
+});
+after(async () => {
+  await proxy?.stop();
+  await s3?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Through the counting proxy. */
+const cli = (...args: string[]) => runCli(args, { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+
+/** Runs the CLI with `input` on stdin; returns stdout as bytes. */
+function cliPiped(args: string[], input?: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? Buffer.alloc(0));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
+  });
+}
+
+/** A sparse image: data at the given blocks (one of them short, at the end if `tail`), holes elsewhere. */
+async function makeImage(name: string, size: number, dataBlocks: number[]): Promise<string> {
+  const file = path.join(dir, name);
+  const fh = await open(file, 'w');
+  await fh.truncate(size);
+  for (const b of dataBlocks) await fh.write(randomBytes(Math.min(BS, size - b * BS)), 0, undefined, b * BS);
+  await fh.close();
+  return file;
+}
+
+async function volume(size = '4M'): Promise<string> {
+  const url = s3.url();
+  const c = await cli('create', url, '--size', size, '--block-size', '64K');
+  assert.equal(c.code, 0, c.stderr);
+  return url;
+}
+
+async function storedIndexes(url: string): Promise<number[]> {
+  const bucket = testBucket(s3);
+  const loc = parseS3Url(url);
+  const out: number[] = [];
+  try {
+    for await (const page of bucket.list(`${loc.prefix}/blocks/`)) for (const o of page) out.push(parseInt(o.key.slice(-12), 16));
+  } finally {
+    bucket.destroy();
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/** Allocated bytes of a file, from st_blocks: what is not a hole. */
+async function allocated(file: string): Promise<number> {
+  return (await stat(file)).blocks * 512;
+}
+
+/** The byte ranges of a file that hold data (not holes), from filefrag's logical extents, merged. */
+async function dataRanges(file: string): Promise<[number, number][]> {
+  const text = execFileSync('filefrag', ['-e', '-b4096', file], { encoding: 'utf8' });
+  const ranges: [number, number][] = [];
+  for (const m of text.matchAll(/^\s*\d+:\s+(\d+)\.\.\s*(\d+):/gm)) {
+    const start = Number(m[1]) * 4096;
+    const end = (Number(m[2]) + 1) * 4096;
+    const last = ranges.at(-1);
+    if (last && last[1] === start) last[1] = end;
+    else ranges.push([start, end]);
+  }
+  return ranges;
+}
+
+test('put then get round-trips a sparse image byte for byte, with holes where the volume stores nothing', async () => {
+  const url = await volume();
+  const img = await makeImage('sparse.img', 3 * 1024 * 1024, [0, 7, 8, 30]);
+  proxy.resetCounts();
+  const p = await cli('put', img, url);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /4 uploaded, 0 unchanged, 44 zero, 0 deleted/);
+  assert.equal(proxy.requests('PUT') - 2, 4, 'one PUT per data block (plus the lease taken and released)');
+  assert.deepEqual(await storedIndexes(url), [0, 7, 8, 30]);
+
+  const out = path.join(dir, 'sparse.out');
+  const g = await cli('get', url, out);
+  assert.equal(g.code, 0, g.stderr);
+  assert.match(g.stdout, /4 blocks fetched/);
+  const [a, b] = await Promise.all([readFile(img), readFile(out)]);
+  assert.equal(b.length, 4 * 1024 * 1024, 'the image is the volume size');
+  assert.ok(b.subarray(0, a.length).equals(a), 'same bytes');
+  assert.ok(b.subarray(a.length).equals(Buffer.alloc(b.length - a.length)), 'zeros past the put image');
+  // The hole map: exactly the 4 stored blocks are allocated (ext4/tmpfs allocate in 4K pages).
+  assert.equal(await allocated(out), 4 * BS);
+  assert.deepEqual(await dataRanges(out), [[0, BS], [7 * BS, 9 * BS], [30 * BS, 31 * BS]], 'data at blocks 0, 7-8, 30 only');
+});
+
+test('a second put of the same image sends no PUT; a changed image sends only what changed and deletes what became zero', async () => {
+  const url = await volume();
+  const img = await makeImage('again.img', 4 * 1024 * 1024, [1, 2, 3, 40, 63]);
+  assert.equal((await cli('put', img, url)).code, 0);
+  proxy.resetCounts();
+  const again = await cli('put', img, url);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /0 uploaded, 5 unchanged/);
+  const leasePuts = 2;
+  assert.equal(proxy.requests('PUT') - leasePuts, 0, 'no block PUT');
+  assert.equal(proxy.requests('HEAD'), 0, 'no HEAD per block: the ETag from the LIST is the check');
+
+  // Block 2 changes, block 3 becomes zero.
+  const fh = await open(img, 'r+');
+  await fh.write(randomBytes(BS), 0, BS, 2 * BS);
+  await fh.write(Buffer.alloc(BS), 0, BS, 3 * BS);
+  await fh.close();
+  proxy.resetCounts();
+  const changed = await cli('put', img, url);
+  assert.match(changed.stdout, /1 uploaded, 3 unchanged, 60 zero, 1 deleted/);
+  assert.equal(proxy.requests('PUT') - leasePuts, 1);
+  assert.deepEqual(await storedIndexes(url), [1, 2, 40, 63]);
+
+  // A smaller image: the rest of the volume must read as zeros, so blocks past its end go.
+  const small = await makeImage('small.img', 3 * BS, [1]);
+  const s = await cli('put', small, url);
+  assert.equal(s.code, 0, s.stderr);
+  assert.deepEqual(await storedIndexes(url), [1]);
+});
+
+test('get --force resumes: blocks already right are not fetched again', async () => {
+  const url = await volume();
+  const img = await makeImage('resume.img', 4 * 1024 * 1024, [0, 5, 6, 9]);
+  assert.equal((await cli('put', img, url)).code, 0);
+  const out = path.join(dir, 'resume.out');
+  assert.equal((await cli('get', url, out)).code, 0);
+  // As if cut short: one block lost, one block of stale data where the volume has none.
+  const fh = await open(out, 'r+');
+  await fh.write(Buffer.alloc(BS), 0, BS, 5 * BS);
+  await fh.write(Buffer.alloc(BS, 7), 0, BS, 20 * BS);
+  await fh.close();
+  proxy.resetCounts();
+  const g = await cli('get', url, out, '--force');
+  assert.equal(g.code, 0, g.stderr);
+  assert.match(g.stdout, /1 blocks fetched, 3 already there, 1 zeroed/);
+  const [a, b] = await Promise.all([readFile(img), readFile(out)]);
+  assert.ok(a.equals(b));
+});
+
+test('"-" is stdin for put and stdout for get', async () => {
+  const url = await volume('1M');
+  const data = Buffer.concat([randomBytes(BS), Buffer.alloc(3 * BS), randomBytes(1000)]);
+  const p = await cliPiped(['put', '-', url], data);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout.toString(), /put stdin .* 2 uploaded, 0 unchanged, 3 zero/);
+  const g = await cliPiped(['get', '--quiet', url, '-']);
+  assert.equal(g.code, 0, g.stderr);
+  assert.equal(g.stderr, '');
+  assert.equal(g.stdout.length, 1024 * 1024);
+  assert.ok(g.stdout.subarray(0, data.length).equals(data));
+  assert.ok(g.stdout.subarray(data.length).equals(Buffer.alloc(g.stdout.length - data.length)));
+});
+
+test('bad inputs: one clear line each', async () => {
+  const url = await volume('1M');
+  failsWith(await cli('put', path.join(dir, 'nope.img'), url), 1, /nope\.img: no such file or directory/);
+  const img = await makeImage('big.img', 2 * 1024 * 1024, [0]);
+  failsWith(await cli('put', img, url), 1, /big\.img: the image is 2097152 bytes, larger than the volume .* \(1048576 bytes\)/);
+  failsWith(await cli('put', img, s3.url('none')), 1, /no volume there/);
+  failsWith(await cli('get', s3.url('none'), path.join(dir, 'none.out')), 1, /no volume there/);
+  await assert.rejects(stat(path.join(dir, 'none.out')), 'no empty image left behind');
+  const existing = path.join(dir, 'existing.out');
+  await writeFile(existing, 'x');
+  failsWith(await cli('get', url, existing), 1, /existing\.out: already exists; pass --force/);
+  failsWith(await cli('get', url, dir), 1, /is a directory/);
+  failsWith(await cli('put', img, url, '--concurrency', '0'), 2, /--concurrency/);
+  const tooBig = await cliPiped(['put', '-', url], Buffer.alloc(1024 * 1024 + 1, 1));
+  assert.equal(tooBig.code, 1);
+  assert.match(tooBig.stderr.trim(), /^s3zmount: stdin: the image is larger than the volume \(1048576 bytes\)$/);
+});
+
+test('put is refused while a read-write mount holds the lease, naming it', async () => {
+  const url = await volume('1M');
+  const img = await makeImage('leased.img', BS, [0]);
+  const bucket = testBucket(s3);
+  try {
+    const held = await LeaseHolder.acquire(bucket, parseS3Url(url), { holder: 'alice@host pid 1 on /mnt/v', ttlMs: 60_000, force: false, settleMs: 0 }, silentLogger);
+    failsWith(await cli('put', img, url), 1, /mounted read-write by alice@host pid 1 on \/mnt\/v/);
+    assert.deepEqual(await storedIndexes(url), [], 'nothing written');
+    const g = await cli('get', url, path.join(dir, 'leased.out'));
+    assert.equal(g.code, 0);
+    assert.match(g.stderr, /warning: .* mounted read-write by alice/);
+    await held.release();
+    const p = await cli('put', img, url);
+    assert.equal(p.code, 0, p.stderr);
+    // The put released its lease: a mount can take it at once.
+    await (await LeaseHolder.acquire(bucket, parseS3Url(url), { holder: 'bob', ttlMs: 60_000, force: false, settleMs: 0 }, silentLogger)).release();
+  } finally {
+    bucket.destroy();
+  }
+});
+
+test('a loop block device: put from it, get onto it (old data overwritten with zeros where the volume has none)', async (t) => {
+  const backing = await makeImage('loop.img', 1024 * 1024, [2, 9]);
+  let dev: string;
+  try {
+    dev = execFileSync('losetup', ['-f', '--show', backing], { encoding: 'utf8' }).trim();
+  } catch {
+    t.skip('losetup is not usable here (needs root and /dev/loop*)');
+    return;
+  }
+  try {
+    const url = await volume('1M');
+    const p = await cli('put', dev, url);
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(await storedIndexes(url), [2, 9]);
+    const expected = await readFile(backing);
+    // Old data everywhere on the device, then get onto it: it must end up equal to the volume.
+    await writeFile(backing, randomBytes(1024 * 1024));
+    execFileSync('blockdev', ['--flushbufs', dev]);
+    const g = await cli('get', url, dev);
+    assert.equal(g.code, 0, g.stderr);
+    assert.match(g.stdout, /2 blocks fetched, 0 already there, 14 zeroed/);
+    execFileSync('blockdev', ['--flushbufs', dev]);
+    assert.ok((await readFile(dev)).equals(expected));
+  } finally {
+    execFileSync('losetup', ['-d', dev]);
+  }
+});
