@@ -23,9 +23,11 @@ export interface ProgressDisplayOptions {
 }
 
 export interface ProgressDisplay {
+  /** Totals; 0 when not known yet (stdin): they then grow with what is done. */
   start(totalBlocks: number, totalBytes: number): void;
   tick(doneBlocks: number, doneBytes: number): void;
-  done(): void;
+  /** Ends the display: with a last line, or (ok false: the error line says the rest) without. */
+  done(ok?: boolean): void;
 }
 
 export function progressDisplay(opts: ProgressDisplayOptions): ProgressDisplay {
@@ -79,7 +81,7 @@ class Display implements ProgressDisplay {
         cliProgress.Presets.shades_classic,
       );
       this.#bar.start(Math.max(totalBlocks, 1), 0, this.#payload());
-    } else {
+    } else if (totalBlocks > 0) {
       this.#stream.write(`${this.#label}: ${totalBlocks} blocks (${formatSize(totalBytes)}) to do\n`);
     }
   }
@@ -103,13 +105,13 @@ class Display implements ProgressDisplay {
     }
   }
 
-  done(): void {
+  done(ok = true): void {
     if (this.#state !== 'started') return;
     this.#state = 'done';
     if (this.#bar) {
-      this.#bar.update(this.#blocks, this.#payload());
+      if (ok) this.#bar.update(this.#blocks, this.#payload());
       this.#bar.stop();
-    } else {
+    } else if (ok) {
       this.#stream.write(`${this.#line()}\n`);
     }
   }
@@ -163,6 +165,6 @@ export function countingProgress(display: ProgressDisplay): ProgressDisplay {
       bytes += doneBytes;
       display.tick(blocks, bytes);
     },
-    done: () => display.done(),
+    done: (ok) => display.done(ok),
   };
 }

@@ -55,10 +55,12 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   // One LIST pass for the totals: 1 request per 1000 stored blocks, for an honest ETA.
   const stored = await countStored(vol.bucket, vol.keys);
   opts.progress.start(stored.blocks, stored.bytes);
+  let ok = false;
   try {
     const handle = target.handle;
     if (handle === undefined) {
       await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys), blockCount, blockSize, fetch, opts, counts);
+      ok = true;
       return counts;
     }
     // Sets the size: a new file is one hole to begin with; a longer old one is cut.
@@ -92,9 +94,10 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
+    ok = true;
     return counts;
   } finally {
-    opts.progress.done();
+    opts.progress.done(ok);
   }
 }
 

@@ -99,6 +99,7 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
   }
 
   opts.progress.start(src.size === undefined ? 0 : Math.ceil(src.size / blockSize), src.size ?? 0);
+  let ok = false;
   try {
   await pMap(
     withStored(),
@@ -127,8 +128,9 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
     await deleteSome(false);
   }
   await deleteSome(true);
+  ok = true;
   } finally {
-    opts.progress.done();
+    opts.progress.done(ok);
   }
   return counts;
 }
