@@ -7,7 +7,7 @@ import https from 'node:https';
 import { Readable } from 'node:stream';
 import {
   S3Client, GetObjectCommand, PutObjectCommand, DeleteObjectCommand, DeleteObjectsCommand,
-  HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command,
+  HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command, type StorageClass,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Logger } from '../log.js';
@@ -146,11 +146,12 @@ export class S3Bucket {
     });
   }
 
-  async head(key: string): Promise<{ size: number; metadata: Record<string, string>; etag: string | undefined } | null> {
+  /** `storageClass` is what the server says; S3 leaves it out for STANDARD. */
+  async head(key: string): Promise<{ size: number; metadata: Record<string, string>; etag: string | undefined; storageClass: string } | null> {
     return this.#send(`HEAD s3://${this.name}/${key}`, 'head', async (abortSignal) => {
       try {
         const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }), { abortSignal });
-        return { size: res.ContentLength ?? 0, metadata: res.Metadata ?? {}, etag: res.ETag };
+        return { size: res.ContentLength ?? 0, metadata: res.Metadata ?? {}, etag: res.ETag, storageClass: res.StorageClass ?? 'STANDARD' };
       } catch (err) {
         if (isNotFound(err)) return null;
         throw err;
@@ -167,7 +168,12 @@ export class S3Bucket {
   async put(
     key: string,
     body: Buffer,
-    opts: { md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean },
+    opts: {
+      md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean;
+      /** Absent: the server's default (STANDARD); sent only when not STANDARD. */
+      storageClass?: string;
+      sse?: { readonly mode: 'AES256' | 'aws:kms'; readonly kmsKeyId?: string } | null;
+    },
   ): Promise<string | undefined> {
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
       const command = new PutObjectCommand({
@@ -176,6 +182,8 @@ export class S3Bucket {
         ContentType: opts.contentType ?? 'application/octet-stream',
         ...(opts.metadata ? { Metadata: opts.metadata } : {}),
         ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        ...(opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? { StorageClass: opts.storageClass as StorageClass } : {}),
+        ...(opts.sse ? { ServerSideEncryption: opts.sse.mode, ...(opts.sse.kmsKeyId !== undefined ? { SSEKMSKeyId: opts.sse.kmsKeyId } : {}) } : {}),
       });
       const payloadHash = opts.sha256Hex;
       if (payloadHash !== undefined) {
