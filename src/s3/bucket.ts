@@ -42,6 +42,11 @@ export interface S3Stats {
   bytesIn: number; bytesOut: number; retries: number;
 }
 
+export interface PutSse {
+  readonly mode: 'AES256' | 'aws:kms';
+  readonly kmsKeyId?: string;
+}
+
 export interface S3Object {
   readonly body: Buffer;
   readonly metadata: Readonly<Record<string, string>>;
@@ -60,6 +65,8 @@ export class S3Bucket {
   readonly stats: S3Stats = { get: 0, put: 0, delete: 0, list: 0, head: 0, bytesIn: 0, bytesOut: 0, retries: 0 };
   #client: S3Client;
   #config: S3Config;
+  /** SSE for PUTs that name none: the volume's, once its descriptor is read (a bucket policy may demand it on every PUT). */
+  #sse: PutSse | null = null;
   #log: Logger;
 
   constructor(config: S3Config, bucket: string, log: Logger) {
@@ -109,6 +116,11 @@ export class S3Bucket {
     } catch (err) {
       throw toS3zError(err, what, this.name, this.endpoint);
     }
+  }
+
+  /** From now on, PUTs that do not say otherwise carry this SSE (the lease's too). */
+  useSse(sse: PutSse | null): void {
+    this.#sse = sse;
   }
 
   /** Checks that the bucket exists and the credentials are accepted. */
@@ -172,9 +184,11 @@ export class S3Bucket {
       md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean;
       /** Absent: the server's default (STANDARD); sent only when not STANDARD. */
       storageClass?: string;
-      sse?: { readonly mode: 'AES256' | 'aws:kms'; readonly kmsKeyId?: string } | null;
+      /** Absent: the one set by useSse(); null: none. */
+      sse?: PutSse | null;
     },
   ): Promise<string | undefined> {
+    const sse = opts.sse === undefined ? this.#sse : opts.sse;
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
       const command = new PutObjectCommand({
         Bucket: this.name, Key: key, Body: body, ContentLength: body.length,
@@ -183,7 +197,7 @@ export class S3Bucket {
         ...(opts.metadata ? { Metadata: opts.metadata } : {}),
         ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
         ...(opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? { StorageClass: opts.storageClass as StorageClass } : {}),
-        ...(opts.sse ? { ServerSideEncryption: opts.sse.mode, ...(opts.sse.kmsKeyId !== undefined ? { SSEKMSKeyId: opts.sse.kmsKeyId } : {}) } : {}),
+        ...(sse ? { ServerSideEncryption: sse.mode, ...(sse.kmsKeyId !== undefined ? { SSEKMSKeyId: sse.kmsKeyId } : {}) } : {}),
       });
       const payloadHash = opts.sha256Hex;
       if (payloadHash !== undefined) {
