@@ -52,7 +52,8 @@ program
   .option('--sse-kms-key-id <id>', 'the KMS key for --sse aws:kms (id, ARN or alias; default: the account\'s aws/s3 key)')
   .addHelpText('after', `
 Storage classes: every block is read with a plain GET, whenever ZFS asks, so only
-classes that serve a GET at once are accepted: ${STORAGE_CLASSES.join(', ')}.
+classes that serve a GET at once are accepted:
+  ${STORAGE_CLASSES.join(', ')}.
 GLACIER and DEEP_ARCHIVE are refused: their objects must be restored (hours)
 before a GET, and a volume must be readable on demand. GLACIER_IR is the cheap
 instant one; IA classes bill at least 128 KiB per object and charge per GB read.

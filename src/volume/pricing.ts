@@ -23,7 +23,7 @@ export interface ClassPrice {
   readonly monitoringPer1000Objects: number;
 }
 
-export const PRICES_SOURCE = 'AWS S3 list prices, us-east-1, recorded 2026-11-30 (https://aws.amazon.com/s3/pricing/)';
+export const PRICES_SOURCE = 'AWS S3 list prices, us-east-1, recorded 2026-11-30: https://aws.amazon.com/s3/pricing/';
 
 const KIB128 = 128 * 1024;
 export const PRICES: Readonly<Record<StorageClass, ClassPrice>> = {
