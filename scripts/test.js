@@ -90,7 +90,7 @@ async function rgwPass(files) {
     log('rgw pass: no S3-facing test file selected');
     return;
   }
-  const { startRgw, missingRgwTools } = await import(path.join(DIST_TEST, 'helpers', 'rgw.js'));
+  const { startRgw, missingRgwTools, TEST_STORAGE_CLASSES } = await import(path.join(DIST_TEST, 'helpers', 'rgw.js'));
   const missing = missingRgwTools();
   if (missing.length > 0) {
     const why = `Ceph RGW is not installed (missing ${missing.join(', ')}; scripts/install-deps.sh installs it)`;
@@ -99,7 +99,7 @@ async function rgwPass(files) {
     return;
   }
   const t0 = performance.now();
-  rgw = await startRgw();
+  rgw = await startRgw({ storageClasses: TEST_STORAGE_CLASSES });
   log(`rgw: ${rgw.endpoint} (pids ${rgw.pids.join(' ')}, ${rgw.dir}) started in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   await pass('rgw', files, rgw.env);
 }

@@ -4,9 +4,10 @@
 import { Command, CommanderError, Option } from 'commander';
 import { makeContext, reportFailure, runCommand, type GlobalOptions } from './commands/context.js';
 import { CliCommand, numberOption } from './commands/usage.js';
-import { createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
+import { type CreateOptions, createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
 import { localS3Command } from './commands/local-s3.js';
 import { getCommand, putCommand, type ImageCommandOptions } from './commands/image-commands.js';
+import { STORAGE_CLASSES } from './volume/storage.js';
 import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
 import { hydrateCommand } from './commands/hydrate-command.js';
 
@@ -48,14 +49,32 @@ program
   .argument('<s3url>', 'where the volume lives: s3://BUCKET/PREFIX')
   .requiredOption('--size <size>', 'device size, a multiple of the block size, at most 2^53 (e.g. 2T)')
   .option('--block-size <size>', 'block size: a power of two from 4K to 64M', '1M')
-  .action((url: string, opts: { size: string; blockSize: string }, cmd: Command) => runCommand(() => debug, () => createCommand(ctx(cmd), url, opts)));
+  .option('--storage-class <class>', `S3 storage class of every block: ${STORAGE_CLASSES.join(', ')}`, 'STANDARD')
+  .option('--sse <mode>', 'server-side encryption on every PUT: AES256 (S3-managed keys) or aws:kms')
+  .option('--sse-kms-key-id <id>', 'the KMS key for --sse aws:kms (id, ARN or alias; default: the account\'s aws/s3 key)')
+  .addHelpText('after', `
+Storage classes: every block is read with a plain GET, whenever ZFS asks, so only
+classes that serve a GET at once are accepted:
+  ${STORAGE_CLASSES.join(', ')}.
+GLACIER and DEEP_ARCHIVE are refused: their objects must be restored (hours)
+before a GET, and a volume must be readable on demand. GLACIER_IR is the cheap
+instant one; IA classes bill at least 128 KiB per object and charge per GB read.
+"s3zmount status" estimates the monthly cost.
+
+Encryption: ZFS native encryption is the recommended way (S3 then only ever holds
+ciphertext, and keys stay with you):
+  zpool create -O encryption=on -O keyformat=passphrase backup /mnt/v/disk
+  zfs create -o encryption=on -o keyformat=passphrase backup/secret
+--sse adds S3's encryption at rest on top, e.g. where a bucket policy demands it.`)
+  .action((url: string, opts: CreateOptions, cmd: Command) => runCommand(() => debug, () => createCommand(ctx(cmd), url, opts)));
 
 program
   .command('status')
-  .description('show a volume: size, blocks and bytes stored, lease holder')
+  .description('show a volume: size, blocks and bytes stored, lease holder, storage class, estimated monthly cost')
   .argument('<s3url>', 's3://BUCKET/PREFIX')
-  .option('--json', 'print JSON (keys: format, uuid, size, blockSize, blocksStored, bytesStored, lease...)')
-  .action((url: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, () => statusCommand(ctx(cmd), url, opts)));
+  .option('--json', 'print JSON (keys: format, uuid, size, blockSize, blocksStored, bytesStored, lease, storageClass, monthlyCostUsd...)')
+  .option('--price-per-gb-month <usd>', 'storage price to estimate with, instead of the AWS us-east-1 list price of the class')
+  .action((url: string, opts: { json?: boolean; pricePerGbMonth?: string }, cmd: Command) => runCommand(() => debug, () => statusCommand(ctx(cmd), url, opts)));
 
 program
   .command('verify')
@@ -86,6 +105,7 @@ program
   .option('--force', 'mount even though another read-write mount holds the lease')
   .option('--allow-nonempty', 'mount over a directory that holds files (they are hidden until unmount)')
   .option('--foreground', 'stay attached: log to stderr, unmount on Ctrl-C')
+  .option('--storage-class <class>', `write new blocks in this class instead of the volume's (${STORAGE_CLASSES.join(', ')})`)
   .addOption(new Option('--ready-fd <fd>').hideHelp())
   .addOption(new Option('--log-file <file>', 'daemon log (default: ~/.cache/s3zmount/logs/<dir>.log)'))
   .addHelpText('after', `

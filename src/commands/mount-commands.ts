@@ -15,6 +15,8 @@ import { makeDirs } from '../mount/cache-dir.js';
 import type { HydrationStats } from '../mount/hydrate.js';
 import { readMountInfo } from '../fuse/binding.js';
 import { processAlive } from '../util/process.js';
+import { checkStorageClass } from '../volume/storage.js';
+import { formatUsd } from '../volume/pricing.js';
 
 export interface MountCommandOptions {
   readOnly?: boolean;
@@ -27,11 +29,14 @@ export interface MountCommandOptions {
   foreground?: boolean;
   readyFd?: string;
   logFile?: string;
+  storageClass?: string;
 }
 
 export async function mountCommand(ctx: Context, url: string, dir: string, opts: MountCommandOptions): Promise<void> {
   const mode: MountMode = opts.readOnly ? 'read-only' : opts.overlay ? 'overlay' : 'read-write';
   const cacheSize = parseSize(opts.cacheSize, '--cache-size');
+  const storageClass = opts.storageClass === undefined ? undefined : checkStorageClass(opts.storageClass);
+  if (storageClass !== undefined && mode !== 'read-write') throw new S3zError('EUSAGE', `--storage-class applies to new writes: a ${mode} mount writes nothing to S3`);
   if (!opts.foreground) return background(url, dir, opts);
 
   // A storage daemon that dies takes the mount with it: a stray rejection (a library's
@@ -44,7 +49,7 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   process.on('SIGUSR1', () => running?.hydrate());
   try {
     running = await startDaemon({
-      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log,
+      url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log, storageClass,
     });
   } catch (err) {
     // The code travels too, so the waiting parent exits as this process would (2 for usage).
@@ -240,7 +245,7 @@ export async function statsCommand(_ctx: Context, dir: string, opts: { json?: bo
   process.stdout.write(
     [
       `volume     ${stats.volume} (${stats.mode}, pid ${stats.pid})`,
-      `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST; in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
+      `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST, ${s3.head ?? 0} HEAD (~${formatUsd(Number(stats.requestCostUsd ?? 0))} at list prices); in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
       `cache      ${cache.hit} hits, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
       `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,
       `hydration  ${hydrationLine(hyd)}`,

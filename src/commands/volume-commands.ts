@@ -9,6 +9,8 @@ import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef, type VolumeRef } from '../volume/volume.js';
 import { verifyVolume } from '../volume/verify.js';
 import { eraseVolume } from '../volume/erase.js';
+import { DEFAULT_STORAGE_CLASS, checkSse, checkStorageClass } from '../volume/storage.js';
+import { PRICES_SOURCE, formatUsd, monthlyStorageCost } from '../volume/pricing.js';
 
 async function withRef<T>(ctx: Context, url: string, body: (ref: VolumeRef) => Promise<T>): Promise<T> {
   const ref = volumeRef(ctx.s3, url, ctx.log);
@@ -19,16 +21,41 @@ async function withRef<T>(ctx: Context, url: string, body: (ref: VolumeRef) => P
   }
 }
 
-export async function createCommand(ctx: Context, url: string, opts: { size: string; blockSize: string }): Promise<void> {
+export interface CreateOptions {
+  size: string;
+  blockSize: string;
+  storageClass?: string;
+  sse?: string;
+  sseKmsKeyId?: string;
+}
+
+export async function createCommand(ctx: Context, url: string, opts: CreateOptions): Promise<void> {
   const size = parseSize(opts.size, '--size');
   const blockSize = parseSize(opts.blockSize, '--block-size');
+  const storageClass = opts.storageClass === undefined ? DEFAULT_STORAGE_CLASS : checkStorageClass(opts.storageClass);
+  const sse = checkSse(opts.sse, opts.sseKmsKeyId);
   await withRef(ctx, url, async (ref) => {
-    const desc = await createDescriptor(ref.bucket, ref.loc, { size, blockSize });
-    process.stdout.write(`created ${ref.url}: ${formatSize(desc.size)} in ${formatSize(desc.blockSize)} blocks (uuid ${desc.uuid})\n`);
+    const desc = await createDescriptor(ref.bucket, ref.loc, { size, blockSize }, { storageClass, sse }).catch((err: unknown) => {
+      throw refusedPut(err, storageClass, sse?.mode);
+    });
+    const extras = `${desc.storageClass}${desc.sse ? `, SSE ${desc.sse.mode}${desc.sse.kmsKeyId ? ` key ${desc.sse.kmsKeyId}` : ''}` : ''}`;
+    process.stdout.write(`created ${ref.url}: ${formatSize(desc.size)} in ${formatSize(desc.blockSize)} blocks, ${extras} (uuid ${desc.uuid})\n`);
   });
 }
 
-export async function statusCommand(ctx: Context, url: string, opts: { json?: boolean }): Promise<void> {
+/** A 400 on the descriptor PUT is the server refusing the class or the SSE: say which was asked. */
+function refusedPut(err: unknown, storageClass: string, sse: string | undefined): unknown {
+  if (!(err instanceof S3zError) || err.code !== 'ES3' || !/HTTP 400|HTTP 501/.test(err.message)) return err;
+  const asked = [storageClass !== DEFAULT_STORAGE_CLASS ? `storage class ${storageClass}` : '', sse ? `SSE ${sse}` : ''].filter(Boolean).join(' or ');
+  if (asked === '') return err;
+  return new S3zError('ES3', `the server refused ${asked} (${/HTTP \d+[^:]*/.exec(err.message)?.[0] ?? 'HTTP 400'}); nothing was created: pick another, or have the server's admin enable it`, { cause: err });
+}
+
+export async function statusCommand(ctx: Context, url: string, opts: { json?: boolean; pricePerGbMonth?: string }): Promise<void> {
+  const price = opts.pricePerGbMonth === undefined ? undefined : Number(opts.pricePerGbMonth);
+  if (price !== undefined && (opts.pricePerGbMonth?.trim() === '' || !Number.isFinite(price) || price < 0)) {
+    throw new S3zError('EUSAGE', `--price-per-gb-month ${opts.pricePerGbMonth}: expected a price in USD such as 0.0125`);
+  }
   await withRef(ctx, url, async (ref) => {
     const vol = await openVolume(ref);
     const [stored, lease] = await Promise.all([countStored(vol.bucket, vol.keys), readLease(vol.bucket, vol.loc)]);
@@ -36,6 +63,9 @@ export async function statusCommand(ctx: Context, url: string, opts: { json?: bo
     const status = {
       url: vol.url, format: d.format, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created,
       keyLayout: d.keyLayout, blocks: d.size / d.blockSize, blocksStored: stored.blocks, bytesStored: stored.bytes, lease,
+      storageClass: d.storageClass, sse: d.sse,
+      // Block objects are all one size, so the per-object minimum applies to each alike.
+      monthlyCostUsd: monthlyStorageCost(d.storageClass, stored.blocks, d.blockSize, price),
     };
     if (opts.json) {
       process.stdout.write(JSON.stringify(status, null, 2) + '\n');
@@ -48,6 +78,8 @@ export async function statusCommand(ctx: Context, url: string, opts: { json?: bo
         `uuid     ${d.uuid} (format ${d.format}, created ${d.created})`,
         `size     ${formatSize(d.size)} (${d.size} bytes) in ${status.blocks} blocks of ${formatSize(d.blockSize)}`,
         `stored   ${stored.blocks} blocks, ${formatSize(stored.bytes)} (${pct}% of the device)`,
+        `class    ${d.storageClass}${d.sse ? `, SSE ${d.sse.mode}${d.sse.kmsKeyId ? ` key ${d.sse.kmsKeyId}` : ''}` : ''}`,
+        `cost     ~${formatUsd(status.monthlyCostUsd)} a month to store (${price === undefined ? PRICES_SOURCE : `at $${price}/GB-month`})`,
         `lease    ${lease ? `held by ${lease.holder} until ${lease.expires}` : 'free'}`,
       ].join('\n') + '\n',
     );

@@ -14,6 +14,8 @@ import { CacheStore, DEFAULT_CACHE_CONFIG } from '../store/cache.js';
 import { OverlayStore } from '../store/overlay.js';
 import { storedBlocks } from '../volume/inventory.js';
 import type { Volume } from '../volume/volume.js';
+import type { StorageClass } from '../volume/storage.js';
+import { requestCost } from '../volume/pricing.js';
 import { Hydrator, type HydrationStats } from './hydrate.js';
 import { validateCache } from './cache-trust.js';
 
@@ -30,6 +32,8 @@ export interface StackOptions {
   /** A live writer holds the lease (a forced read-only or overlay mount): nothing local can be trusted later. */
   readonly writerLive: boolean;
   readonly log: Logger;
+  /** `mount --storage-class`: new block writes go there instead of the descriptor's class. */
+  readonly storageClass?: StorageClass | undefined;
 }
 
 export interface Stack {
@@ -48,6 +52,8 @@ export interface StackStats {
   zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number };
   prefetch: Record<string, number>;
   overlay: Record<string, number> | null;
+  /** The s3 requests (and IA retrievals) above at list prices (volume/pricing.ts). */
+  requestCostUsd: number;
 }
 
 export async function composeStack(o: StackOptions): Promise<Stack> {
@@ -59,7 +65,8 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   // Before any layer reads its tables: what cannot be proven current is dropped first.
   await validateCache(db, { mode: o.mode, leaseToken: o.leaseToken, newToken: o.newToken ?? o.leaseToken, writerLive: o.writerLive, blockSize }, log);
 
-  const s3 = new S3BlockStore({ blockSize, blockCount, readOnly }, volume.bucket, volume.keys, log);
+  const storageClass = o.storageClass ?? volume.descriptor.storageClass;
+  const s3 = new S3BlockStore({ blockSize, blockCount, readOnly, put: { storageClass, sse: volume.descriptor.sse } }, volume.bucket, volume.keys, log);
   const zeroMap = new ZeroMapStore(DEFAULT_ZERO_MAP_CONFIG, s3, { db, log });
   await zeroMap.load({
     // Next to a live writer the persisted map is never reused, nor left reusable (see setToken below).
@@ -104,6 +111,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
         zeroMap: { stored: z.stored, zeroReads: z.zeroReads, loadedFrom: z.loadedFrom, listPages: z.listPages },
         prefetch: { ...prefetch.stats },
         overlay: overlay ? { ...overlay.stats } : null,
+        requestCostUsd: requestCost(storageClass, b),
       };
     },
   };

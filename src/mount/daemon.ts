@@ -19,6 +19,7 @@ import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
+import type { StorageClass } from '../volume/storage.js';
 import { cacheBudget } from './cache-budget.js';
 import { checkCacheDir } from './cache-dir.js';
 
@@ -37,6 +38,8 @@ export interface DaemonOptions {
   readonly s3: S3Config;
   readonly log: Logger;
   readonly leaseTtlMs?: number;
+  /** Storage class for new block writes, instead of the descriptor's. */
+  readonly storageClass?: StorageClass | undefined;
 }
 
 export interface RunningMount {
@@ -144,7 +147,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       log.warn({ cacheDir }, budget.warning);
       warnings.push(budget.warning);
     }
-    const stack = await composeStack({ volume, db, mode: opts.mode, cacheBytes: budget, leaseToken, newToken: lease?.token ?? null, writerLive, log });
+    const stack = await composeStack({ volume, db, mode: opts.mode, cacheBytes: budget, leaseToken, newToken: lease?.token ?? null, writerLive, log, storageClass: opts.storageClass });
     undo.push(() => stack.top.close());
 
     let stopping: Promise<StopOutcome> | undefined;

@@ -7,7 +7,7 @@ import https from 'node:https';
 import { Readable } from 'node:stream';
 import {
   S3Client, GetObjectCommand, PutObjectCommand, DeleteObjectCommand, DeleteObjectsCommand,
-  HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command,
+  HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command, type StorageClass,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Logger } from '../log.js';
@@ -42,6 +42,11 @@ export interface S3Stats {
   bytesIn: number; bytesOut: number; retries: number;
 }
 
+export interface PutSse {
+  readonly mode: 'AES256' | 'aws:kms';
+  readonly kmsKeyId?: string;
+}
+
 export interface S3Object {
   readonly body: Buffer;
   readonly metadata: Readonly<Record<string, string>>;
@@ -60,6 +65,8 @@ export class S3Bucket {
   readonly stats: S3Stats = { get: 0, put: 0, delete: 0, list: 0, head: 0, bytesIn: 0, bytesOut: 0, retries: 0 };
   #client: S3Client;
   #config: S3Config;
+  /** SSE for PUTs that name none: the volume's, once its descriptor is read (a bucket policy may demand it on every PUT). */
+  #sse: PutSse | null = null;
   #log: Logger;
 
   constructor(config: S3Config, bucket: string, log: Logger) {
@@ -111,6 +118,11 @@ export class S3Bucket {
     }
   }
 
+  /** From now on, PUTs that do not say otherwise carry this SSE (the lease's too). */
+  useSse(sse: PutSse | null): void {
+    this.#sse = sse;
+  }
+
   /** Checks that the bucket exists and the credentials are accepted. */
   async check(): Promise<void> {
     await this.#send(`s3://${this.name}`, 'head', (abortSignal) =>
@@ -146,11 +158,12 @@ export class S3Bucket {
     });
   }
 
-  async head(key: string): Promise<{ size: number; metadata: Record<string, string>; etag: string | undefined } | null> {
+  /** `storageClass` is what the server says; S3 leaves it out for STANDARD. */
+  async head(key: string): Promise<{ size: number; metadata: Record<string, string>; etag: string | undefined; storageClass: string } | null> {
     return this.#send(`HEAD s3://${this.name}/${key}`, 'head', async (abortSignal) => {
       try {
         const res = await this.#client.send(new HeadObjectCommand({ Bucket: this.name, Key: key }), { abortSignal });
-        return { size: res.ContentLength ?? 0, metadata: res.Metadata ?? {}, etag: res.ETag };
+        return { size: res.ContentLength ?? 0, metadata: res.Metadata ?? {}, etag: res.ETag, storageClass: res.StorageClass ?? 'STANDARD' };
       } catch (err) {
         if (isNotFound(err)) return null;
         throw err;
@@ -167,8 +180,15 @@ export class S3Bucket {
   async put(
     key: string,
     body: Buffer,
-    opts: { md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean },
+    opts: {
+      md5?: string; sha256Hex?: string; metadata?: Record<string, string>; contentType?: string; ifAbsent?: boolean;
+      /** Absent: the server's default (STANDARD); sent only when not STANDARD. */
+      storageClass?: string;
+      /** Absent: the one set by useSse(); null: none. */
+      sse?: PutSse | null;
+    },
   ): Promise<string | undefined> {
+    const sse = opts.sse === undefined ? this.#sse : opts.sse;
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
       const command = new PutObjectCommand({
         Bucket: this.name, Key: key, Body: body, ContentLength: body.length,
@@ -176,6 +196,8 @@ export class S3Bucket {
         ContentType: opts.contentType ?? 'application/octet-stream',
         ...(opts.metadata ? { Metadata: opts.metadata } : {}),
         ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        ...(opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? { StorageClass: opts.storageClass as StorageClass } : {}),
+        ...(sse ? { ServerSideEncryption: sse.mode, ...(sse.kmsKeyId !== undefined ? { SSEKMSKeyId: sse.kmsKeyId } : {}) } : {}),
       });
       const payloadHash = opts.sha256Hex;
       if (payloadHash !== undefined) {

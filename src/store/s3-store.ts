@@ -4,12 +4,14 @@
 // payload hash (no Content-MD5: the signed hash already makes S3 refuse a damaged
 // body); a zero block is a DELETE; a GET is returned only once its length and
 // SHA-256 match (otherwise it is retried, then fails with ECORRUPT: wrong bytes
-// never go up). Both hashes run off the main thread (sha256Of).
+// never go up). Both hashes run off the main thread (sha256Of). Every PUT carries
+// the volume's storage class and SSE (config.put), so no block escapes them.
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { S3Bucket, S3Object } from '../s3/bucket.js';
 import { TransientError } from '../s3/errors.js';
 import type { BlockKeys } from '../volume/keys.js';
+import type { PutClass } from '../volume/storage.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { CHECKSUM_META, isZero, sha256Of } from './checksum.js';
@@ -22,6 +24,8 @@ export interface S3StoreConfig {
   readonly blockSize: number;
   readonly blockCount: number;
   readonly readOnly: boolean;
+  /** Storage class and SSE of every PUT; absent: the server's defaults. */
+  readonly put?: PutClass;
 }
 
 export class S3BlockStore implements BlockStore {
@@ -31,6 +35,7 @@ export class S3BlockStore implements BlockStore {
   #bucket: S3Bucket;
   #keys: BlockKeys;
   #readOnly: boolean;
+  #put: PutClass | undefined;
   #closed = false;
   #log: Logger;
 
@@ -38,6 +43,7 @@ export class S3BlockStore implements BlockStore {
     this.blockSize = config.blockSize;
     this.blockCount = config.blockCount;
     this.#readOnly = config.readOnly;
+    this.#put = config.put;
     this.#bucket = bucket;
     this.#keys = keys;
     this.#log = log.child({ layer: 's3-store' });
@@ -59,7 +65,7 @@ export class S3BlockStore implements BlockStore {
       return;
     }
     const digest = await sha256Of(data);
-    await this.#bucket.put(key, data, { sha256Hex: digest.toString('hex'), metadata: { [CHECKSUM_META]: digest.toString('base64') } });
+    await this.#bucket.put(key, data, { sha256Hex: digest.toString('hex'), metadata: { [CHECKSUM_META]: digest.toString('base64') }, ...this.#put });
   }
 
   async flush(): Promise<void> {

@@ -1,5 +1,8 @@
 // The volume descriptor, `<prefix>/s3zmount.json`: what a volume is (format 1).
 // Written once, only if absent; read and validated before anything touches blocks.
+// storageClass and sse came later: a descriptor without them reads as STANDARD,
+// no SSE. The descriptor is PUT in the volume's own class and SSE, so a server
+// that refuses either says so at create, not at the first block write.
 import { randomUUID } from 'node:crypto';
 import { S3zError } from '../errors.js';
 import { checkGeometry } from '../size.js';
@@ -7,6 +10,7 @@ import type { S3Bucket } from '../s3/bucket.js';
 import { formatS3Url, keyUnder, type S3Location } from '../s3/url.js';
 import { md5 } from '../store/checksum.js';
 import { KEY_LAYOUT } from './keys.js';
+import { DEFAULT_STORAGE_CLASS, SSE_MODES, checkStorageClass, type PutClass, type Sse, type StorageClass } from './storage.js';
 
 export const FORMAT = 1;
 export const DESCRIPTOR_NAME = 's3zmount.json';
@@ -18,9 +22,13 @@ export interface Descriptor {
   readonly blockSize: number;
   readonly created: string;
   readonly keyLayout: string;
+  /** Every block PUT's storage class (absent in older descriptors: STANDARD). */
+  readonly storageClass: StorageClass;
+  /** Server-side encryption sent on every PUT; null: none asked (the bucket's default applies). */
+  readonly sse: Sse | null;
 }
 
-export async function createDescriptor(bucket: S3Bucket, loc: S3Location, geometry: { size: number; blockSize: number }): Promise<Descriptor> {
+export async function createDescriptor(bucket: S3Bucket, loc: S3Location, geometry: { size: number; blockSize: number }, put: PutClass = { storageClass: DEFAULT_STORAGE_CLASS, sse: null }): Promise<Descriptor> {
   checkGeometry(geometry.size, geometry.blockSize);
   const url = formatS3Url(loc);
   const key = keyUnder(loc, DESCRIPTOR_NAME);
@@ -33,10 +41,12 @@ export async function createDescriptor(bucket: S3Bucket, loc: S3Location, geomet
     blockSize: geometry.blockSize,
     created: new Date().toISOString(),
     keyLayout: KEY_LAYOUT,
+    storageClass: put.storageClass,
+    sse: put.sse,
   };
   const body = Buffer.from(JSON.stringify(desc, null, 2) + '\n');
   try {
-    await bucket.put(key, body, { md5: md5(body), contentType: 'application/json', ifAbsent: true });
+    await bucket.put(key, body, { md5: md5(body), contentType: 'application/json', ifAbsent: true, storageClass: put.storageClass, sse: put.sse });
   } catch (err) {
     if (err instanceof S3zError && err.code === 'EVOLUMEEXISTS') throw new S3zError('EVOLUMEEXISTS', `${url}: a volume already exists there`, { cause: err });
     throw err;
@@ -70,5 +80,22 @@ export function parseDescriptor(body: Buffer, url: string): Descriptor {
   }
   if (d.keyLayout !== KEY_LAYOUT) throw new S3zError('EBADVOLUME', `${url}: block key layout "${String(d.keyLayout)}" is not supported by this build`);
   if (typeof d.created !== 'string') throw new S3zError('EBADVOLUME', `${url}: the descriptor has no creation date`);
-  return { format: FORMAT, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created, keyLayout: d.keyLayout };
+  let storageClass: StorageClass = DEFAULT_STORAGE_CLASS;
+  if (d.storageClass !== undefined) {
+    try {
+      storageClass = checkStorageClass(String(d.storageClass), 'storage class');
+    } catch (err) {
+      throw new S3zError('EBADVOLUME', `${url}: the descriptor's ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return { format: FORMAT, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created, keyLayout: d.keyLayout, storageClass, sse: parseSse(d.sse, url) };
+}
+
+function parseSse(raw: unknown, url: string): Sse | null {
+  if (raw === undefined || raw === null) return null;
+  const s = raw as { mode?: unknown; kmsKeyId?: unknown };
+  if (typeof raw !== 'object' || !(SSE_MODES as readonly unknown[]).includes(s.mode) || (s.kmsKeyId !== undefined && typeof s.kmsKeyId !== 'string')) {
+    throw new S3zError('EBADVOLUME', `${url}: the descriptor's sse is not one this build knows (${JSON.stringify(raw)})`);
+  }
+  return { mode: s.mode as Sse['mode'], ...(typeof s.kmsKeyId === 'string' ? { kmsKeyId: s.kmsKeyId } : {}) };
 }

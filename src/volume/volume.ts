@@ -25,5 +25,7 @@ export function volumeRef(s3: S3Config, url: string, log: Logger): VolumeRef {
 
 export async function openVolume(ref: VolumeRef): Promise<Volume> {
   const descriptor = await readDescriptor(ref.bucket, ref.loc);
+  // Every later PUT of the volume (blocks, lease) then carries its SSE.
+  ref.bucket.useSse(descriptor.sse);
   return { ...ref, descriptor, keys: new BlockKeys(ref.loc) };
 }

@@ -18,6 +18,9 @@
 //   clearRules().
 // - counts: requests received per method (every request, faulted or not) and
 //   firings per rule name. resetCounts() zeroes both.
+// - recorded: with `record`, the method, key and headers of every request received
+//   (bodies never), in arrival order, for tests that check what went on the wire;
+//   at most `record.max` (default 10000), oldest dropped first. resetCounts() clears it.
 // - history (for `stale`): for each tracked key (matching `history.keys`), the
 //   current and the previous version as seen through successful plain PUTs, DELETEs
 //   and DeleteObjects (POST ?delete) that passed the proxy. A version is the body and
@@ -94,6 +97,17 @@ export interface FaultProxyOptions {
   readonly latencyMs?: number;
   /** Version history for `stale`; false turns it off (no body is then ever copied). */
   readonly history?: HistoryOptions | false;
+  /** Keep what each request carried (not its body): see recorded(). */
+  readonly record?: boolean | { readonly max?: number };
+}
+
+/** A request as it arrived: headers as Node gives them (lower-case names). */
+export interface RecordedRequest {
+  readonly method: string;
+  readonly bucket: string;
+  readonly key: string;
+  readonly query: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
 export interface FaultCounts {
@@ -117,6 +131,8 @@ export interface FaultProxy {
   /** Times the named rule fired. */
   fired(name: string): number;
   resetCounts(): void;
+  /** Requests received so far (with `record` only; [] otherwise), optionally of one method. */
+  recorded(method?: string): readonly RecordedRequest[];
   stop(): Promise<void>;
 }
 
@@ -190,9 +206,12 @@ class FaultProxyServer implements FaultProxy {
   #latencyMs: number;
   #history: History | undefined;
   #stopped: Promise<void> | undefined;
+  #recorded: RecordedRequest[] = [];
+  #recordMax: number;
 
   constructor(target: URL, opts: FaultProxyOptions) {
     this.#target = target;
+    this.#recordMax = opts.record ? (typeof opts.record === 'object' ? (opts.record.max ?? 10_000) : 10_000) : 0;
     this.#latencyMs = checkMs(opts.latencyMs ?? 0);
     this.#client = target.protocol === 'https:' ? https : http;
     // timeout: idle upstream sockets are dropped after 3 s, before the target's own
@@ -253,6 +272,11 @@ class FaultProxyServer implements FaultProxy {
   resetCounts(): void {
     for (const k of Object.keys(this.counts.methods)) delete this.counts.methods[k];
     for (const k of Object.keys(this.counts.rules)) this.counts.rules[k] = 0;
+    this.#recorded = [];
+  }
+
+  recorded(method?: string): readonly RecordedRequest[] {
+    return method === undefined ? [...this.#recorded] : this.#recorded.filter((r) => r.method === method.toUpperCase());
   }
 
   stop(): Promise<void> {
@@ -270,6 +294,10 @@ class FaultProxyServer implements FaultProxy {
   #onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const info = parseRequest(req);
     this.counts.methods[info.method] = (this.counts.methods[info.method] ?? 0) + 1;
+    if (this.#recordMax > 0) {
+      if (this.#recorded.length >= this.#recordMax) this.#recorded.shift();
+      this.#recorded.push({ method: info.method, bucket: info.bucket, key: info.key, query: info.query.toString(), headers: { ...req.headers } });
+    }
     const rule = this.#take(info);
     const action = rule?.action;
     const delay = typeof action === 'object' && 'delay' in action ? action : undefined;

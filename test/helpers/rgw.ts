@@ -43,7 +43,17 @@ export interface RgwOptions {
   readonly bucket?: string;
   /** Give up starting after this long; default 60 s. */
   readonly timeoutMs?: number;
+  /**
+   * Storage classes added to the default placement before radosgw starts (RGW refuses
+   * any but STANDARD otherwise, with 400 InvalidArgument); listed in env S3Z_TEST_RGW_CLASSES.
+   */
+  readonly storageClasses?: readonly string[];
 }
+
+/** What scripts/test.js asks for: the classes the storage tests write in. */
+export const TEST_STORAGE_CLASSES = ['STANDARD_IA', 'GLACIER_IR'];
+/** The key RGW's "testing" KMS backend knows, for SSE-KMS tests (not a secret: a throwaway cluster's). */
+export const TEST_KMS_KEY_ID = 'testkey-1';
 
 const TOOLS = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'monmaptool', 'ceph-authtool', 'ceph'];
 
@@ -108,6 +118,14 @@ class Cluster {
     this.killNow();
     // The kernel frees the memstore RAM once the OSD has really exited.
     await Promise.race([Promise.all(exits), sleep(5000)]);
+  }
+
+  /** Kills one daemon (to start it again) and forgets its pid. */
+  async replace(child: ChildProcess): Promise<void> {
+    const gone = child.exitCode === null && child.signalCode === null ? new Promise((r) => child.once('exit', r)) : Promise.resolve();
+    child.kill('SIGKILL');
+    await gone;
+    this.children.splice(this.children.indexOf(child), 1);
   }
 
   daemon(cmd: string, args: string[], log: string): ChildProcess {
@@ -192,6 +210,10 @@ async function boot(cluster: Cluster, opts: RgwOptions, deadline: number): Promi
       `rgw_data = ${dir}/rgw`,
       `rgw_frontends = beast endpoint=127.0.0.1:${rgwPort}`,
       'rgw_enable_usage_log = false',
+      // SSE over plain HTTP (tests only), and SSE-KMS from a fixed in-config key.
+      'rgw_crypt_require_ssl = false',
+      'rgw_crypt_s3_kms_backend = testing',
+      `rgw_crypt_s3_kms_encryption_keys = ${TEST_KMS_KEY_ID}=${randomBytes(32).toString('base64')}`,
       '',
     ].join('\n'),
   );
@@ -208,15 +230,28 @@ async function boot(cluster: Cluster, opts: RgwOptions, deadline: number): Promi
   await tool('ceph', [...c, '--connect-timeout', '30', 'osd', 'new', osdUuid, '0'], deadline);
   await tool('ceph-osd', [...c, '-i', '0', '--mkfs', '--osd-uuid', osdUuid], deadline);
   cluster.daemon('ceph-osd', [...c, '-f', '-i', '0'], 'osd.out');
-  cluster.daemon('radosgw', [...c, '-f', '-n', 'client.rgw'], 'rgw.out');
+  let gateway = cluster.daemon('radosgw', [...c, '-f', '-n', 'client.rgw'], 'rgw.out');
 
   const endpoint = `http://127.0.0.1:${rgwPort}`;
-  while (!(await answers(endpoint))) {
-    if (Date.now() > deadline) throw new Error(`radosgw did not answer on ${endpoint}`);
-    for (const child of cluster.children) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${child.spawnargs[0]} exited (${child.exitCode ?? child.signalCode})`);
+  const waitForGateway = async () => {
+    while (!(await answers(endpoint))) {
+      if (Date.now() > deadline) throw new Error(`radosgw did not answer on ${endpoint}`);
+      for (const child of cluster.children) {
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${child.spawnargs[0]} exited (${child.exitCode ?? child.signalCode})`);
+      }
+      await sleep(50);
     }
-    await sleep(50);
+  };
+  await waitForGateway();
+  if ((opts.storageClasses ?? []).length > 0) {
+    // The zone exists once radosgw has made it, and radosgw reads its placement only at start: add, then restart it.
+    for (const cls of opts.storageClasses ?? []) {
+      await tool('radosgw-admin', [...c, 'zonegroup', 'placement', 'add', '--rgw-zonegroup', 'default', '--placement-id', 'default-placement', '--storage-class', cls], deadline);
+      await tool('radosgw-admin', [...c, 'zone', 'placement', 'add', '--rgw-zone', 'default', '--placement-id', 'default-placement', '--storage-class', cls, '--data-pool', `default.rgw.${cls.toLowerCase()}.data`], deadline);
+    }
+    await cluster.replace(gateway);
+    gateway = cluster.daemon('radosgw', [...c, '-f', '-n', 'client.rgw'], 'rgw.out');
+    await waitForGateway();
   }
 
   const accessKeyId = randomBytes(10).toString('hex').toUpperCase();
@@ -248,6 +283,7 @@ async function boot(cluster: Cluster, opts: RgwOptions, deadline: number): Promi
     AWS_ACCESS_KEY_ID: accessKeyId,
     AWS_SECRET_ACCESS_KEY: secretAccessKey,
     AWS_REGION: region,
+    S3Z_TEST_RGW_CLASSES: (opts.storageClasses ?? []).join(','),
   };
   return { endpoint, accessKeyId, secretAccessKey, region, bucket, dir, pids: cluster.pids, env, stop: () => cluster.stop() };
 }
