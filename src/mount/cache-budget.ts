@@ -9,7 +9,7 @@ import path from 'node:path';
 import { S3zError } from '../errors.js';
 import { formatSize } from '../size.js';
 import { DEFAULT_CACHE_CONFIG } from '../store/cache.js';
-import { SlabFiles } from '../store/slab-file.js';
+import { SlabFiles, slabDir } from '../store/slab-file.js';
 
 /** Share of the room the cache's data may take, and a fixed reserve on top. */
 const USABLE_SHARE = 0.8;
@@ -27,7 +27,7 @@ export interface CacheBudget {
 /** Free bytes of the filesystem holding `dir` plus what the cache's LMDB file already holds. */
 export function cacheRoom(dir: string): number {
   const fs = statfsSync(dir);
-  let held = SlabFiles.usedBytes(path.join(dir, 'data'));
+  let held = SlabFiles.usedBytes(slabDir(dir));
   try {
     held += statSync(path.join(dir, 'db', 'data.mdb')).size;
   } catch {

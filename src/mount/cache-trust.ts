@@ -15,8 +15,8 @@
 // or the one found), or is removed when a live writer may change blocks under this
 // mount, so that the next mount does not trust what this one caches.
 import { rmSync } from 'node:fs';
-import path from 'node:path';
 import { S3zError } from '../errors.js';
+import { slabDir } from '../store/slab-file.js';
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
 import { formatSize } from '../size.js';
@@ -76,7 +76,7 @@ export async function validateCache(db: LocalDb, o: TrustOptions, log: Logger): 
     await db.local.clearAsync();
     await db.legacyBlocks.clearAsync();
     await db.guard.clearAsync();
-    rmSync(path.join(db.dir, 'data'), { recursive: true, force: true });
+    rmSync(slabDir(db.dir), { recursive: true, force: true });
   }
   if (o.mode === 'overlay' && overlay === 0) await db.meta.put(OVERLAY_BASE_KEY, o.leaseToken);
   if (o.writerLive) await db.meta.remove(SESSION_KEY);

@@ -26,7 +26,6 @@
 //     memory holds indices and states, never block data beyond the requests in flight;
 //   - one block's writes, fills and upload snapshots run one at a time (a per-block
 //     lock); a range being read is never punched out under the reader.
-import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
@@ -35,7 +34,7 @@ import type { BlockStore, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
-import { SlabFiles } from './slab-file.js';
+import { SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
@@ -133,7 +132,7 @@ export class CacheStore implements RangeStore {
     this.#db = deps.db;
     this.#config = config;
     this.#log = deps.log.child({ layer: 'cache' });
-    this.#files = new SlabFiles(path.join(deps.db.dir, 'data'), this.blockSize);
+    this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
     this.#wb = new WriteBack(
       { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
       { upload: (i) => this.#upload(i), clean: (i, seq, uploaded) => this.#clean(i, seq, uploaded), canRetry: () => !this.#closed && !this.#db.closed },
@@ -363,7 +362,6 @@ export class CacheStore implements RangeStore {
       if (wasZero && !whole) this.#files.punch(index); // make sure the rest reads as zeros
       await this.#localWrite(index, at, piece);
       record = await this.#segments(index, at, piece, wasDirty && !wasZero ? this.#db.local.get(index) : undefined);
-      this.#verified.add(index);
     }
     const seq = this.#wb.nextSeq();
     await this.#journal(index, record, seq);
@@ -492,8 +490,7 @@ export class CacheStore implements RangeStore {
 
   #evict(index: number): void {
     this.#stats.evictions++;
-    if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
-    else this.#punchOut(index);
+    this.#drop(index);
   }
 
   /** Drops the `count` least recently used clean blocks, to free local disk. */
@@ -509,7 +506,7 @@ export class CacheStore implements RangeStore {
     }
   }
 
-  /** Forgets a clean block locally: its record and its bytes. */
+  /** Forgets a clean block locally, its record and its bytes; after its readers, if it has any. */
   #drop(index: number): void {
     if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
     else this.#punchOut(index);

@@ -12,6 +12,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { S3zError } from '../errors.js';
 
+/** Where a cache dir keeps its slab files (the cache, its budget and its trust check agree on it here). */
+export function slabDir(cacheDir: string): string {
+  return path.join(cacheDir, 'data');
+}
+
 /** Bytes of the device per slab file. */
 export const SLAB_BYTES = 2 ** 40;
 

@@ -223,9 +223,4 @@ export class WriteBack {
     }
     while (this.#spaceWaiters.length > 0 && this.#dirty.size * this.#config.blockSize < this.#config.maxDirtyBytes) this.#spaceWaiters.shift()?.();
   }
-
-  /** Called after forget(): waiters may be done now. */
-  settle(): void {
-    this.#settle();
-  }
 }
