@@ -47,7 +47,7 @@ export class DeviceOps {
   #locks = new KeyedLock();
   #bs: number;
 
-  /** The same store when it takes byte ranges (the cache): no whole-block copies, no locks here. */
+  /** The same store when it takes byte ranges (the cache): no whole-block copies; reads take no lock here. */
   #ranged: RangeStore | undefined;
 
   constructor(store: BlockStore, opts: DeviceOptions) {
