@@ -105,7 +105,7 @@ program
   .option('--force', 'mount even though another read-write mount holds the lease')
   .option('--allow-nonempty', 'mount over a directory that holds files (they are hidden until unmount)')
   .option('--foreground', 'stay attached: log to stderr, unmount on Ctrl-C')
-  .option('--storage-class <class>', `write new blocks in this class instead of the volume's (${STORAGE_CLASSES.join(', ')})`)
+  .option('--storage-class <class>', `write new blocks in this class instead of the volume's (${STORAGE_CLASSES.join(', ')}); one empty PUT at mount checks that the server takes it`)
   .addOption(new Option('--ready-fd <fd>').hideHelp())
   .addOption(new Option('--log-file <file>', 'daemon log (default: ~/.cache/s3zmount/logs/<dir>.log)'))
   .addHelpText('after', `

@@ -9,7 +9,7 @@ import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef, type VolumeRef } from '../volume/volume.js';
 import { verifyVolume } from '../volume/verify.js';
 import { eraseVolume } from '../volume/erase.js';
-import { DEFAULT_STORAGE_CLASS, checkSse, checkStorageClass } from '../volume/storage.js';
+import { DEFAULT_STORAGE_CLASS, checkSse, checkStorageClass, refusedClass } from '../volume/storage.js';
 import { PRICES_SOURCE, formatUsd, monthlyStorageCost } from '../volume/pricing.js';
 
 async function withRef<T>(ctx: Context, url: string, body: (ref: VolumeRef) => Promise<T>): Promise<T> {
@@ -36,19 +36,11 @@ export async function createCommand(ctx: Context, url: string, opts: CreateOptio
   const sse = checkSse(opts.sse, opts.sseKmsKeyId);
   await withRef(ctx, url, async (ref) => {
     const desc = await createDescriptor(ref.bucket, ref.loc, { size, blockSize }, { storageClass, sse }).catch((err: unknown) => {
-      throw refusedPut(err, storageClass, sse?.mode);
+      throw refusedClass(err, { storageClass, sse }, 'nothing was created');
     });
     const extras = `${desc.storageClass}${desc.sse ? `, SSE ${desc.sse.mode}${desc.sse.kmsKeyId ? ` key ${desc.sse.kmsKeyId}` : ''}` : ''}`;
     process.stdout.write(`created ${ref.url}: ${formatSize(desc.size)} in ${formatSize(desc.blockSize)} blocks, ${extras} (uuid ${desc.uuid})\n`);
   });
-}
-
-/** A 400 on the descriptor PUT is the server refusing the class or the SSE: say which was asked. */
-function refusedPut(err: unknown, storageClass: string, sse: string | undefined): unknown {
-  if (!(err instanceof S3zError) || err.code !== 'ES3' || !/HTTP 400|HTTP 501/.test(err.message)) return err;
-  const asked = [storageClass !== DEFAULT_STORAGE_CLASS ? `storage class ${storageClass}` : '', sse ? `SSE ${sse}` : ''].filter(Boolean).join(' or ');
-  if (asked === '') return err;
-  return new S3zError('ES3', `the server refused ${asked} (${/HTTP \d+[^:]*/.exec(err.message)?.[0] ?? 'HTTP 400'}); nothing was created: pick another, or have the server's admin enable it`, { cause: err });
 }
 
 export async function statusCommand(ctx: Context, url: string, opts: { json?: boolean; pricePerGbMonth?: string }): Promise<void> {

@@ -19,7 +19,7 @@ import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
 import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
-import type { StorageClass } from '../volume/storage.js';
+import { probePutClass, type StorageClass } from '../volume/storage.js';
 import { cacheBudget } from './cache-budget.js';
 import { checkCacheDir } from './cache-dir.js';
 
@@ -124,6 +124,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       const held = lease;
       undo.push(() => held.release());
       leaseToken = lease.previousToken;
+      // Before anything is written in it: a class the server refuses is one line now, not EIO at the first fsync.
+      if (opts.storageClass !== undefined && opts.storageClass !== d.storageClass) {
+        await probePutClass(ref.bucket, ref.loc, { storageClass: opts.storageClass, sse: d.sse });
+      }
     } else {
       const found = await readLeaseObject(ref.bucket, ref.loc);
       const live = isLive(found) ? found : null;

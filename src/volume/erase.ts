@@ -1,11 +1,12 @@
 // `erase`: deletes every object of a volume. Blocks go first, then the lease
-// (its generations and the legacy object), and the descriptor last, so an
+// (its generations and the legacy object) and a leftover class probe, and the descriptor last, so an
 // erase cut short leaves a volume that `erase` can finish.
 import { S3zError } from '../errors.js';
 import { keyUnder } from '../s3/url.js';
 import { DESCRIPTOR_NAME } from './descriptor.js';
 import { storedBlocks } from './inventory.js';
 import { deleteAllLeases, readLease } from './lease.js';
+import { PROBE_NAME } from './storage.js';
 import type { Volume } from './volume.js';
 
 export async function eraseVolume(vol: Volume, opts: { force: boolean; onProgress?: (deleted: number) => void }): Promise<{ deleted: number }> {
@@ -21,6 +22,7 @@ export async function eraseVolume(vol: Volume, opts: { force: boolean; onProgres
     opts.onProgress?.(deleted);
   }
   await deleteAllLeases(vol.bucket, vol.loc);
+  await vol.bucket.delete(keyUnder(vol.loc, PROBE_NAME));
   await vol.bucket.delete(keyUnder(vol.loc, DESCRIPTOR_NAME));
   return { deleted };
 }

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, mkdir, open, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -122,6 +122,11 @@ test('create --storage-class: status shows it and a cost; every block PUT carrie
       assert.equal(put9.length, 1);
       assert.equal(put9[0]?.headers['x-amz-storage-class'], override);
       if (backend !== 's3rver') assert.equal((await bucket.head(keys.key(9)))?.storageClass, override);
+      // The mount asked the server first, with an object it removed again.
+      const probeKey = keyUnder(parseS3Url(url), 'probe');
+      assert.equal(proxy.recorded('PUT').filter((r) => r.key === probeKey).at(-1)?.headers['x-amz-storage-class'], override);
+      assert.ok(proxy.recorded('DELETE').some((r) => r.key === probeKey), 'the probe is deleted');
+      assert.equal(await bucket.head(probeKey), null);
     }
     const blocks = override === undefined ? 3 : 4;
     st = JSON.parse((await cli('status', url, '--json')).stdout) as Record<string, unknown>;
@@ -172,6 +177,22 @@ test('a class the server has not enabled: create fails with one line and creates
   const url = s3.url('refused');
   failsWith(await cli('create', url, '--size', '4M', '--storage-class', 'ONEZONE_IA'), 1, /the server refused storage class ONEZONE_IA \(HTTP 400 InvalidArgument\); nothing was created/);
   failsWith(await cli('status', url), 1, /no volume there/);
+});
+
+test('mount --storage-class with a class the server has not enabled: one line, nothing mounted, the lease let go', { skip: backend === 'rgw' ? noFuse : 'needs RGW (s3rver takes any class)' }, async () => {
+  const url = s3.url('refused-mount');
+  assert.equal((await cli('create', url, '--size', '4M', '--block-size', '64K')).code, 0);
+  const dir = path.join(work, 'refused-mount');
+  await mkdir(dir, { recursive: true });
+  const r = await cli('mount', url, dir, '--cache-dir', path.join(work, 'refused-mount.cache'), '--storage-class', 'ONEZONE_IA');
+  failsWith(r, 1, /the server refused storage class ONEZONE_IA \(HTTP 400 InvalidArgument\); nothing was mounted: pick another/);
+  const mounted = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === dir);
+  assert.equal(mounted, false, 'the mount point is left as it was');
+  // The lease was let go: a mount in the volume's own class comes up at once.
+  const m = await mount(url, 'refused-mount-2');
+  await writeBlocks(m, 64 * KIB, [1]);
+  await m.unmount();
+  assert.equal(blockPuts(url).length, 1);
 });
 
 test('a descriptor written before classes and SSE reads as STANDARD without SSE', async () => {
