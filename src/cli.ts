@@ -4,12 +4,16 @@
 import { Command, CommanderError, Option } from 'commander';
 import { makeContext, reportFailure, runCommand, type GlobalOptions } from './commands/context.js';
 import { CliCommand, numberOption } from './commands/usage.js';
-import { type CreateOptions, createCommand, eraseCommand, statusCommand, verifyCommand } from './commands/volume-commands.js';
-import { localS3Command } from './commands/local-s3.js';
-import { getCommand, putCommand, type ImageCommandOptions } from './commands/image-commands.js';
+import type { CreateOptions } from './commands/volume-commands.js';
+import type { ImageCommandOptions } from './commands/image-commands.js';
+import type { MountCommandOptions } from './commands/mount-commands.js';
 import { STORAGE_CLASSES } from './volume/storage.js';
-import { mountCommand, statsCommand, unmountCommand, type MountCommandOptions } from './commands/mount-commands.js';
-import { hydrateCommand } from './commands/hydrate-command.js';
+
+// Each command's module is loaded when it runs: `stats` or `unmount` then start
+// without the S3 SDK, LMDB or the FUSE addon (a few hundred ms on this machine).
+const volumeCommands = () => import('./commands/volume-commands.js');
+const imageCommands = () => import('./commands/image-commands.js');
+const mountCommands = () => import('./commands/mount-commands.js');
 
 const program = new CliCommand('s3zmount')
   .description('A ZFS pool whose disk lives in S3: a thin-provisioned block device kept as block objects, mounted through FUSE.')
@@ -66,7 +70,7 @@ ciphertext, and keys stay with you):
   zpool create -O encryption=on -O keyformat=passphrase backup /mnt/v/disk
   zfs create -o encryption=on -o keyformat=passphrase backup/secret
 --sse adds S3's encryption at rest on top, e.g. where a bucket policy demands it.`)
-  .action((url: string, opts: CreateOptions, cmd: Command) => runCommand(() => debug, () => createCommand(ctx(cmd), url, opts)));
+  .action((url: string, opts: CreateOptions, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).createCommand(ctx(cmd), url, opts)));
 
 program
   .command('status')
@@ -74,7 +78,7 @@ program
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .option('--json', 'print JSON (keys: format, uuid, size, blockSize, blocksStored, bytesStored, lease, storageClass, monthlyCostUsd...)')
   .option('--price-per-gb-month <usd>', 'storage price to estimate with, instead of the AWS us-east-1 list price of the class')
-  .action((url: string, opts: { json?: boolean; pricePerGbMonth?: string }, cmd: Command) => runCommand(() => debug, () => statusCommand(ctx(cmd), url, opts)));
+  .action((url: string, opts: { json?: boolean; pricePerGbMonth?: string }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).statusCommand(ctx(cmd), url, opts)));
 
 program
   .command('verify')
@@ -82,7 +86,7 @@ program
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .option('--json', 'print the report as JSON')
   .option('--concurrency <n>', 'parallel GETs', '16')
-  .action((url: string, opts: { json?: boolean; concurrency: string }, cmd: Command) => runCommand(() => debug, () => verifyCommand(ctx(cmd), url, opts)));
+  .action((url: string, opts: { json?: boolean; concurrency: string }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).verifyCommand(ctx(cmd), url, opts)));
 
 program
   .command('erase')
@@ -90,7 +94,7 @@ program
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .option('--yes', 'confirm: without it nothing is deleted')
   .option('--force', 'erase even while a read-write mount holds the lease')
-  .action((url: string, opts: { yes?: boolean; force?: boolean }, cmd: Command) => runCommand(() => debug, () => eraseCommand(ctx(cmd), url, opts)));
+  .action((url: string, opts: { yes?: boolean; force?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).eraseCommand(ctx(cmd), url, opts)));
 
 program
   .command('mount')
@@ -113,7 +117,7 @@ Back up:   s3zmount mount s3://b/vol /mnt/v && zpool create backup /mnt/v/disk
 Browse:    s3zmount mount --read-only s3://b/vol /mnt/v && zpool import -o readonly=on -d /mnt/v backup
 Restore:   s3zmount mount --overlay s3://b/vol /mnt/v --hydrate
 Returns once the mount is ready (exit 0) or has failed (exit 1 and why).`)
-  .action((url: string, dir: string, opts: MountCommandOptions, cmd: Command) => runCommand(() => debug, () => mountCommand(ctx(cmd), url, dir, opts)));
+  .action((url: string, dir: string, opts: MountCommandOptions, cmd: Command) => runCommand(() => debug, async () => (await mountCommands()).mountCommand(ctx(cmd), url, dir, opts)));
 
 program
   .command('unmount')
@@ -125,7 +129,7 @@ program
   .addHelpText('after', `
 Exits 0 only once every block written through the mount is in S3. While S3 fails,
 the mount stays up and keeps retrying; run unmount again to wait again.`)
-  .action((dir: string, opts: { timeout: string; now?: boolean }, cmd: Command) => runCommand(() => debug, () => unmountCommand(ctx(cmd), dir, opts)));
+  .action((dir: string, opts: { timeout: string; now?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await mountCommands()).unmountCommand(ctx(cmd), dir, opts)));
 
 program
   .command('hydrate')
@@ -138,14 +142,14 @@ Without --wait it starts hydration (or finds it running) and returns; "s3zmount 
 follows it. Blocks already in the cache cost nothing, so after a remount of the same
 --cache-dir it fetches only what is missing. Progress goes to stderr: a bar on a terminal
 (blocks, bytes, MB/s, ETA), a plain line every few seconds otherwise.`)
-  .action((dir: string, opts: { wait?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, () => hydrateCommand(ctx(cmd), dir, opts)));
+  .action((dir: string, opts: { wait?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await import('./commands/hydrate-command.js')).hydrateCommand(ctx(cmd), dir, opts)));
 
 program
   .command('stats')
   .description("show a mount's counters: S3 requests, cache, write-back, hydration")
   .argument('<dir>', 'the mount directory')
   .option('--json', 'print the stats file as it is')
-  .action((dir: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, () => statsCommand(ctx(cmd), dir, opts)));
+  .action((dir: string, opts: { json?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await mountCommands()).statsCommand(ctx(cmd), dir, opts)));
 
 program
   .command('put')
@@ -169,7 +173,7 @@ left. (Where ETags are not MD5s, e.g. SSE-KMS on AWS, every non-zero block is se
 
 Takes the volume's write lease while it runs: refused while a read-write mount
 holds it. Example: s3zmount put /dev/vg0/disk s3://b/vol`)
-  .action((image: string, url: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, () => putCommand(ctx(cmd), image, url, opts)));
+  .action((image: string, url: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, async () => (await imageCommands()).putCommand(ctx(cmd), image, url, opts)));
 
 program
   .command('get')
@@ -189,7 +193,7 @@ A device must be at least the volume's size; nothing past that is touched.
 To stdout, the image streams in order, with zeros for absent blocks.
 Costs: one LIST request per 1000 stored blocks (twice: totals, then the walk),
 one GET per stored block that is not already there.`)
-  .action((url: string, image: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, () => getCommand(ctx(cmd), url, image, opts)));
+  .action((url: string, image: string, opts: ImageCommandOptions, cmd: Command) => runCommand(() => debug, async () => (await imageCommands()).getCommand(ctx(cmd), url, image, opts)));
 
 program
   .command('local-s3')
@@ -201,7 +205,7 @@ program
   .action((opts: { dir?: string; port: string; address: string; bucket: string[] }, cmd: Command) =>
     runCommand(() => debug, async () => {
       ctx(cmd);
-      await localS3Command(opts);
+      await (await import('./commands/local-s3.js')).localS3Command(opts);
     }),
   );
 

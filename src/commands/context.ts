@@ -2,7 +2,7 @@
 // Also the one place where errors become exit codes and one line on stderr.
 import { S3zError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { DEFAULT_S3_CONFIG, type S3Config } from '../s3/bucket.js';
+import { DEFAULT_S3_CONFIG, type S3Config } from '../s3/config.js';
 
 export interface GlobalOptions {
   endpoint?: string;

@@ -10,7 +10,8 @@ import type { Context } from './context.js';
 import { S3zError, type ErrorCode } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
 import { defaultCacheRoot } from '../store/local-db.js';
-import { readStopOutcome, startDaemon, type MountMode, type RunningMount } from '../mount/daemon.js';
+import type { MountMode, RunningMount } from '../mount/daemon.js';
+import { readStopOutcome } from '../mount/stop-outcome.js';
 import { makeDirs } from '../mount/cache-dir.js';
 import type { HydrationStats } from '../mount/hydrate.js';
 import { readMountInfo } from '../fuse/binding.js';
@@ -48,6 +49,8 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   // exists: until then Node's own SIGUSR1 action would open the inspector.
   process.on('SIGUSR1', () => running?.hydrate());
   try {
+    // Loaded here, in the daemon only: the parent, `unmount` and `stats` need none of FUSE, LMDB or the SDK.
+    const { startDaemon } = await import('../mount/daemon.js');
     running = await startDaemon({
       url, dir, mode, cacheDir: opts.cacheDir, cacheSize, force: opts.force ?? false, hydrate: opts.hydrate ?? false, allowNonempty: opts.allowNonempty ?? false, s3: ctx.s3, log: ctx.log, storageClass,
     });

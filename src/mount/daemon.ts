@@ -8,7 +8,6 @@
 //             `unmount` can show progress), then FUSE is unmounted, the stack
 //             closed (a last flush) and the lease released. If S3 cannot be
 //             reached, the journal stays in the cache for the next mount.
-import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
@@ -21,6 +20,7 @@ import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
 import { probePutClass, type StorageClass } from '../volume/storage.js';
 import { cacheBudget } from './cache-budget.js';
+import { writeStopOutcome, type StopOutcome } from './stop-outcome.js';
 import { checkCacheDir } from './cache-dir.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
@@ -59,42 +59,11 @@ export interface RunningMount {
   hydrate(): void;
 }
 
-/** How a daemon stopped; also written to <cacheDir>/last-stop.json for `unmount`. */
-export interface StopOutcome {
-  readonly pid: number;
-  /** Every block written through the mount is in S3. */
-  readonly clean: boolean;
-  readonly dirtyBlocks: number;
-  readonly dirtyBytes: number;
-  readonly lastError: string | null;
-  readonly at: string;
-}
-
 /** What the stats file says about the daemon itself. */
 export interface DaemonStatus {
   readonly cacheDir: string;
   readonly stopping: boolean;
   readonly lastError: string | null;
-}
-
-export const STOP_FILE = 'last-stop.json';
-
-function writeStopOutcome(cacheDir: string, outcome: StopOutcome, log: Logger): void {
-  try {
-    writeFileSync(path.join(cacheDir, STOP_FILE), JSON.stringify(outcome) + '\n');
-  } catch (err) {
-    log.warn({ err: (err as Error).message }, 'could not record how the daemon stopped');
-  }
-}
-
-/** The outcome a daemon left in its cache dir, if that daemon was `pid`. */
-export function readStopOutcome(cacheDir: string, pid: number): StopOutcome | undefined {
-  try {
-    const o = JSON.parse(readFileSync(path.join(cacheDir, STOP_FILE), 'utf8')) as StopOutcome;
-    return o.pid === pid ? o : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -12,30 +12,14 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import { DEFAULT_RETRY, withRetry, type RetryPolicy } from './retry.js';
+import { withRetry } from './retry.js';
+import type { S3Config } from './config.js';
+
+export { DEFAULT_S3_CONFIG, type S3Config } from './config.js';
 import { TransientError, isRetryable, toS3zError } from './errors.js';
 
 // The SDK warns on Node 20 at every start; a CLI user must never see it (DESIGN §6).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-export interface S3Config {
-  /** Custom endpoint (s3rver, MinIO...): path-style addressing. Unset: AWS. */
-  readonly endpoint?: string | undefined;
-  readonly region: string;
-  readonly maxSockets: number;
-  readonly connectTimeoutMs: number;
-  /** Whole attempt, body included. */
-  readonly requestTimeoutMs: number;
-  readonly retry: RetryPolicy;
-}
-
-export const DEFAULT_S3_CONFIG: S3Config = {
-  region: 'us-east-1',
-  maxSockets: 64,
-  connectTimeoutMs: 3000,
-  requestTimeoutMs: 30_000,
-  retry: DEFAULT_RETRY,
-};
 
 export interface S3Stats {
   get: number; put: number; delete: number; list: number; head: number;
