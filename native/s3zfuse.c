@@ -1,7 +1,7 @@
 /*
  * s3zfuse: a thin N-API binding of libfuse3's low-level API. Mechanism only;
  * every policy (defaults, option parsing, errno choice, unmount strategy)
- * lives in src/fuse/binding.ts.
+ * lives in src/fuse/ (binding.ts is its entry).
  *
  * Threads
  *   - JS thread: mount(), the reply*() functions, destroy(), call_js().
@@ -59,7 +59,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/* ---- op codes shared with binding.ts (keep in sync: OP in binding.ts) ---- */
+/* ---- op codes shared with src/fuse/native.ts (keep in sync: OP there) ---- */
 enum {
   OP_INIT = 1,
   OP_LOOKUP = 2,
@@ -80,13 +80,13 @@ enum {
   OP_ENDED = 17,
 };
 
-/* open reply flags (OPEN_* in binding.ts) */
+/* open reply flags (OPEN_* in src/fuse/native.ts) */
 #define OPEN_DIRECT_IO 1
 #define OPEN_KEEP_CACHE 2
 #define OPEN_NONSEEKABLE 4
 #define OPEN_CACHE_READDIR 8
 
-/* attribute vector layout (ATTR_* in binding.ts) */
+/* attribute vector layout (ATTR_* in src/fuse/native.ts) */
 enum { A_INO, A_MODE, A_NLINK, A_UID, A_GID, A_RDEV, A_SIZE, A_BLOCKS, A_BLKSIZE,
        A_ATIME, A_MTIME, A_CTIME, A_LEN };
 /* statfs vector layout */
