@@ -20,7 +20,7 @@ import type { FuseHandlers, MountOptions } from './types.js';
 import { delay, errnoOf, messageOf } from './util.js';
 
 export type {
-  ConnInfo, DirEntry, Entry, FuseHandlers, HandlerName, MountOptions, OpenResult, OpendirResult, SessionState, SetattrChanges, Stat, Statfs,
+  ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, MountOptions, OpenResult, OpendirResult, SessionState, SetattrChanges, Stat, Statfs,
   UnmountOptions,
 } from './types.js';
 export { FALLOC_FL } from './types.js';
@@ -65,6 +65,7 @@ async function mountChecked(dir: string, opts: ResolvedOptions, handlers: FuseHa
       threads: opts.threads,
       handlerMask,
       borrowWrites: opts.writeBuffers === 'borrowed' ? 1 : 0,
+      spliceWrite: opts.spliceReplies ? 1 : 0,
     }, session[kDispatch]);
   } catch (err) {
     const errno = errnoOf(err) ?? E.EIO;

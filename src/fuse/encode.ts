@@ -2,7 +2,7 @@
 // addon reads (layouts A_*, F_* and the setattr vector in native/s3zfuse.c). Pure
 // functions: a result of the wrong shape throws a TypeError, which the session
 // answers EIO and reports.
-import type { DirEntry, SetattrChanges, Stat, Statfs } from './types.js';
+import type { DirEntry, FileSlice, SetattrChanges, Stat, Statfs } from './types.js';
 import {
   S_IFDIR, S_IFMT, SET_ATIME, SET_ATIME_NOW, SET_CTIME, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW, SET_SIZE, SET_UID, STATFS_LEN,
 } from './native.js';
@@ -70,6 +70,18 @@ export function statfsVec(v: Statfs): Float64Array {
   vec[8] = num('Statfs.fsid', v.fsid, 0);
   vec[9] = num('Statfs.namemax', v.namemax, 255);
   return vec;
+}
+
+/** Checks a read handler's FileSlice against the request's size (before any native call). */
+export function checkSlice(v: unknown, size: number): asserts v is FileSlice {
+  if (typeof v !== 'object' || v === null) throw new TypeError('the read handler must return a Uint8Array or a FileSlice');
+  const { fd, position, length, release } = v as Partial<FileSlice>;
+  if (typeof release !== 'function') throw new TypeError('FileSlice.release must be a function');
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError('FileSlice.fd must be an open file descriptor');
+  if (typeof position !== 'number' || !Number.isSafeInteger(position) || position < 0) throw new TypeError('FileSlice.position must be a safe integer >= 0');
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > size) {
+    throw new TypeError(`FileSlice.length must be an integer from 0 to the request's size (${size})`);
+  }
 }
 
 export function fhOf(v: unknown): number {

@@ -19,6 +19,7 @@ export interface NativeConfig {
   threads: number;
   handlerMask: number;
   borrowWrites: number;
+  spliceWrite: number;
 }
 
 export interface Native {
@@ -31,6 +32,8 @@ export interface Native {
   mountFs(source: string, target: string, fstype: string): void;
   replyErr(id: number, errno: number): boolean;
   replyBuf(id: number, data: Uint8Array): boolean;
+  /** A read reply from a file, sent from libuv's pool; done(errno) once it is out (0: sent, else the errno the kernel got). false: stale id. */
+  replyFdAsync(id: number, fd: number, position: number, length: number, done: (errno: number) => void): boolean;
   replyWrite(id: number, count: number): boolean;
   replyEntry(id: number, attr: Float64Array, generation: number, attrTimeout: number, entryTimeout: number): boolean;
   replyAttr(id: number, attr: Float64Array, timeout: number): boolean;

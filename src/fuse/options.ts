@@ -5,7 +5,7 @@ import { HANDLER_NAMES, HANDLER_OPS, MIB, OP } from './native.js';
 const OPTION_KEYS = new Set<string>([
   'readOnly', 'allowOther', 'defaultPermissions', 'fsname', 'subtype', 'maxWrite', 'maxReadahead',
   'maxBackground', 'congestionThreshold', 'threads', 'attrTimeout', 'entryTimeout', 'initTimeoutMs',
-  'unmountTimeoutMs', 'onError', 'writeBuffers', 'allowNonempty',
+  'unmountTimeoutMs', 'onError', 'writeBuffers', 'allowNonempty', 'spliceReplies',
 ]);
 
 export interface ResolvedOptions {
@@ -25,6 +25,7 @@ export interface ResolvedOptions {
   initTimeoutMs: number;
   unmountTimeoutMs: number;
   writeBuffers: 'owned' | 'borrowed';
+  spliceReplies: boolean;
   onError: (err: unknown, op: HandlerName) => void;
 }
 
@@ -91,6 +92,7 @@ export function resolveOptions(options: MountOptions): ResolvedOptions {
     initTimeoutMs: checkInt('initTimeoutMs', options.initTimeoutMs, 1, 3_600_000, 10_000),
     unmountTimeoutMs: checkInt('unmountTimeoutMs', options.unmountTimeoutMs, 0, 3_600_000, 10_000),
     writeBuffers,
+    spliceReplies: options.spliceReplies === undefined ? true : checkBool('spliceReplies', options.spliceReplies),
     onError,
   };
 }

@@ -29,12 +29,12 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { S3zError } from '../errors.js';
-import { dirVec, fhOf, fillAttr, setattrChanges, statfsVec, type AttrDefaults } from './encode.js';
+import { checkSlice, dirVec, fhOf, fillAttr, setattrChanges, statfsVec, type AttrDefaults } from './encode.js';
 import { detach, detachSync, isRoot } from './mountpoint.js';
 import { ATTR_LEN, OP, OPEN_CACHE_READDIR, OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, type Dispatch, type Native, type NativeSession } from './native.js';
 import type { ResolvedOptions } from './options.js';
 import type {
-  Awaitable, ConnInfo, DirEntry, Entry, FuseHandlers, HandlerName, OpendirResult, OpenResult, SessionState, Stat, Statfs, UnmountOptions,
+  Awaitable, ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, OpendirResult, OpenResult, SessionState, Stat, Statfs, UnmountOptions,
 } from './types.js';
 import { errnoOf, isThenable, messageOf, num, within } from './util.js';
 
@@ -76,6 +76,9 @@ export class FuseSession {
   #dev: string | undefined;
   #unmounting: Promise<void> | undefined;
   #attrVec = new Float64Array(ATTR_LEN);
+  /** Slice replies queued on libuv's pool and not out yet (replyFdAsync). */
+  #fdReplies = 0;
+  #fdDrained: (() => void) | undefined;
   #attrDefaults: AttrDefaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, timeMs: Date.now() };
 
   /** @internal use mount() */
@@ -229,7 +232,7 @@ export class FuseSession {
     switch (op) {
       case OP.READ:
         this.#pending.set(id, { op: 'read' });
-        return this.#settle(id, 'read', () => h.read!(a as number, b as number, c as number, d as number), this.#okRead);
+        return this.#settle(id, 'read', () => h.read!(a as number, b as number, c as number, d as number), (rid, v) => this.#okRead(rid, v, d as number));
       case OP.WRITE:
         this.#pending.set(id, { op: 'write' });
         return this.#settle(id, 'write', () => h.write!(a as number, b as number, c as number, d as Buffer, e as number), this.#okWrite);
@@ -303,7 +306,11 @@ export class FuseSession {
   }
 
   #ok<T>(id: number, op: HandlerName, v: T, ok: (id: number, v: T) => void): void {
-    if (!this.#pending.delete(id)) return; // abandoned: already answered
+    if (!this.#pending.delete(id)) {
+      // Abandoned: already answered. A file slice is still let go of.
+      if (op === 'read') this.#releaseSlice(v);
+      return;
+    }
     try {
       ok(id, v);
     } catch (err) {
@@ -333,10 +340,42 @@ export class FuseSession {
     }
   }
 
-  readonly #okRead = (id: number, v: Uint8Array): void => {
-    if (!(v instanceof Uint8Array)) throw new TypeError('the read handler must return a Uint8Array');
-    this.#native.replyBuf(id, v);
-  };
+  #okRead(id: number, v: Uint8Array | FileSlice, size: number): void {
+    if (v instanceof Uint8Array) {
+      this.#native.replyBuf(id, v);
+      return;
+    }
+    let queued = false;
+    try {
+      checkSlice(v, size);
+      // Answered for JS at once; the slice is held until the pool has sent it.
+      queued = this.#native.replyFdAsync(id, v.fd, v.position, v.length, (errno) => {
+        if (errno !== 0) this.#sliceFailed(v, errno);
+        this.#releaseSlice(v);
+        if (--this.#fdReplies === 0) this.#fdDrained?.();
+      });
+      if (queued) this.#fdReplies++;
+    } finally {
+      if (!queued) this.#releaseSlice(v);
+    }
+  }
+
+  /** The kernel got `errno` for a slice reply (the file could not supply the bytes), not a short read. */
+  #sliceFailed(v: FileSlice, errno: number): void {
+    this.#report(new S3zError('EDEVICE', `a read reply from fd ${v.fd} (${v.length} bytes at ${v.position}) failed: errno ${errno}`, { errno }), 'read');
+  }
+
+  /** Lets go of a read handler's FileSlice (once: every path of a read ends here once). */
+  #releaseSlice(v: unknown): void {
+    if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return;
+    const release = (v as Partial<FileSlice>).release;
+    if (typeof release !== 'function') return;
+    try {
+      release.call(v);
+    } catch (err) {
+      this.#report(err, 'read');
+    }
+  }
 
   readonly #okWrite = (id: number, v: number): void => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError('the write handler must return the number of bytes written');
@@ -444,8 +483,18 @@ export class FuseSession {
 
   #ended(): void {
     // The loop has returned: nothing more will arrive. Answer what is left
-    // (the native side only frees those requests now) and free the session.
+    // (the native side only frees those requests now) and free the session,
+    // once the slice replies still on the pool are out (they hold its requests).
     this.#abandon(E.ENOTCONN);
+    if (this.#fdReplies > 0) {
+      this.#fdDrained = () => this.#close();
+      return;
+    }
+    this.#close();
+  }
+
+  #close(): void {
+    this.#fdDrained = undefined;
     if (this.#handle !== undefined) {
       try {
         this.#native.destroy(this.#handle);

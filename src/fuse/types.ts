@@ -22,6 +22,21 @@ export interface Stat {
   ctimeMs?: number;
 }
 
+/**
+ * A read reply served from a file: `length` bytes at `position` of the open regular
+ * file `fd`. The binding calls release() exactly once, when the kernel has the bytes
+ * or the request ended otherwise (error, abandoned, bad slice); until then the range
+ * must not change and `fd` must stay open. A file that cannot supply every byte
+ * (closed, shorter than position + length, a read error) answers the read EIO,
+ * never short.
+ */
+export interface FileSlice {
+  readonly fd: number;
+  readonly position: number;
+  readonly length: number;
+  release(): void;
+}
+
 /** Answer to lookup. Timeouts are in seconds. */
 export interface Entry {
   ino: number;
@@ -113,8 +128,11 @@ export interface FuseHandlers {
   getattr?(ino: number, fh: number | undefined): Awaitable<Stat>;
   setattr?(ino: number, changes: SetattrChanges, fh: number | undefined): Awaitable<Stat>;
   open?(ino: number, flags: number): Awaitable<OpenResult | void>;
-  /** Return at most `size` bytes; fewer means end of file. */
-  read?(ino: number, fh: number, offset: number, size: number): Awaitable<Uint8Array>;
+  /**
+   * Return at most `size` bytes; fewer means end of file. Or a FileSlice: the kernel
+   * then reads those bytes from the file itself (nothing is copied through JS).
+   */
+  read?(ino: number, fh: number, offset: number, size: number): Awaitable<Uint8Array | FileSlice>;
   /**
    * Return the number of bytes written. `data` is a copy of the request's payload; with
    * MountOptions.writeBuffers 'owned' (default) it may be kept, with 'borrowed' it is valid
@@ -176,6 +194,12 @@ export interface MountOptions {
    * them after its timeout).
    */
   writeBuffers?: 'owned' | 'borrowed';
+  /**
+   * Let the kernel splice FileSlice replies from the file into /dev/fuse (no copy
+   * in user space), when it offers that. Default true; false copies them through a
+   * buffer of libfuse's (for comparison and for file systems that cannot splice).
+   */
+  spliceReplies?: boolean;
   /** How long mount() waits for the kernel's INIT and the init handler. Default 10 s. */
   initTimeoutMs?: number;
   /** Default timeout of unmount(). Default 10 s. */
