@@ -1,7 +1,7 @@
 /*
  * s3zfuse: a thin N-API binding of libfuse3's low-level API. Mechanism only;
  * every policy (defaults, option parsing, errno choice, unmount strategy)
- * lives in src/fuse/binding.ts.
+ * lives in src/fuse/ (binding.ts is its entry).
  *
  * Threads
  *   - JS thread: mount(), the reply*() functions, destroy(), call_js().
@@ -40,7 +40,9 @@
  *     i.e. after every worker has queued its last request; the TSFN queue is
  *     FIFO, so when JS sees OP_ENDED it has seen every request of the session.
  */
+
 #include <errno.h>
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <math.h>
 #include <node_api.h>
@@ -59,7 +61,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-/* ---- op codes shared with binding.ts (keep in sync: OP in binding.ts) ---- */
+/* ---- op codes shared with src/fuse/native.ts (keep in sync: OP there) ---- */
 enum {
   OP_INIT = 1,
   OP_LOOKUP = 2,
@@ -80,13 +82,13 @@ enum {
   OP_ENDED = 17,
 };
 
-/* open reply flags (OPEN_* in binding.ts) */
+/* open reply flags (OPEN_* in src/fuse/native.ts) */
 #define OPEN_DIRECT_IO 1
 #define OPEN_KEEP_CACHE 2
 #define OPEN_NONSEEKABLE 4
 #define OPEN_CACHE_READDIR 8
 
-/* attribute vector layout (ATTR_* in binding.ts) */
+/* attribute vector layout (ATTR_* in src/fuse/native.ts) */
 enum { A_INO, A_MODE, A_NLINK, A_UID, A_GID, A_RDEV, A_SIZE, A_BLOCKS, A_BLKSIZE,
        A_ATIME, A_MTIME, A_CTIME, A_LEN };
 /* statfs vector layout */
@@ -135,6 +137,8 @@ struct session {
   atomic_long outstanding;
   uint32_t mask; /* bit (1 << op) set when JS has a handler for op */
   bool borrow_writes;
+  bool splice_write; /* JS allows splicing file-backed read replies into /dev/fuse */
+  bool splice_ok;    /* ... and a pipe can hold a whole reply here (set in op_init) */
   unsigned max_write, max_readahead, max_background, congestion, threads;
   int loop_result;
 };
@@ -366,6 +370,16 @@ static bool submit(session *s, request *r) {
     return;                                      \
   }
 
+/* Whether a pipe can be grown to `bytes` by this process. */
+static bool pipe_can_hold(unsigned bytes) {
+  int p[2];
+  if (pipe(p) != 0) return false;
+  bool ok = fcntl(p[0], F_SETPIPE_SZ, (int)bytes) >= (int)bytes;
+  close(p[0]);
+  close(p[1]);
+  return ok;
+}
+
 static void op_init(void *userdata, struct fuse_conn_info *conn) {
   session *s = userdata;
   /* Large requests: libfuse derives max_pages from max_write. */
@@ -373,6 +387,14 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   conn->max_readahead = s->max_readahead; /* the kernel keeps the smaller of its own and ours */
   if (s->max_background) conn->max_background = s->max_background;
   if (s->congestion) conn->congestion_threshold = s->congestion;
+  /* replyFdAsync: the kernel takes the file's pages through a pipe, no copy in user
+   * space, if libfuse can grow its pipe past a whole reply (pipe-max-size is
+   * 1 MiB by default; beyond it needs CAP_SYS_RESOURCE). */
+  if (s->splice_write && (conn->capable & FUSE_CAP_SPLICE_WRITE) &&
+      pipe_can_hold(s->max_write + 4u * (unsigned)sysconf(_SC_PAGESIZE))) {
+    conn->want |= FUSE_CAP_SPLICE_WRITE;
+    s->splice_ok = true;
+  }
   if (!HAS(s, OP_INIT)) return;
   request *r = req_new(s, NULL, OP_INIT, 0, NULL, 0);
   if (!r) return;
@@ -1033,6 +1055,158 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return reply_end(env, a, idx, r);
 }
 
+/* Sends [off, off+len) of the regular file `fd` as a read reply. The file must
+ * hold all of it: a descriptor that is not an open regular file, a file that
+ * ends before off+len, or a read error is answered EIO (a short reply would read
+ * as the end of the device; zeros would be wrong bytes). Any thread.
+ * Two ways: spliced (the kernel moves the file's pages through a pipe; only when
+ * the session could grow a pipe to hold a whole reply, see op_init), else one
+ * pread into a pooled buffer (no page faults of fresh memory) and a write.
+ * libfuse's own fallback for an fd reply allocates a fresh buffer per reply,
+ * whose page faults cost more than the copy. Returns 0 if the data was sent,
+ * else the errno the kernel got. */
+static int send_fd_slice(session *s, fuse_req_t req, int fd, off_t off, size_t len) {
+  if (len == 0) {
+    fuse_reply_buf(req, NULL, 0);
+    return 0;
+  }
+  if (s->splice_ok) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < off ||
+        (uint64_t)(st.st_size - off) < len) {
+      fuse_reply_err(req, EIO);
+      return EIO;
+    }
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+    bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+    bv.buf[0].fd = fd;
+    bv.buf[0].pos = off;
+    /* libfuse answers a failed read of the file with its errno itself; a
+     * negative result means the reply could not be written (request gone). */
+    int res = fuse_reply_data(req, &bv, 0);
+    return res < 0 ? -res : 0;
+  }
+  /* OWNERSHIP: buf is ours from payload_alloc to payload_free below. */
+  char *buf = payload_alloc(len);
+  if (!buf) {
+    fuse_reply_err(req, ENOMEM);
+    return ENOMEM;
+  }
+  size_t done = 0;
+  int err = 0;
+  while (done < len) {
+    ssize_t n = pread(fd, buf + done, len - done, off + (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = EIO; /* an error, or the file ends early */
+      break;
+    }
+    done += (size_t)n;
+  }
+  if (err) fuse_reply_err(req, err);
+  else fuse_reply_buf(req, buf, len);
+  payload_free(buf, len);
+  return err;
+}
+
+/* An fd reply sent from libuv's pool (replyFdAsync). */
+typedef struct fd_reply {
+  request *r;
+  int fd;
+  off_t off;
+  size_t len;
+  int err; /* errno the kernel got instead of the data, 0 if sent */
+  napi_async_work work;
+  napi_ref done; /* JS callback, called with `err` on the JS thread */
+} fd_reply;
+
+/* Pool thread: only the reply; the request stays counted in `outstanding`, so
+ * the session (and its fuse_req_t) outlives this. */
+static void fd_reply_execute(napi_env env, void *data) {
+  (void)env;
+  fd_reply *f = data;
+  if (atomic_load(&f->r->s->dead)) fuse_reply_none(f->r->req);
+  else f->err = send_fd_slice(f->r->s, f->r->req, f->fd, f->off, f->len);
+}
+
+/* JS thread: the reply is out; free the request, then tell JS (which releases
+ * the file range). OWNERSHIP: `f` and its request end here. */
+static void fd_reply_complete(napi_env env, napi_status status, void *data) {
+  fd_reply *f = data;
+  if (status != napi_ok) {
+    /* Cancelled before it ran (cannot happen: nothing cancels it); never leave the kernel waiting. */
+    req_answer_err(f->r, EIO);
+    f->err = EIO;
+  } else {
+    atomic_fetch_sub(&f->r->s->outstanding, 1);
+  }
+  req_finish(env, f->r);
+  napi_value cb, undef, arg;
+  if (env != NULL && napi_get_reference_value(env, f->done, &cb) == napi_ok && cb != NULL &&
+      napi_get_undefined(env, &undef) == napi_ok && napi_create_int32(env, f->err, &arg) == napi_ok) {
+    if (napi_call_function(env, undef, cb, 1, &arg, NULL) != napi_ok) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+    }
+  }
+  if (env != NULL && napi_delete_reference(env, f->done) != napi_ok)
+    fprintf(stderr, "s3zfuse: could not delete a callback reference\n");
+  if (env != NULL && napi_delete_async_work(env, f->work) != napi_ok)
+    fprintf(stderr, "s3zfuse: could not delete an async work\n");
+  free(f);
+}
+
+/* replyFdAsync(id, fd, offset, length, done(errno)) for read: the kernel gets
+ * [offset, offset+length) of the file `fd` (send_fd_slice). The reply (the file
+ * read and the write to /dev/fuse) runs on libuv's pool, so neither a copy nor a
+ * disk read of an uncached page holds the JS thread (measured: on the JS thread
+ * it was a little faster while the pages were cached, and as slow as the disk,
+ * one read at a time, when they were not). The
+ * id is answered for JS at once (a second reply is refused); `fd` and the range
+ * must stay as they are until done() is called, always exactly once.
+ * Returns true (queued) or false (stale id). */
+static napi_value js_reply_fd_async(napi_env env, napi_callback_info info) {
+  BEGIN(5, 1u << OP_READ);
+  (void)dead;
+  uint32_t fd;
+  uint64_t off, len;
+  napi_valuetype t;
+  if (!arg_u32(env, argv[1], &fd) || fd > INT32_MAX || !arg_u64(env, argv[2], &off) ||
+      off > (uint64_t)INT64_MAX || !arg_u64(env, argv[3], &len) || len > r->len ||
+      napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function)
+    return throw_type(env, "replyFdAsync(id, fd, offset, length <= the request size, done)");
+  fd_reply *f = calloc(1, sizeof *f);
+  if (!f) return throw_errno(env, ENOMEM, "replyFdAsync");
+  f->r = r;
+  f->fd = (int)fd;
+  f->off = (off_t)off;
+  f->len = (size_t)len;
+  napi_value name;
+  if (napi_create_reference(env, argv[4], 1, &f->done) != napi_ok) {
+    free(f);
+    return throw_type(env, "replyFdAsync: cannot hold the callback");
+  }
+  CHECK_GOTO(napi_create_string_utf8(env, "s3zfuse.replyFd", NAPI_AUTO_LENGTH, &name));
+  CHECK_GOTO(napi_create_async_work(env, NULL, name, fd_reply_execute, fd_reply_complete, f, &f->work));
+  if (napi_queue_async_work(env, f->work) != napi_ok) {
+    napi_status st = napi_delete_async_work(env, f->work);
+    (void)st; /* reporting the queue failure below matters more */
+    throw_type(env, "replyFdAsync: cannot queue the reply");
+    goto fail;
+  }
+  /* OWNERSHIP: the request leaves the table (JS cannot answer it again) and now
+   * belongs to `f` until fd_reply_complete. */
+  table_remove(a, idx);
+  napi_value t_;
+  CHECK(napi_get_boolean(env, true, &t_));
+  return t_;
+fail:
+  if (napi_delete_reference(env, f->done) != napi_ok)
+    fprintf(stderr, "s3zfuse: could not delete a callback reference\n");
+  free(f);
+  return NULL;
+}
+
 /* replyWrite(id, count) */
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   BEGIN(2, 1u << OP_WRITE);
@@ -1202,7 +1376,7 @@ static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t
 }
 
 /* mount(mountpoint: string, args: string[], cfg: {maxWrite, maxReadahead,
- *       maxBackground, congestionThreshold, threads, handlerMask, borrowWrites},
+ *       maxBackground, congestionThreshold, threads, handlerMask, borrowWrites, spliceWrite},
  *       dispatch: Function) -> session external.
  * Throws an Error (with errno/code when known) if the mount fails. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
@@ -1250,20 +1424,22 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
     CHECK_GOTO(napi_get_value_string_utf8(env, el, fargv[i + 1], l + 1, &l));
   }
-  uint32_t mask = 0, borrow = 0;
+  uint32_t mask = 0, borrow = 0, splice = 0;
   if (!get_u32_prop(env, argv[2], "maxWrite", &s->max_write) ||
       !get_u32_prop(env, argv[2], "maxReadahead", &s->max_readahead) ||
       !get_u32_prop(env, argv[2], "maxBackground", &s->max_background) ||
       !get_u32_prop(env, argv[2], "congestionThreshold", &s->congestion) ||
       !get_u32_prop(env, argv[2], "threads", &s->threads) ||
       !get_u32_prop(env, argv[2], "handlerMask", &mask) ||
-      !get_u32_prop(env, argv[2], "borrowWrites", &borrow)) {
+      !get_u32_prop(env, argv[2], "borrowWrites", &borrow) ||
+      !get_u32_prop(env, argv[2], "spliceWrite", &splice)) {
     throw_type(env, "cfg must hold unsigned integers maxWrite, maxReadahead, maxBackground, "
-                    "congestionThreshold, threads, handlerMask, borrowWrites");
+                    "congestionThreshold, threads, handlerMask, borrowWrites, spliceWrite");
     goto fail;
   }
   s->mask = mask;
   s->borrow_writes = borrow != 0;
+  s->splice_write = splice != 0;
   if (s->threads < 1) s->threads = 1;
   napi_valuetype ft;
   CHECK_GOTO(napi_typeof(env, argv[3], &ft));
@@ -1505,6 +1681,7 @@ static napi_value init(napi_env env, napi_value exports) {
       !set_fn(env, exports, "mountFs", js_mount_fs) ||
       !set_fn(env, exports, "replyErr", js_reply_err) ||
       !set_fn(env, exports, "replyBuf", js_reply_buf) ||
+      !set_fn(env, exports, "replyFdAsync", js_reply_fd_async) ||
       !set_fn(env, exports, "replyWrite", js_reply_write) ||
       !set_fn(env, exports, "replyEntry", js_reply_entry) ||
       !set_fn(env, exports, "replyAttr", js_reply_attr) ||

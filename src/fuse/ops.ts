@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import { isRangeStore, type BlockStore, type RangeStore } from '../store/types.js';
+import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore } from '../store/types.js';
 import { KeyedLock } from '../store/keyed-lock.js';
 import { FALLOC_FL, type DirEntry, type Entry, type FuseHandlers, type Stat } from './binding.js';
 
@@ -96,6 +96,20 @@ export class DeviceOps {
     }
     await Promise.all(parts);
     return out;
+  }
+
+  /**
+   * As read(), but a range within one block the store holds in a local file comes back
+   * as a slice of that file (the FUSE reply reads it from there; the caller releases it).
+   */
+  async readReply(offset: number, length: number): Promise<Buffer | BlockSlice> {
+    const first = Math.floor(offset / this.#bs);
+    const ranged = this.#ranged;
+    if (ranged?.sliceRange !== undefined && first === Math.floor((offset + length - 1) / this.#bs)) {
+      const slice = await ranged.sliceRange(first, offset - first * this.#bs, length);
+      if (slice !== undefined) return slice;
+    }
+    return this.read(offset, length);
   }
 
   /** Writes `data` at `offset`; `data` becomes the stack's (callers hand over a copy). */
@@ -216,7 +230,7 @@ export class DeviceOps {
           if (ino !== DISK_INO) throw errno(E.EISDIR, 'a directory');
           const length = Math.max(0, Math.min(size, this.size - offset));
           if (length === 0) return Buffer.alloc(0);
-          const data = await this.read(offset, length);
+          const data = await this.readReply(offset, length);
           this.stats.reads++;
           this.stats.bytesRead += length;
           return data;

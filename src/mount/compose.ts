@@ -103,7 +103,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
       const z = zeroMap.stats;
       return {
         s3: { get: b.get, put: b.put, delete: b.delete, list: b.list, head: b.head, bytesIn: b.bytesIn, bytesOut: b.bytesOut, retries: b.retries, stale: guard.stats.stale, corrupt: s3.stats.corrupt },
-        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed, localErrors: c.localErrors },
+        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed, localErrors: c.localErrors, slices: c.slices },
         dirtyBlocks: c.dirtyBlocks,
         dirtyBytes: c.dirtyBlocks * blockSize,
         inflight: c.inflight,
@@ -126,5 +126,6 @@ function withClose(top: BlockStore, before: () => void): BlockStore {
   const base = { blockSize: top.blockSize, blockCount: top.blockCount, read: top.read.bind(top), write: top.write.bind(top), flush: top.flush.bind(top), close };
   if (!isRangeStore(top)) return base;
   const ranged: RangeStore = { ...base, readRange: top.readRange.bind(top), writeRange: top.writeRange.bind(top) };
+  if (top.sliceRange !== undefined) ranged.sliceRange = top.sliceRange.bind(top);
   return ranged;
 }

@@ -30,7 +30,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
-import type { BlockStore, RangeStore, ReadOptions } from './types.js';
+import type { BlockSlice, BlockStore, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -79,6 +79,8 @@ export interface CacheStats {
   localErrors: number;
   /** Dirty blocks dropped after a reboot because their bytes did not match the journal. */
   dropped: number;
+  /** Reads answered with a slice of a local file (no copy through memory here). */
+  slices: number;
 }
 
 /**
@@ -123,7 +125,10 @@ export class CacheStore implements RangeStore {
   #pendingEvict = new Set<number>();
   /** Per dirty block, the segments written since it went up (see #cover); dropped once complete or clean. */
   #covered = new Map<number, Uint8Array>();
-  #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0 };
+  /** Slices handed out and not released yet; close() waits for them. */
+  #slicesOut = 0;
+  #slicesDrained: (() => void) | undefined;
+  #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
     this.blockSize = inner.blockSize;
@@ -230,6 +235,50 @@ export class CacheStore implements RangeStore {
     }
   }
 
+  /**
+   * A verified local block's range as a slice of its slab file, pinned (a reader: not
+   * punched out) until release(). Undefined for small reads (a pread on this thread is
+   * cheaper, see SMALL_READ), blocks not held or written as zeros, and ranges past the
+   * file's end (they read as zeros): readRange answers those.
+   */
+  async sliceRange(index: number, at: number, length: number): Promise<BlockSlice | undefined> {
+    if (length <= SMALL_READ) return undefined;
+    checkIndex(this, index, this.#closed);
+    this.#checkRange(index, at, length);
+    if (!this.holds(index) || this.#zeroDirty.has(index)) return undefined;
+    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    let pinned = false;
+    try {
+      if (!(await this.#ensureVerified(index))) {
+        if (this.#lru.delete(index)) this.#drop(index);
+        return undefined;
+      }
+      // Re-checked after the wait: a write may have made it zeros meanwhile, or close() run.
+      if (this.#closed || !this.holds(index) || this.#zeroDirty.has(index)) return undefined;
+      const where = this.#files.where(index, at, length);
+      if (where === undefined) return undefined;
+      this.#lru.get(index); // recently used
+      this.#stats.hit++;
+      this.#stats.slices++;
+      this.#slicesOut++;
+      pinned = true;
+      let released = false;
+      return {
+        fd: where.fd,
+        position: where.position,
+        length,
+        release: () => {
+          if (released) return;
+          released = true;
+          this.#doneReading(index);
+          if (--this.#slicesOut === 0) this.#slicesDrained?.();
+        },
+      };
+    } finally {
+      if (!pinned) this.#doneReading(index);
+    }
+  }
+
   write(index: number, data: Buffer | null): Promise<void> {
     try {
       checkBlock(this, index, data);
@@ -259,6 +308,9 @@ export class CacheStore implements RangeStore {
     this.#closed = true;
     this.#wb.close();
     await this.#inner.close();
+    // A slice's reader (the kernel) reads its fd: the files stay open until all are back.
+    // The FUSE session releases every slice it got, even for requests it abandoned.
+    if (this.#slicesOut > 0) await new Promise<void>((res) => (this.#slicesDrained = res));
     this.#files.close();
   }
 

@@ -5,8 +5,10 @@
 // Reads and writes are by byte range, through libuv's threadpool (fs.read/fs.write),
 // so a 4 KiB read of a cached block costs a 4 KiB read of a file.
 // Invariants: files are opened once and kept open until close(); errors are
-// S3zErrors: ENOSPACE for a full disk, EMOUNT for anything else.
-import { closeSync, mkdirSync, openSync, read, readSync, readdirSync, statSync, write, constants } from 'node:fs';
+// S3zErrors: ENOSPACE for a full disk, EMOUNT for anything else. Each open file's
+// size is known here (fstat at open, then every write); files never shrink (a punch
+// keeps the size), so a range within it can be read in full by anyone holding the fd.
+import { closeSync, fstatSync, mkdirSync, openSync, read, readSync, readdirSync, statSync, write, constants } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +48,8 @@ export class SlabFiles {
   readonly dir: string;
   readonly blockSize: number;
   #fds = new Map<number, number>();
+  /** Per open slab, a lower bound of its file's size (exact unless changed from outside). */
+  #sizes = new Map<number, number>();
   #closed = false;
 
   constructor(dir: string, blockSize: number) {
@@ -104,14 +108,25 @@ export class SlabFiles {
     return out;
   }
 
+  /**
+   * Where [at, at+length) of block `index` lies in its file, when the file holds all of
+   * it (a range past the file's end reads as zeros through read(), not through the fd).
+   */
+  where(index: number, at: number, length: number): { fd: number; position: number } | undefined {
+    const { fd, pos, slab } = this.#locate(index, at);
+    if (pos + length > (this.#sizes.get(slab) ?? 0)) return undefined;
+    return { fd, position: pos };
+  }
+
   /** Writes `data` at `at` within block `index`. */
   write(index: number, at: number, data: Buffer): Promise<void> {
-    const { fd, pos, file } = this.#locate(index, at);
+    const { fd, pos, file, slab } = this.#locate(index, at);
     return new Promise((resolve, reject) => {
       const step = (done: number): void => {
         write(fd, data, done, data.length - done, pos + done, (err, n) => {
           if (err) return reject(localError('cannot write', file, err));
           if (done + n < data.length) return step(done + n);
+          if (pos + data.length > (this.#sizes.get(slab) ?? 0)) this.#sizes.set(slab, pos + data.length);
           resolve();
         });
       };
@@ -145,9 +160,10 @@ export class SlabFiles {
     this.#closed = true;
     for (const fd of this.#fds.values()) closeSync(fd);
     this.#fds.clear();
+    this.#sizes.clear();
   }
 
-  #locate(index: number, at: number): { fd: number; pos: number; file: string } {
+  #locate(index: number, at: number): { fd: number; pos: number; file: string; slab: number } {
     if (this.#closed) throw new S3zError('ECLOSED', 'the cache files are closed');
     const byte = index * this.blockSize + at;
     const slab = Math.floor(byte / SLAB_BYTES);
@@ -156,11 +172,13 @@ export class SlabFiles {
     if (fd === undefined) {
       try {
         fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
+        this.#sizes.set(slab, fstatSync(fd).size);
       } catch (err) {
+        if (fd !== undefined) closeSync(fd);
         throw localError('cannot open', file, err);
       }
       this.#fds.set(slab, fd);
     }
-    return { fd, pos: byte - slab * SLAB_BYTES, file };
+    return { fd, pos: byte - slab * SLAB_BYTES, file, slab };
   }
 }

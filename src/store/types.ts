@@ -25,6 +25,14 @@ export interface BlockStore {
   close(): Promise<void>;
 }
 
+/** `length` bytes at `position` of the open file `fd`, pinned until release(). */
+export interface BlockSlice {
+  readonly fd: number;
+  readonly position: number;
+  readonly length: number;
+  release(): void;
+}
+
 /**
  * A store that also takes byte ranges within a block (the cache layer): a 4 KiB read
  * or a 128 KiB write costs that many bytes of local I/O, not a whole block.
@@ -34,6 +42,12 @@ export interface BlockStore {
  */
 export interface RangeStore extends BlockStore {
   readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null>;
+  /**
+   * The same bytes as readRange, as a range of a local file, when the store holds them
+   * verified in one (else undefined: call readRange). The range stays as it is (not
+   * evicted, its file open) until release(), which the caller must call exactly once.
+   */
+  sliceRange?(index: number, at: number, length: number): Promise<BlockSlice | undefined>;
   writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void>;
 }
 

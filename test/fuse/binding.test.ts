@@ -2,13 +2,13 @@
 // errno propagation and option/handler validation.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { S3zError } from '../../dist/errors.js';
-import { FALLOC_FL, errnoOf, mount, type HandlerName } from '../../dist/fuse/binding.js';
+import { FALLOC_FL, errnoOf, mount, type FileSlice, type FuseHandlers, type HandlerName } from '../../dist/fuse/binding.js';
 import { MemFs } from './memfs.js';
 import { defer, fuseAvailable, MIB, mountMemFs, run, runOk, tempDir } from './helpers.js';
 
@@ -292,4 +292,124 @@ test('missing handlers answer ENOSYS or a sensible default', async (t) => {
   await assert.rejects(readdir(dir), { code: 'ENOSYS' });
   const sf = await statfs(dir);
   assert.equal(sf.blocks, 0);
+});
+
+/** Mounts MemFs with a read handler that answers from `read` instead; the session and its file. */
+async function mountWithRead(t: TestContext, read: NonNullable<FuseHandlers['read']>, size: number, onError?: (err: unknown, op: HandlerName) => void) {
+  const fs = new MemFs({ size });
+  const base = await tempDir(t);
+  const dir = join(base, 'mnt');
+  await mkdir(dir);
+  const session = await mount(dir, onError === undefined ? {} : { onError }, { ...fs.handlers, read });
+  defer(t, () => session.unmount({ timeoutMs: 2000 }));
+  return { session, file: join(dir, fs.fileName), base };
+}
+
+test('a read answered with a FileSlice serves the file\'s bytes, and each slice is released once', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const size = 4 * MIB + 12345;
+  const data = randomBytes(size);
+  const base = await tempDir(t);
+  const src = join(base, 'src');
+  await writeFile(src, data);
+  const fd = openSync(src, 'r');
+  defer(t, () => closeSync(fd));
+  let handed = 0;
+  let released = 0;
+  const { file } = await mountWithRead(t, (_ino, _fh, offset, want) => {
+    handed++;
+    let done = false;
+    return Promise.resolve({
+      fd,
+      position: offset,
+      length: Math.max(0, Math.min(want, size - offset)),
+      release: () => {
+        assert.equal(done, false, 'released twice');
+        done = true;
+        released++;
+      },
+    });
+  }, size);
+  const back = join(base, 'back');
+  await runOk('dd', [`if=${file}`, `of=${back}`, 'bs=1M', 'iflag=direct']);
+  assert.ok((await readFile(back)).equals(data), 'the bytes read are the file\'s');
+  // odd offsets and sizes, through the page cache
+  const h = await open(file, 'r');
+  try {
+    const got = Buffer.alloc(300000);
+    const { bytesRead } = await h.read(got, 0, got.length, 1000001);
+    assert.equal(bytesRead, got.length);
+    assert.ok(got.equals(data.subarray(1000001, 1000001 + got.length)));
+  } finally {
+    await h.close();
+  }
+  assert.ok(handed > 0);
+  for (let i = 0; i < 100 && released < handed; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(released, handed, 'every slice handed to the binding was released');
+});
+
+test('a bad FileSlice is refused in JS (EIO, reported, released); a file that cannot supply the bytes answers EIO, never short', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const base = await tempDir(t);
+  const src = join(base, 'short');
+  await writeFile(src, randomBytes(100000)); // shorter than the slices asked of it
+  const fd = openSync(src, 'r');
+  defer(t, () => closeSync(fd));
+  const reported: unknown[] = [];
+  let released = 0;
+  const release = (): void => {
+    released++;
+  };
+  let next: () => unknown = () => undefined;
+  const { file } = await mountWithRead(t, () => next() as FileSlice, MIB, (err) => reported.push(err));
+  const h = await open(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT);
+  const buf = Buffer.alloc(256 * 1024, 0xaa);
+  // O_DIRECT wants an aligned buffer: readv of an aligned slice of a bigger one
+  const aligned = (() => {
+    const b = Buffer.alloc(buf.length + 4096);
+    const off = (4096 - (Number(b.byteOffset) % 4096)) % 4096;
+    return b.subarray(off, off + buf.length);
+  })();
+  const readOnce = async (): Promise<NodeJS.ErrnoException | number> => {
+    try {
+      return (await h.read(aligned, 0, aligned.length, 0)).bytesRead;
+    } catch (err) {
+      return err as NodeJS.ErrnoException;
+    }
+  };
+  try {
+    const cases: Array<[string, () => unknown, boolean]> = [
+      ['negative fd', () => ({ fd: -1, position: 0, length: 10, release }), true],
+      ['length beyond the request', () => ({ fd, position: 0, length: 100 * MIB, release }), true],
+      ['no release', () => ({ fd, position: 0, length: 10 }), false],
+      ['not a slice', () => ({ nope: true }), false],
+    ];
+    for (const [what, make, releasable] of cases) {
+      next = make;
+      const before = released;
+      const r = await readOnce();
+      assert.equal(typeof r === 'number' ? r : r.code, 'EIO', what);
+      assert.equal(released - before, releasable ? 1 : 0, `${what}: released`);
+    }
+    assert.equal(reported.length, cases.length);
+    assert.ok(reported.every((e) => e instanceof TypeError), 'bad slices are reported as TypeErrors');
+    // The file ends inside the slice: EIO, not a short read nor zeros.
+    next = () => ({ fd, position: 0, length: aligned.length, release });
+    let r = await readOnce();
+    assert.equal(typeof r === 'number' ? r : r.code, 'EIO', 'short file');
+    // A descriptor that is not open.
+    next = () => ({ fd: 1_000_000, position: 0, length: aligned.length, release });
+    r = await readOnce();
+    assert.equal(typeof r === 'number' ? r : r.code, 'EIO', 'closed fd');
+    // released once the pool's reply is out, which may be just after the reader got it
+    for (let i = 0; i < 100 && released < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(released, 4, 'the slices the pool could not send were released too');
+    assert.ok(reported.slice(cases.length).every((e) => e instanceof S3zError && e.errno === E.EIO), 'failed slice replies are reported');
+    // And a good one still works after all that.
+    next = () => ({ fd, position: 0, length: 65536, release });
+    r = await readOnce();
+    assert.equal(r, 65536);
+  } finally {
+    await h.close();
+  }
 });

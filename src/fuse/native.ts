@@ -1,0 +1,131 @@
+// The one place that loads the FUSE addon (native/s3zfuse.c, built to
+// build/Release/s3zfuse.node) and the shapes it speaks: its function table, op
+// codes and vector layouts, which must match the C file.
+// Invariant: the addon is loaded on first use, so commands without FUSE work without it.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { S3zError } from '../errors.js';
+import type { HandlerName } from './types.js';
+import { messageOf } from './util.js';
+export type NativeSession = { readonly __brand: 'NativeSession' };
+export type Dispatch = (op: number, id: number, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown) => void;
+
+export interface NativeConfig {
+  maxWrite: number;
+  maxReadahead: number;
+  maxBackground: number;
+  congestionThreshold: number;
+  threads: number;
+  handlerMask: number;
+  borrowWrites: number;
+  spliceWrite: number;
+}
+
+export interface Native {
+  mount(mountpoint: string, args: string[], cfg: NativeConfig, dispatch: Dispatch): NativeSession;
+  destroy(session: NativeSession): boolean;
+  markExiting(session: NativeSession): void;
+  outstanding(session: NativeSession): number;
+  umount(path: string, flags: number): void;
+  refuse(session: NativeSession, errno: number): void;
+  mountFs(source: string, target: string, fstype: string): void;
+  replyErr(id: number, errno: number): boolean;
+  replyBuf(id: number, data: Uint8Array): boolean;
+  /** A read reply from a file, sent from libuv's pool; done(errno) once it is out (0: sent, else the errno the kernel got). false: stale id. */
+  replyFdAsync(id: number, fd: number, position: number, length: number, done: (errno: number) => void): boolean;
+  replyWrite(id: number, count: number): boolean;
+  replyEntry(id: number, attr: Float64Array, generation: number, attrTimeout: number, entryTimeout: number): boolean;
+  replyAttr(id: number, attr: Float64Array, timeout: number): boolean;
+  replyOpen(id: number, fh: number, flags: number): boolean | 0;
+  replyStatfs(id: number, vec: Float64Array): boolean;
+  replyDir(id: number, names: string[], vec: Float64Array): number | false;
+  constants: { MNT_DETACH: number; ATTR_LEN: number; STATFS_LEN: number; FUSE_MAJOR_VERSION: number; FUSE_MINOR_VERSION: number };
+}
+
+/** Package root: this file is dist/fuse/native.js, two levels below it. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Where `npm run build:native` (node-gyp) puts the addon. */
+export const ADDON_PATH = join(PACKAGE_ROOT, 'build', 'Release', 's3zfuse.node');
+
+let nativeModule: Native | undefined;
+
+/** Loads the addon on first use, so that commands without FUSE work without it. */
+export function loadNative(): Native {
+  if (nativeModule !== undefined) return nativeModule;
+  const require = createRequire(import.meta.url);
+  try {
+    nativeModule = require(ADDON_PATH) as Native;
+  } catch (err) {
+    throw new S3zError(
+      'EMOUNT',
+      `the FUSE addon ${ADDON_PATH} could not be loaded (build it with "npm run build:native"; it needs libfuse3-dev and pkg-config): ${messageOf(err)}`,
+      { cause: err },
+    );
+  }
+  return nativeModule;
+}
+
+// Keep in sync with native/s3zfuse.c.
+export const OP = {
+  INIT: 1,
+  LOOKUP: 2,
+  FORGET: 3,
+  GETATTR: 4,
+  SETATTR: 5,
+  OPEN: 6,
+  READ: 7,
+  WRITE: 8,
+  FLUSH: 9,
+  FSYNC: 10,
+  FALLOCATE: 11,
+  RELEASE: 12,
+  OPENDIR: 13,
+  READDIR: 14,
+  RELEASEDIR: 15,
+  STATFS: 16,
+  ENDED: 17,
+} as const;
+
+export const HANDLER_OPS: Readonly<Record<HandlerName, number>> = {
+  init: OP.INIT,
+  lookup: OP.LOOKUP,
+  forget: OP.FORGET,
+  getattr: OP.GETATTR,
+  setattr: OP.SETATTR,
+  open: OP.OPEN,
+  read: OP.READ,
+  write: OP.WRITE,
+  flush: OP.FLUSH,
+  fsync: OP.FSYNC,
+  fallocate: OP.FALLOCATE,
+  release: OP.RELEASE,
+  opendir: OP.OPENDIR,
+  readdir: OP.READDIR,
+  releasedir: OP.RELEASEDIR,
+  statfs: OP.STATFS,
+};
+export const HANDLER_NAMES = Object.keys(HANDLER_OPS) as HandlerName[];
+
+export const OPEN_DIRECT_IO = 1;
+export const OPEN_KEEP_CACHE = 2;
+export const OPEN_NONSEEKABLE = 4;
+export const OPEN_CACHE_READDIR = 8;
+
+// Attribute vector layout (A_* in the C file).
+export const ATTR_LEN = 12;
+export const STATFS_LEN = 10;
+// setattr to_set bits
+export const SET_MODE = 1 << 0;
+export const SET_UID = 1 << 1;
+export const SET_GID = 1 << 2;
+export const SET_SIZE = 1 << 3;
+export const SET_ATIME = 1 << 4;
+export const SET_MTIME = 1 << 5;
+export const SET_ATIME_NOW = 1 << 7;
+export const SET_MTIME_NOW = 1 << 8;
+export const SET_CTIME = 1 << 10;
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const MIB = 1024 * 1024;
