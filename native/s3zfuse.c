@@ -59,6 +59,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* ---- op codes shared with src/fuse/native.ts (keep in sync: OP there) ---- */
@@ -387,7 +388,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn) {
   conn->max_readahead = s->max_readahead; /* the kernel keeps the smaller of its own and ours */
   if (s->max_background) conn->max_background = s->max_background;
   if (s->congestion) conn->congestion_threshold = s->congestion;
-  /* replyFdAsync: the kernel takes the file's pages through a pipe, no copy in user
+  /* replyFd: the kernel takes the file's pages through a pipe, no copy in user
    * space, if libfuse can grow its pipe past a whole reply (pipe-max-size is
    * 1 MiB by default; beyond it needs CAP_SYS_RESOURCE). */
   if (s->splice_write && (conn->capable & FUSE_CAP_SPLICE_WRITE) &&
@@ -1109,7 +1110,7 @@ static int send_fd_slice(session *s, fuse_req_t req, int fd, off_t off, size_t l
   return err;
 }
 
-/* An fd reply sent from libuv's pool (replyFdAsync). */
+/* An fd reply sent from libuv's pool (replyFd, when the JS thread could not). */
 typedef struct fd_reply {
   request *r;
   int fd;
@@ -1156,27 +1157,61 @@ static void fd_reply_complete(napi_env env, napi_status status, void *data) {
   free(f);
 }
 
-/* replyFdAsync(id, fd, offset, length, done(errno)) for read: the kernel gets
- * [offset, offset+length) of the file `fd` (send_fd_slice). The reply (the file
- * read and the write to /dev/fuse) runs on libuv's pool, so neither a copy nor a
- * disk read of an uncached page holds the JS thread (measured: on the JS thread
- * it was a little faster while the pages were cached, and as slow as the disk,
- * one read at a time, when they were not). The
- * id is answered for JS at once (a second reply is refused); `fd` and the range
- * must stay as they are until done() is called, always exactly once.
- * Returns true (queued) or false (stale id). */
-static napi_value js_reply_fd_async(napi_env env, napi_callback_info info) {
+/* The JS thread's attempt at an fd reply: only if every byte of [off, off+len)
+ * is in the page cache now (preadv2 RWF_NOWAIT: never waits for the disk nor a
+ * lock). Returns true if the reply was sent; false if nothing was sent (EAGAIN,
+ * a short count, EOPNOTSUPP as on tmpfs, any other error: the caller then uses
+ * the pool, which reads the whole range again and owns the error handling). */
+static bool send_fd_slice_nowait(fuse_req_t req, int fd, off_t off, size_t len) {
+  if (len == 0) {
+    fuse_reply_buf(req, NULL, 0);
+    return true;
+  }
+  /* OWNERSHIP: buf is ours from payload_alloc to payload_free below, on both outcomes. */
+  char *buf = payload_alloc(len);
+  if (!buf) return false;
+  struct iovec iov = {.iov_base = buf, .iov_len = len};
+  ssize_t n = preadv2(fd, &iov, 1, off, RWF_NOWAIT);
+  bool whole = n >= 0 && (size_t)n == len;
+  if (whole) fuse_reply_buf(req, buf, len);
+  payload_free(buf, len);
+  return whole;
+}
+
+/* replyFd(id, fd, offset, length, done(errno)) for read: the kernel gets
+ * [offset, offset+length) of the file `fd` (send_fd_slice). Tried first on the
+ * JS thread without blocking (send_fd_slice_nowait: measured faster than the
+ * pool while the pages are cached); otherwise the reply (the file read and the
+ * write to /dev/fuse) runs on libuv's pool, so neither a disk read of an
+ * uncached page nor a lock holds the JS thread. With splicing on, always the
+ * pool (no copy at all there).
+ * Returns 0 (stale id), 1 (queued on the pool: `fd` and the range must stay as
+ * they are until done(errno) is called, exactly once) or 2 (sent on this
+ * thread: done is never called; the range may be let go of at once). Either
+ * way the id is answered for JS (a second reply is refused). */
+static napi_value js_reply_fd(napi_env env, napi_callback_info info) {
   BEGIN(5, 1u << OP_READ);
-  (void)dead;
   uint32_t fd;
   uint64_t off, len;
   napi_valuetype t;
   if (!arg_u32(env, argv[1], &fd) || fd > INT32_MAX || !arg_u64(env, argv[2], &off) ||
       off > (uint64_t)INT64_MAX || !arg_u64(env, argv[3], &len) || len > r->len ||
       napi_typeof(env, argv[4], &t) != napi_ok || t != napi_function)
-    return throw_type(env, "replyFdAsync(id, fd, offset, length <= the request size, done)");
+    return throw_type(env, "replyFd(id, fd, offset, length <= the request size, done)");
+  /* Made before anything is sent or queued: once it is, nothing may fail (JS
+   * would let go of the range the pool still reads). */
+  napi_value sent_here, queued;
+  CHECK(napi_create_uint32(env, 2, &sent_here));
+  CHECK(napi_create_uint32(env, 1, &queued));
+  if (!dead && !r->s->splice_ok && send_fd_slice_nowait(r->req, (int)fd, (off_t)off, (size_t)len)) {
+    /* OWNERSHIP: answered here; the request leaves the table and is freed now. */
+    table_remove(a, idx);
+    atomic_fetch_sub(&r->s->outstanding, 1);
+    req_finish(env, r);
+    return sent_here;
+  }
   fd_reply *f = calloc(1, sizeof *f);
-  if (!f) return throw_errno(env, ENOMEM, "replyFdAsync");
+  if (!f) return throw_errno(env, ENOMEM, "replyFd");
   f->r = r;
   f->fd = (int)fd;
   f->off = (off_t)off;
@@ -1184,22 +1219,20 @@ static napi_value js_reply_fd_async(napi_env env, napi_callback_info info) {
   napi_value name;
   if (napi_create_reference(env, argv[4], 1, &f->done) != napi_ok) {
     free(f);
-    return throw_type(env, "replyFdAsync: cannot hold the callback");
+    return throw_type(env, "replyFd: cannot hold the callback");
   }
   CHECK_GOTO(napi_create_string_utf8(env, "s3zfuse.replyFd", NAPI_AUTO_LENGTH, &name));
   CHECK_GOTO(napi_create_async_work(env, NULL, name, fd_reply_execute, fd_reply_complete, f, &f->work));
   if (napi_queue_async_work(env, f->work) != napi_ok) {
     napi_status st = napi_delete_async_work(env, f->work);
     (void)st; /* reporting the queue failure below matters more */
-    throw_type(env, "replyFdAsync: cannot queue the reply");
+    throw_type(env, "replyFd: cannot queue the reply");
     goto fail;
   }
   /* OWNERSHIP: the request leaves the table (JS cannot answer it again) and now
    * belongs to `f` until fd_reply_complete. */
   table_remove(a, idx);
-  napi_value t_;
-  CHECK(napi_get_boolean(env, true, &t_));
-  return t_;
+  return queued;
 fail:
   if (napi_delete_reference(env, f->done) != napi_ok)
     fprintf(stderr, "s3zfuse: could not delete a callback reference\n");
@@ -1681,7 +1714,7 @@ static napi_value init(napi_env env, napi_value exports) {
       !set_fn(env, exports, "mountFs", js_mount_fs) ||
       !set_fn(env, exports, "replyErr", js_reply_err) ||
       !set_fn(env, exports, "replyBuf", js_reply_buf) ||
-      !set_fn(env, exports, "replyFdAsync", js_reply_fd_async) ||
+      !set_fn(env, exports, "replyFd", js_reply_fd) ||
       !set_fn(env, exports, "replyWrite", js_reply_write) ||
       !set_fn(env, exports, "replyEntry", js_reply_entry) ||
       !set_fn(env, exports, "replyAttr", js_reply_attr) ||

@@ -32,8 +32,12 @@ export interface Native {
   mountFs(source: string, target: string, fstype: string): void;
   replyErr(id: number, errno: number): boolean;
   replyBuf(id: number, data: Uint8Array): boolean;
-  /** A read reply from a file, sent from libuv's pool; done(errno) once it is out (0: sent, else the errno the kernel got). false: stale id. */
-  replyFdAsync(id: number, fd: number, position: number, length: number, done: (errno: number) => void): boolean;
+  /**
+   * A read reply from a file: FD_SENT (sent on this thread from the page cache, without
+   * waiting; done is never called), FD_QUEUED (sent from libuv's pool; done(errno) once it
+   * is out: 0 sent, else the errno the kernel got) or FD_STALE (stale id).
+   */
+  replyFd(id: number, fd: number, position: number, length: number, done: (errno: number) => void): number;
   replyWrite(id: number, count: number): boolean;
   replyEntry(id: number, attr: Float64Array, generation: number, attrTimeout: number, entryTimeout: number): boolean;
   replyAttr(id: number, attr: Float64Array, timeout: number): boolean;
@@ -111,6 +115,11 @@ export const OPEN_DIRECT_IO = 1;
 export const OPEN_KEEP_CACHE = 2;
 export const OPEN_NONSEEKABLE = 4;
 export const OPEN_CACHE_READDIR = 8;
+
+// replyFd results
+export const FD_STALE = 0;
+export const FD_QUEUED = 1;
+export const FD_SENT = 2;
 
 // Attribute vector layout (A_* in the C file).
 export const ATTR_LEN = 12;

@@ -31,7 +31,7 @@ import { join } from 'node:path';
 import { S3zError } from '../errors.js';
 import { checkSlice, dirVec, fhOf, fillAttr, setattrChanges, statfsVec, type AttrDefaults } from './encode.js';
 import { detach, detachSync, isRoot } from './mountpoint.js';
-import { ATTR_LEN, OP, OPEN_CACHE_READDIR, OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, type Dispatch, type Native, type NativeSession } from './native.js';
+import { ATTR_LEN, FD_QUEUED, FD_SENT, OP, OPEN_CACHE_READDIR, OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, type Dispatch, type Native, type NativeSession } from './native.js';
 import type { ResolvedOptions } from './options.js';
 import type {
   Awaitable, ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, OpendirResult, OpenResult, SessionState, Stat, Statfs, UnmountOptions,
@@ -76,8 +76,9 @@ export class FuseSession {
   #dev: string | undefined;
   #unmounting: Promise<void> | undefined;
   #attrVec = new Float64Array(ATTR_LEN);
-  /** Slice replies queued on libuv's pool and not out yet (replyFdAsync). */
+  /** Slice replies queued on libuv's pool and not out yet (replyFd). */
   #fdReplies = 0;
+  #sliceReplies = { sentHere: 0, pooled: 0 };
   #fdDrained: (() => void) | undefined;
   #attrDefaults: AttrDefaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, timeMs: Date.now() };
 
@@ -99,6 +100,14 @@ export class FuseSession {
   /** Requests handed to handlers and not answered yet. */
   get inflight(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * FileSlice replies so far: sent on the JS thread (every byte was in the page cache)
+   * and sent from libuv's pool (some were not, or the file cannot say without waiting).
+   */
+  get sliceReplies(): { sentHere: number; pooled: number } {
+    return { ...this.#sliceReplies };
   }
 
   /** The connection as negotiated with the kernel (undefined before INIT). */
@@ -348,13 +357,17 @@ export class FuseSession {
     let queued = false;
     try {
       checkSlice(v, size);
-      // Answered for JS at once; the slice is held until the pool has sent it.
-      queued = this.#native.replyFdAsync(id, v.fd, v.position, v.length, (errno) => {
+      // Answered for JS at once; a slice the pool sends is held until it is out.
+      const how = this.#native.replyFd(id, v.fd, v.position, v.length, (errno) => {
         if (errno !== 0) this.#sliceFailed(v, errno);
         this.#releaseSlice(v);
         if (--this.#fdReplies === 0) this.#fdDrained?.();
       });
-      if (queued) this.#fdReplies++;
+      queued = how === FD_QUEUED;
+      if (queued) {
+        this.#fdReplies++;
+        this.#sliceReplies.pooled++;
+      } else if (how === FD_SENT) this.#sliceReplies.sentHere++;
     } finally {
       if (!queued) this.#releaseSlice(v);
     }

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -412,4 +412,72 @@ test('a bad FileSlice is refused in JS (EIO, reported, released); a file that ca
   } finally {
     await h.close();
   }
+});
+
+test('a FileSlice whose pages are cached is sent on the JS thread; one that is not (tmpfs, dropped pages) goes through the pool, same bytes', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const size = 4 * MIB;
+  const base = await tempDir(t); // under os.tmpdir(): a disk file system whose reads honour RWF_NOWAIT
+  const shm = await mkdtemp(join('/dev/shm', 's3z-nowait-')); // tmpfs: RWF_NOWAIT fails there (EOPNOTSUPP)
+  defer(t, () => rm(shm, { recursive: true, force: true }));
+  const files = new Map<string, { fd: number; data: Buffer; path: string }>();
+  for (const [name, dir] of [['disk', base], ['tmpfs', shm]] as const) {
+    const data = randomBytes(size);
+    const path = join(dir, `src-${name}`);
+    await writeFile(path, data);
+    const fd = openSync(path, 'r');
+    defer(t, () => closeSync(fd));
+    files.set(name, { fd, data, path });
+  }
+  let src = files.get('disk')!;
+  let handed = 0;
+  let released = 0;
+  const { session, file, base: mbase } = await mountWithRead(t, (_ino, _fh, offset, want) => {
+    handed++;
+    let done = false;
+    return {
+      fd: src.fd,
+      position: offset,
+      length: Math.max(0, Math.min(want, size - offset)),
+      release: () => {
+        assert.equal(done, false, 'released twice');
+        done = true;
+        released++;
+      },
+    };
+  }, size);
+  const back = join(mbase, 'back');
+  const readAll = async (what: string): Promise<void> => {
+    await runOk('dd', [`if=${file}`, `of=${back}`, 'bs=1M', 'iflag=direct']);
+    assert.ok((await readFile(back)).equals(src.data), `${what}: the bytes read are the file's`);
+  };
+
+  // Just written, so in the page cache: every reply is sent on the JS thread.
+  await readAll('cached');
+  const first = handed; // 4 blocks and dd's read at the end (length 0)
+  assert.ok(first >= 4);
+  assert.deepEqual(session.sliceReplies, { sentHere: first, pooled: 0 });
+  assert.equal(released, handed, 'slices sent on the JS thread are released at once');
+
+  // tmpfs cannot answer without possibly waiting: every reply goes through the pool.
+  src = files.get('tmpfs')!;
+  await readAll('tmpfs');
+  const second = handed - first;
+  // a reply of length 0 needs no read: sent here even from tmpfs
+  assert.deepEqual(session.sliceReplies, { sentHere: first + second - 4, pooled: 4 });
+
+  // The disk file's pages dropped: the first read cannot be sent without the disk.
+  if (process.getuid?.() === 0) {
+    src = files.get('disk')!;
+    await runOk('sync', [src.path]);
+    await writeFile('/proc/sys/vm/drop_caches', '1');
+    await readAll('dropped');
+    const { sentHere, pooled } = session.sliceReplies;
+    assert.ok(pooled >= 5, `a read of dropped pages goes through the pool (pooled ${pooled})`);
+    assert.equal(sentHere + pooled, handed);
+  } else {
+    t.diagnostic('not root: the dropped-pages case needs /proc/sys/vm/drop_caches');
+  }
+  for (let i = 0; i < 100 && released < handed; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(released, handed, 'every slice handed to the binding was released');
 });
