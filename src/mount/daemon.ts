@@ -128,12 +128,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     const abandoned = new Promise<void>((resolve) => (abandon = resolve));
     let lastError: string | null = null;
     const status = (): DaemonStatus => ({ cacheDir, stopping: stopping !== undefined, lastError });
+    // The stats file can be read before mount() resolves (the kernel serves it once INIT is done).
+    let fuseSession: FuseSession | undefined;
     const ops: DeviceOps = new DeviceOps(stack.top, {
       readOnly: opts.mode === 'read-only',
-      stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode, status()), null, 2) + '\n',
+      stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode, status(), fuseSession), null, 2) + '\n',
       log,
     });
     const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false }, ops.handlers());
+    fuseSession = session;
     undo.push(() => session.unmount());
     if (opts.hydrate) stack.startHydration();
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
@@ -180,7 +183,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
 }
 
 
-export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode, status: DaemonStatus): Record<string, unknown> {
+export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode, status: DaemonStatus, session?: FuseSession): Record<string, unknown> {
   const s = stack.stats();
-  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: ops.stats };
+  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: { ...ops.stats, sliceReplies: session?.sliceReplies ?? null } };
 }
