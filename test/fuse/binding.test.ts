@@ -6,6 +6,7 @@ import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
 import { S3zError } from '../../dist/errors.js';
 import { FALLOC_FL, errnoOf, mount, type FileSlice, type FuseHandlers, type HandlerName } from '../../dist/fuse/binding.js';
@@ -417,7 +418,14 @@ test('a bad FileSlice is refused in JS (EIO, reported, released); a file that ca
 test('a FileSlice whose pages are cached is sent on the JS thread; one that is not (tmpfs, dropped pages) goes through the pool, same bytes', async (t) => {
   if (!fuseAvailable(t)) return;
   const size = 4 * MIB;
-  const base = await tempDir(t); // under os.tmpdir(): a disk file system whose reads honour RWF_NOWAIT
+  // A disk file system whose buffered reads honour RWF_NOWAIT: the checkout's .cache
+  // (os.tmpdir() may itself be a tmpfs on some machines).
+  const diskRoot = fileURLToPath(new URL('../../.cache/', import.meta.url));
+  await mkdir(diskRoot, { recursive: true });
+  const base = await mkdtemp(join(diskRoot, 's3z-nowait-'));
+  defer(t, () => rm(base, { recursive: true, force: true }));
+  const TMPFS_MAGIC = 0x01021994;
+  assert.notEqual((await statfs(base)).type, TMPFS_MAGIC, `${base} must be on a disk file system for this test`);
   const shm = await mkdtemp(join('/dev/shm', 's3z-nowait-')); // tmpfs: RWF_NOWAIT fails there (EOPNOTSUPP)
   defer(t, () => rm(shm, { recursive: true, force: true }));
   const files = new Map<string, { fd: number; data: Buffer; path: string }>();
