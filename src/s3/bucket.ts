@@ -66,7 +66,8 @@ export class S3Bucket {
   readonly endpoint: string;
   readonly stats: S3Stats = { get: 0, put: 0, delete: 0, list: 0, head: 0, bytesIn: 0, bytesOut: 0, retries: 0 };
   #client: S3Client;
-  #lean: BlockHttp;
+  #lean: BlockHttp | null = null;
+  #agents: { http: http.Agent; https: https.Agent };
   #config: S3Config;
   /** SSE for PUTs that name none: the volume's, once its descriptor is read (a bucket policy may demand it on every PUT). */
   #sse: PutSse | null = null;
@@ -80,6 +81,7 @@ export class S3Bucket {
     const agentOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: config.maxSockets };
     const httpAgent = new http.Agent(agentOptions);
     const httpsAgent = new https.Agent(agentOptions);
+    this.#agents = { http: httpAgent, https: httpsAgent };
     this.#client = new S3Client({
       region: config.region,
       ...(config.endpoint ? { endpoint: config.endpoint, forcePathStyle: true } : {}),
@@ -96,10 +98,19 @@ export class S3Bucket {
         requestTimeout: config.requestTimeoutMs,
       }),
     });
-    // The SDK's own endpoint rules give the bucket's URL (virtual-host on AWS where the
-    // name allows, path-style with a custom endpoint) and the signing region.
+  }
+
+  /**
+   * The lean GET/PUT path, made on first use so that what the SDK's endpoint rules
+   * refuse (a malformed region) fails a request, as it did inside the SDK, not the constructor.
+   */
+  #leanPath(): BlockHttp {
+    if (this.#lean !== null) return this.#lean;
+    const config = this.#config;
+    // The SDK's own rules give the bucket's URL (virtual-host on AWS where the name
+    // allows, path-style with a custom endpoint) and the signing region.
     const resolved = this.#client.config.endpointProvider({
-      Bucket: bucket, Region: config.region, UseFIPS: false, UseDualStack: false, Accelerate: false,
+      Bucket: this.name, Region: config.region, UseFIPS: false, UseDualStack: false, Accelerate: false,
       ForcePathStyle: config.endpoint !== undefined, ...(config.endpoint ? { Endpoint: config.endpoint } : {}),
     });
     const scheme = (resolved.properties?.authSchemes as { signingRegion?: string }[] | undefined)?.[0];
@@ -109,9 +120,10 @@ export class S3Bucket {
       bucketUrl,
       signingRegion: scheme?.signingRegion ?? config.region,
       credentials: () => credentials(),
-      agent: bucketUrl.protocol === 'https:' ? httpsAgent : httpAgent,
+      agent: bucketUrl.protocol === 'https:' ? this.#agents.https : this.#agents.http,
       connectTimeoutMs: config.connectTimeoutMs,
     });
+    return this.#lean;
   }
 
   /** Runs one request with a whole-attempt deadline, retrying transient failures. */
@@ -163,7 +175,7 @@ export class S3Bucket {
    */
   async get(key: string, verify?: (obj: S3Object) => void | Promise<void>): Promise<S3Object | null> {
     return this.#send(`GET s3://${this.name}/${key}`, 'get', async (signal) => {
-      const obj = await this.#lean.get(key, signal);
+      const obj = await this.#leanPath().get(key, signal);
       if (obj === null) return null;
       this.stats.bytesIn += obj.body.length;
       // Verification inside the attempt: a bad body is retried like a dropped one.
@@ -206,7 +218,7 @@ export class S3Bucket {
     const storageClass = opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? opts.storageClass : undefined;
     const put = { ...opts, contentType: opts.contentType ?? 'application/octet-stream', storageClass, sse };
     return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (signal) => {
-      const etag = await this.#lean.put(key, body, put, signal);
+      const etag = await this.#leanPath().put(key, body, put, signal);
       this.stats.bytesOut += body.length;
       return etag;
     });
