@@ -384,7 +384,7 @@ async function main() {
       }
       if (!skip.has('image')) {
         try {
-          L.image = await imageBench(s3, { root: ROOT, src, bytes: sizeBytes, work });
+          L.image = await imageBench(s3, { root: ROOT, src, bytes: sizeBytes, work, cpuProfDir });
         } catch (e) {
           L.image = { error: e.message.split('\n')[0].slice(0, 300) };
           results.errors.push(`put/get image at ${lat} ms: ${e.message}`);

@@ -7,8 +7,10 @@ import { log, runOk } from './proc.js';
 
 const LEASE_PUTS = 2;
 
-export async function imageBench(s3, { root, src, bytes, work }) {
-  const cli = (args) => runOk(process.execPath, [join(root, 'dist/cli.js'), ...args], { env: s3.env, timeoutMs: 1_800_000 });
+export async function imageBench(s3, { root, src, bytes, work, cpuProfDir }) {
+  // --cpu-prof profiles put and get too: their main thread is what the image rows measure.
+  const nodeArgs = cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [];
+  const cli = (args) => runOk(process.execPath, [...nodeArgs, join(root, 'dist/cli.js'), ...args], { env: s3.env, timeoutMs: 1_800_000 });
   const bucket = await s3.newBucket('image');
   const url = `s3://${bucket}/vol`;
   await cli(['create', url, '--size', String(bytes)]);

@@ -1,13 +1,14 @@
-// One bucket, spoken to through @aws-sdk/client-s3. Owns the HTTP agent (keep-alive,
-// bounded sockets), the per-attempt timeout, retries and the request counters.
-// Knows nothing of blocks: keys and bytes only. Every method either succeeds,
-// answers "absent" (null), or throws an S3zError once retries are spent.
+// One bucket. Object GET and PUT (the block path) go through the lean signed
+// requests of block-http.ts; everything else through @aws-sdk/client-s3, whose
+// resolved config (credentials provider, region, endpoint rules) both share. Owns the
+// HTTP agent (keep-alive, bounded sockets, shared by both paths), the per-attempt
+// timeout, retries and the request counters. Knows nothing of blocks: keys and bytes
+// only. Every method either succeeds, answers "absent" (null), or throws an S3zError
+// once retries are spent.
 import http from 'node:http';
 import https from 'node:https';
-import { Readable } from 'node:stream';
 import {
-  S3Client, GetObjectCommand, PutObjectCommand, DeleteObjectCommand, DeleteObjectsCommand,
-  HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command, type StorageClass,
+  S3Client, DeleteObjectCommand, DeleteObjectsCommand, HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { Logger } from '../log.js';
@@ -17,6 +18,7 @@ import type { S3Config } from './config.js';
 
 export { DEFAULT_S3_CONFIG, type S3Config } from './config.js';
 import { TransientError, isRetryable, toS3zError } from './errors.js';
+import { BlockHttp } from './block-http.js';
 
 // The SDK warns on Node 20 at every start; a CLI user must never see it (DESIGN §6).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -48,6 +50,8 @@ export class S3Bucket {
   readonly endpoint: string;
   readonly stats: S3Stats = { get: 0, put: 0, delete: 0, list: 0, head: 0, bytesIn: 0, bytesOut: 0, retries: 0 };
   #client: S3Client;
+  #lean: BlockHttp | null = null;
+  #agents: { http: http.Agent; https: https.Agent };
   #config: S3Config;
   /** SSE for PUTs that name none: the volume's, once its descriptor is read (a bucket policy may demand it on every PUT). */
   #sse: PutSse | null = null;
@@ -59,6 +63,9 @@ export class S3Bucket {
     this.#config = config;
     this.#log = log.child({ layer: 's3', bucket });
     const agentOptions = { keepAlive: true, maxSockets: config.maxSockets, maxFreeSockets: config.maxSockets };
+    const httpAgent = new http.Agent(agentOptions);
+    const httpsAgent = new https.Agent(agentOptions);
+    this.#agents = { http: httpAgent, https: httpsAgent };
     this.#client = new S3Client({
       region: config.region,
       ...(config.endpoint ? { endpoint: config.endpoint, forcePathStyle: true } : {}),
@@ -69,12 +76,38 @@ export class S3Bucket {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({
-        httpAgent: new http.Agent(agentOptions),
-        httpsAgent: new https.Agent(agentOptions),
+        httpAgent,
+        httpsAgent,
         connectionTimeout: config.connectTimeoutMs,
         requestTimeout: config.requestTimeoutMs,
       }),
     });
+  }
+
+  /**
+   * The lean GET/PUT path, made on first use so that what the SDK's endpoint rules
+   * refuse (a malformed region) fails a request, as it did inside the SDK, not the constructor.
+   */
+  #leanPath(): BlockHttp {
+    if (this.#lean !== null) return this.#lean;
+    const config = this.#config;
+    // The SDK's own rules give the bucket's URL (virtual-host on AWS where the name
+    // allows, path-style with a custom endpoint) and the signing region.
+    const resolved = this.#client.config.endpointProvider({
+      Bucket: this.name, Region: config.region, UseFIPS: false, UseDualStack: false, Accelerate: false,
+      ForcePathStyle: config.endpoint !== undefined, ...(config.endpoint ? { Endpoint: config.endpoint } : {}),
+    });
+    const scheme = (resolved.properties?.authSchemes as { signingRegion?: string }[] | undefined)?.[0];
+    const bucketUrl = new URL(resolved.url.href);
+    const credentials = this.#client.config.credentials;
+    this.#lean = new BlockHttp({
+      bucketUrl,
+      signingRegion: scheme?.signingRegion ?? config.region,
+      credentials: () => credentials(),
+      agent: bucketUrl.protocol === 'https:' ? this.#agents.https : this.#agents.http,
+      connectTimeoutMs: config.connectTimeoutMs,
+    });
+    return this.#lean;
   }
 
   /** Runs one request with a whole-attempt deadline, retrying transient failures. */
@@ -125,17 +158,10 @@ export class S3Bucket {
    * thread); if it throws a retryable error, the body is dropped and fetched again.
    */
   async get(key: string, verify?: (obj: S3Object) => void | Promise<void>): Promise<S3Object | null> {
-    return this.#send(`GET s3://${this.name}/${key}`, 'get', async (abortSignal) => {
-      let res;
-      try {
-        res = await this.#client.send(new GetObjectCommand({ Bucket: this.name, Key: key }), { abortSignal });
-      } catch (err) {
-        if (isNotFound(err)) return null;
-        throw err;
-      }
-      const body = await readBody(res.Body, res.ContentLength);
-      this.stats.bytesIn += body.length;
-      const obj: S3Object = { body, metadata: res.Metadata ?? {}, etag: res.ETag };
+    return this.#send(`GET s3://${this.name}/${key}`, 'get', async (signal) => {
+      const obj = await this.#leanPath().get(key, signal);
+      if (obj === null) return null;
+      this.stats.bytesIn += obj.body.length;
       // Verification inside the attempt: a bad body is retried like a dropped one.
       await verify?.(obj);
       return obj;
@@ -159,7 +185,7 @@ export class S3Bucket {
    * `ifAbsent` asks the server to refuse an overwrite (s3rver ignores it; AWS honours it).
    * `sha256Hex`, the body's SHA-256 when the caller has it, spares SigV4 hashing the body again,
    * and is what makes the server refuse a damaged body: with it, `md5` (Content-MD5) adds
-   * nothing but CPU (DESIGN §2). Without either, SigV4 hashes the body on the main thread.
+   * nothing but CPU (DESIGN §2). Without it, the body is hashed on the main thread: small objects only.
    */
   async put(
     key: string,
@@ -173,30 +199,12 @@ export class S3Bucket {
     },
   ): Promise<string | undefined> {
     const sse = opts.sse === undefined ? this.#sse : opts.sse;
-    return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (abortSignal) => {
-      const command = new PutObjectCommand({
-        Bucket: this.name, Key: key, Body: body, ContentLength: body.length,
-        ...(opts.md5 !== undefined ? { ContentMD5: opts.md5 } : {}),
-        ContentType: opts.contentType ?? 'application/octet-stream',
-        ...(opts.metadata ? { Metadata: opts.metadata } : {}),
-        ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
-        ...(opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? { StorageClass: opts.storageClass as StorageClass } : {}),
-        ...(sse ? { ServerSideEncryption: sse.mode, ...(sse.kmsKeyId !== undefined ? { SSEKMSKeyId: sse.kmsKeyId } : {}) } : {}),
-      });
-      const payloadHash = opts.sha256Hex;
-      if (payloadHash !== undefined) {
-        // The signer takes a present x-amz-content-sha256 as the payload's hash.
-        command.middlewareStack.add(
-          (next) => (args) => {
-            (args.request as { headers: Record<string, string> }).headers['x-amz-content-sha256'] = payloadHash;
-            return next(args);
-          },
-          { step: 'build', name: 's3zPayloadHash' },
-        );
-      }
-      const res = await this.#client.send(command, { abortSignal });
+    const storageClass = opts.storageClass !== undefined && opts.storageClass !== 'STANDARD' ? opts.storageClass : undefined;
+    const put = { ...opts, contentType: opts.contentType ?? 'application/octet-stream', storageClass, sse };
+    return this.#send(`PUT s3://${this.name}/${key}`, 'put', async (signal) => {
+      const etag = await this.#leanPath().put(key, body, put, signal);
       this.stats.bytesOut += body.length;
-      return res.ETag;
+      return etag;
     });
   }
 
@@ -245,31 +253,6 @@ export class S3Bucket {
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
   return e.name === 'NoSuchKey' || e.name === 'NotFound' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
-}
-
-/** Reads a response body into one buffer of the announced length; a short body is transient. */
-async function readBody(body: unknown, length: number | undefined): Promise<Buffer> {
-  if (!(body instanceof Readable)) throw new TransientError('response has no body');
-  if (length === undefined) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
-  }
-  const out = Buffer.allocUnsafe(length);
-  let at = 0;
-  try {
-    for await (const chunk of body) {
-      const c = chunk as Buffer;
-      if (at + c.length > length) throw new TransientError(`body longer than its Content-Length ${length}`);
-      c.copy(out, at);
-      at += c.length;
-    }
-  } catch (err) {
-    if (err instanceof TransientError) throw err;
-    throw new TransientError(`body cut after ${at} of ${length} bytes`, { cause: err });
-  }
-  if (at !== length) throw new TransientError(`body cut after ${at} of ${length} bytes`);
-  return out;
 }
 
 function describe(err: unknown): string {

@@ -1,5 +1,6 @@
-// Turns what the AWS SDK and Node's sockets throw into S3zErrors, and says which
-// failures are transient. Only this file knows the SDK's error shapes.
+// Turns what the AWS SDK, the lean block path (block-http.ts) and Node's sockets
+// throw into S3zErrors, and says which failures are transient. Only this file knows
+// the SDK's error shapes; S3ResponseError gives the lean path's errors the same one.
 import { S3zError, type ErrorCode } from '../errors.js';
 
 interface SdkLikeError {
@@ -31,6 +32,23 @@ export class TransientError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TransientError';
     this.code = options?.code ?? 'ES3';
+  }
+}
+
+/**
+ * An S3 error answer read by the lean path, shaped like the SDK's service errors
+ * (name = the XML Code, or NotFound for a bare 404, as the SDK names them).
+ */
+export class S3ResponseError extends Error {
+  readonly Code: string | undefined;
+  readonly $metadata: { readonly httpStatusCode: number; readonly requestId?: string | undefined };
+  readonly $fault: 'client' | 'server';
+  constructor(status: number, code: string | undefined, message: string | undefined, requestId?: string) {
+    super(message ?? 'UnknownError');
+    this.name = code ?? (status === 404 ? 'NotFound' : 'Unknown');
+    this.Code = code;
+    this.$metadata = { httpStatusCode: status, requestId };
+    this.$fault = status < 500 ? 'client' : 'server';
   }
 }
 
