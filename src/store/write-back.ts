@@ -47,7 +47,7 @@ export class WriteBack {
   #hooks: WriteBackHooks;
   #log: Logger;
   #dirty = new Map<number, number>();
-  /** Insertion order ≈ due order. */
+  /** Block → when its upload is due; scanned whole (complete blocks jump the delay). */
   #queue = new Map<number, number>();
   #uploading = new Set<number>();
   #seq = 0;
@@ -153,24 +153,28 @@ export class WriteBack {
     const urgent =
       this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0 || this.#dirty.size * this.#config.blockSize * 2 >= this.#config.maxDirtyBytes;
     const now = Date.now();
+    // The whole queue, not up to the first block still waiting: a complete block (due
+    // now) sits behind partial ones written earlier, and must not wait for their delay.
+    let next = Infinity;
     for (const [index, due] of this.#queue) {
       if (this.#uploading.size >= this.#config.uploadConcurrency) return;
       if (!urgent && due > now) {
-        if (this.#delayTimer === undefined && !this.#closed) {
-          this.#delayTimer = setTimeout(() => {
-            this.#delayTimer = undefined;
-            this.#pump();
-          }, due - now);
-          // Never the reason a process stays up: a flush or close makes every block due at once.
-          this.#delayTimer.unref();
-        }
-        return;
+        next = Math.min(next, due);
+        continue;
       }
       if (this.#uploading.has(index)) continue;
       this.#queue.delete(index);
       if (!this.#dirty.has(index)) continue;
       this.#uploading.add(index);
       void this.#upload(index);
+    }
+    if (next !== Infinity && this.#delayTimer === undefined && !this.#closed) {
+      this.#delayTimer = setTimeout(() => {
+        this.#delayTimer = undefined;
+        this.#pump();
+      }, next - now);
+      // Never the reason a process stays up: a flush or close makes every block due at once.
+      this.#delayTimer.unref();
     }
   }
 
@@ -193,7 +197,9 @@ export class WriteBack {
       this.#scheduleRetry();
     } finally {
       this.#uploading.delete(index);
-      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index)) this.#queue.set(index, 0);
+      // Rewritten meanwhile, or failed: again, unless the cache below is going away (an
+      // upload that cannot succeed would otherwise be retried in a tight loop).
+      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index) && this.#hooks.canRetry()) this.#queue.set(index, 0);
       this.#settle();
       this.#pump();
     }

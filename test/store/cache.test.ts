@@ -265,6 +265,25 @@ test('uploads wait for the write delay, so pieces of one block cost one PUT; a f
   await cache.close();
 });
 
+test('a complete block goes up at once even behind partial blocks still in their write delay', async (t) => {
+  const { openDb, make } = await setup(t, { writeDelayMs: 1000 });
+  const inner = new MemoryBlockStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  // ZFS's pattern: metadata pieces of some blocks (they wait), then a data block written whole.
+  await cache.writeRange(3, 0, randomBytes(BS / 8), BS / 8);
+  await cache.writeRange(4, BS / 4, randomBytes(BS / 8), BS / 8);
+  const whole = randomBytes(BS);
+  await cache.write(5, Buffer.from(whole));
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(inner.stats.write, 1, 'only the complete block went up');
+  assert.deepEqual(inner.blocks.get(5), whole);
+  assert.equal(inner.blocks.get(3), undefined, 'the partial blocks still wait for more pieces');
+  await new Promise((r) => setTimeout(r, 1100));
+  assert.equal(inner.stats.write, 3, 'and go up once their delay is over');
+  await cache.close();
+});
+
 test('a read racing a zero write never leaves the old data behind', async (t) => {
   const { openDb, make } = await setup(t, { writeDelayMs: 0 });
   const inner = new MemoryBlockStore(BS, COUNT);
