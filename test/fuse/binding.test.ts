@@ -306,6 +306,26 @@ async function mountWithRead(t: TestContext, read: NonNullable<FuseHandlers['rea
   return { session, file: join(dir, fs.fileName), base };
 }
 
+/** Slices of [0, size) of the file `fdOf()` names, counting how many were handed out and released (twice fails). */
+function countedSlices(size: number, fdOf: () => number) {
+  const counts = { handed: 0, released: 0 };
+  const slice = (offset: number, want: number): FileSlice => {
+    counts.handed++;
+    let done = false;
+    return {
+      fd: fdOf(),
+      position: offset,
+      length: Math.max(0, Math.min(want, size - offset)),
+      release: () => {
+        assert.equal(done, false, 'released twice');
+        done = true;
+        counts.released++;
+      },
+    };
+  };
+  return { counts, slice };
+}
+
 test('a read answered with a FileSlice serves the file\'s bytes, and each slice is released once', async (t) => {
   if (!fuseAvailable(t)) return;
   const size = 4 * MIB + 12345;
@@ -315,22 +335,9 @@ test('a read answered with a FileSlice serves the file\'s bytes, and each slice 
   await writeFile(src, data);
   const fd = openSync(src, 'r');
   defer(t, () => closeSync(fd));
-  let handed = 0;
-  let released = 0;
-  const { file } = await mountWithRead(t, (_ino, _fh, offset, want) => {
-    handed++;
-    let done = false;
-    return Promise.resolve({
-      fd,
-      position: offset,
-      length: Math.max(0, Math.min(want, size - offset)),
-      release: () => {
-        assert.equal(done, false, 'released twice');
-        done = true;
-        released++;
-      },
-    });
-  }, size);
+  const { counts, slice } = countedSlices(size, () => fd);
+  // A promise of a slice, as an async handler gives.
+  const { file } = await mountWithRead(t, (_ino, _fh, offset, want) => Promise.resolve(slice(offset, want)), size);
   const back = join(base, 'back');
   await runOk('dd', [`if=${file}`, `of=${back}`, 'bs=1M', 'iflag=direct']);
   assert.ok((await readFile(back)).equals(data), 'the bytes read are the file\'s');
@@ -344,9 +351,9 @@ test('a read answered with a FileSlice serves the file\'s bytes, and each slice 
   } finally {
     await h.close();
   }
-  assert.ok(handed > 0);
-  for (let i = 0; i < 100 && released < handed; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(released, handed, 'every slice handed to the binding was released');
+  assert.ok(counts.handed > 0);
+  for (let i = 0; i < 100 && counts.released < counts.handed; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(counts.released, counts.handed, 'every slice handed to the binding was released');
 });
 
 test('a bad FileSlice is refused in JS (EIO, reported, released); a file that cannot supply the bytes answers EIO, never short', async (t) => {
@@ -438,22 +445,8 @@ test('a FileSlice whose pages are cached is sent on the JS thread; one that is n
     files.set(name, { fd, data, path });
   }
   let src = files.get('disk')!;
-  let handed = 0;
-  let released = 0;
-  const { session, file, base: mbase } = await mountWithRead(t, (_ino, _fh, offset, want) => {
-    handed++;
-    let done = false;
-    return {
-      fd: src.fd,
-      position: offset,
-      length: Math.max(0, Math.min(want, size - offset)),
-      release: () => {
-        assert.equal(done, false, 'released twice');
-        done = true;
-        released++;
-      },
-    };
-  }, size);
+  const { counts, slice } = countedSlices(size, () => src.fd);
+  const { session, file, base: mbase } = await mountWithRead(t, (_ino, _fh, offset, want) => slice(offset, want), size);
   const back = join(mbase, 'back');
   const readAll = async (what: string): Promise<void> => {
     await runOk('dd', [`if=${file}`, `of=${back}`, 'bs=1M', 'iflag=direct']);
@@ -462,15 +455,15 @@ test('a FileSlice whose pages are cached is sent on the JS thread; one that is n
 
   // Just written, so in the page cache: every reply is sent on the JS thread.
   await readAll('cached');
-  const first = handed; // 4 blocks and dd's read at the end (length 0)
+  const first = counts.handed; // 4 blocks and dd's read at the end (length 0)
   assert.ok(first >= 4);
   assert.deepEqual(session.sliceReplies, { sentHere: first, pooled: 0 });
-  assert.equal(released, handed, 'slices sent on the JS thread are released at once');
+  assert.equal(counts.released, counts.handed, 'slices sent on the JS thread are released at once');
 
   // tmpfs cannot answer without possibly waiting: every reply goes through the pool.
   src = files.get('tmpfs')!;
   await readAll('tmpfs');
-  const second = handed - first;
+  const second = counts.handed - first;
   // a reply of length 0 needs no read: sent here even from tmpfs
   assert.deepEqual(session.sliceReplies, { sentHere: first + second - 4, pooled: 4 });
 
@@ -482,10 +475,10 @@ test('a FileSlice whose pages are cached is sent on the JS thread; one that is n
     await readAll('dropped');
     const { sentHere, pooled } = session.sliceReplies;
     assert.ok(pooled >= 5, `a read of dropped pages goes through the pool (pooled ${pooled})`);
-    assert.equal(sentHere + pooled, handed);
+    assert.equal(sentHere + pooled, counts.handed);
   } else {
     t.diagnostic('not root: the dropped-pages case needs /proc/sys/vm/drop_caches');
   }
-  for (let i = 0; i < 100 && released < handed; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(released, handed, 'every slice handed to the binding was released');
+  for (let i = 0; i < 100 && counts.released < counts.handed; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(counts.released, counts.handed, 'every slice handed to the binding was released');
 });
