@@ -201,8 +201,13 @@ describe('trust', { skip }, () => {
       assert.ok(isMounted(m.dir) && m.alive(), 'the mount stays up');
       assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 0, 'nothing reached S3 yet');
 
+      // The daemon finishes the stop it was asked for once S3 is back, so the second
+      // unmount must be waiting before the outage ends, as a user retrying it would be.
+      const waiting = runCli(['unmount', m.dir, '--timeout', '60'], env);
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.ok(isMounted(m.dir), 'still mounted while S3 is down');
       proxy.clearRules();
-      const again = await runCli(['unmount', m.dir, '--timeout', '60'], env);
+      const again = await waiting;
       assert.equal(again.code, 0, again.stderr);
       mounts.delete(m);
       assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 8, 'every block reached S3');
