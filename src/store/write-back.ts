@@ -47,8 +47,10 @@ export class WriteBack {
   #hooks: WriteBackHooks;
   #log: Logger;
   #dirty = new Map<number, number>();
-  /** Block → when its upload is due; scanned whole (complete blocks jump the delay). */
-  #queue = new Map<number, number>();
+  /** Blocks due now: complete ones, replays, retries. */
+  #now = new Set<number>();
+  /** Blocks waiting out the write delay → when due; insertion order is due order (one delay for all). */
+  #later = new Map<number, number>();
   #uploading = new Set<number>();
   #seq = 0;
   #flushWaiters: FlushWaiter[] = [];
@@ -96,7 +98,8 @@ export class WriteBack {
   /** Drops a block from the dirty set without uploading it (its journal entry is gone). */
   forget(index: number): void {
     this.#dirty.delete(index);
-    this.#queue.delete(index);
+    this.#now.delete(index);
+    this.#later.delete(index);
   }
 
   /** Resolves when a write of `index` may proceed without passing the dirty bound. */
@@ -107,7 +110,6 @@ export class WriteBack {
     }
   }
 
-  /** A write of `index` with sequence `seq` is journaled: queue its upload (after the write delay). */
   /**
    * A write of `index` with sequence `seq` is journaled: queue its upload after the write
    * delay, or at once when `complete` (the whole block was rewritten: no further piece is
@@ -115,21 +117,20 @@ export class WriteBack {
    */
   written(index: number, seq: number, complete = false, now = Date.now()): void {
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
-    const due = complete ? now : now + this.#config.writeDelayMs;
-    // A block already waiting keeps its place and time (rewrites coalesce into one upload),
-    // unless it is due sooner now; a Map keeps insertion order, so it moves to the end.
-    const queued = this.#queue.get(index);
-    if (queued === undefined) this.#queue.set(index, due);
-    else if (due < queued) {
-      this.#queue.delete(index);
-      this.#queue.set(index, due);
+    // A block already waiting keeps its place and time (rewrites coalesce into one upload);
+    // once complete it is due now, ahead of the blocks still waiting.
+    if (complete) {
+      this.#later.delete(index);
+      this.#now.add(index);
+    } else if (!this.#queued(index)) {
+      this.#later.set(index, now + this.#config.writeDelayMs);
     }
     this.#pump();
   }
 
   /** Queues every dirty block at once (a replay). */
   all(): void {
-    for (const index of this.#dirty.keys()) if (!this.#queue.has(index)) this.#queue.set(index, 0);
+    for (const index of this.#dirty.keys()) if (!this.#queued(index)) this.#now.add(index);
     this.#pump();
   }
 
@@ -152,30 +153,40 @@ export class WriteBack {
   #pump(): void {
     const urgent =
       this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0 || this.#dirty.size * this.#config.blockSize * 2 >= this.#config.maxDirtyBytes;
+    for (const index of this.#now) {
+      if (!this.#start(index, this.#now)) return;
+    }
     const now = Date.now();
-    // The whole queue, not up to the first block still waiting: a complete block (due
-    // now) sits behind partial ones written earlier, and must not wait for their delay.
-    let next = Infinity;
-    for (const [index, due] of this.#queue) {
-      if (this.#uploading.size >= this.#config.uploadConcurrency) return;
+    for (const [index, due] of this.#later) {
       if (!urgent && due > now) {
-        next = Math.min(next, due);
-        continue;
+        if (this.#delayTimer === undefined && !this.#closed) {
+          this.#delayTimer = setTimeout(() => {
+            this.#delayTimer = undefined;
+            this.#pump();
+          }, due - now);
+          // Never the reason a process stays up: a flush or close makes every block due at once.
+          this.#delayTimer.unref();
+        }
+        return;
       }
-      if (this.#uploading.has(index)) continue;
-      this.#queue.delete(index);
-      if (!this.#dirty.has(index)) continue;
+      if (!this.#start(index, this.#later)) return;
+    }
+  }
+
+  /** Starts the upload of a due block unless one is running; false once the uploads are at their limit. */
+  #start(index: number, from: Set<number> | Map<number, number>): boolean {
+    if (this.#uploading.size >= this.#config.uploadConcurrency) return false;
+    if (this.#uploading.has(index)) return true;
+    from.delete(index);
+    if (this.#dirty.has(index)) {
       this.#uploading.add(index);
       void this.#upload(index);
     }
-    if (next !== Infinity && this.#delayTimer === undefined && !this.#closed) {
-      this.#delayTimer = setTimeout(() => {
-        this.#delayTimer = undefined;
-        this.#pump();
-      }, next - now);
-      // Never the reason a process stays up: a flush or close makes every block due at once.
-      this.#delayTimer.unref();
-    }
+    return true;
+  }
+
+  #queued(index: number): boolean {
+    return this.#now.has(index) || this.#later.has(index);
   }
 
   async #upload(index: number): Promise<void> {
@@ -199,7 +210,7 @@ export class WriteBack {
       this.#uploading.delete(index);
       // Rewritten meanwhile, or failed: again, unless the cache below is going away (an
       // upload that cannot succeed would otherwise be retried in a tight loop).
-      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queue.has(index) && this.#hooks.canRetry()) this.#queue.set(index, 0);
+      if (this.#dirty.has(index) && !this.#closed && this.#retryTimer === undefined && !this.#queued(index) && this.#hooks.canRetry()) this.#now.add(index);
       this.#settle();
       this.#pump();
     }
@@ -209,7 +220,7 @@ export class WriteBack {
     if (this.#retryTimer !== undefined || this.#closed || !this.#hooks.canRetry()) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queue.has(i)) this.#queue.set(i, 0);
+      for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queued(i)) this.#now.add(i);
       this.#pump();
     }, RETRY_MS);
   }
