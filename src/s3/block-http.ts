@@ -66,7 +66,7 @@ export class BlockHttp {
 
   /** null: no such key (a missing bucket is an error, not null). */
   async get(key: string, signal: AbortSignal): Promise<S3Object | null> {
-    const res = await this.#send('GET', key, {}, null, EMPTY_SHA256, signal);
+    const { res } = await this.#send('GET', key, {}, null, EMPTY_SHA256, signal);
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) {
       const err = await this.#errorOf(res);
@@ -92,15 +92,26 @@ export class BlockHttp {
       if (opts.sse.kmsKeyId !== undefined) headers['x-amz-server-side-encryption-aws-kms-key-id'] = opts.sse.kmsKeyId;
     }
     // Without a known hash, hash here: only small objects (descriptor, lease) come without one.
-    const res = await this.#send('PUT', key, headers, body, opts.sha256Hex ?? sha256Hex(body), signal);
+    const { req, res } = await this.#send('PUT', key, headers, body, opts.sha256Hex ?? sha256Hex(body), signal);
     const status = res.statusCode ?? 0;
-    if (status < 200 || status >= 300) throw await this.#errorOf(res);
+    const failed = status < 200 || status >= 300 ? await this.#errorOf(res) : undefined;
+    // The caller may reuse `body` once this settles (the cache's upload buffers): a server
+    // that answered before taking the whole body must not go on being sent it.
+    if (!req.writableFinished) req.destroy();
+    if (failed !== undefined) throw failed;
     // An empty body, read so the socket goes back to the agent.
     res.resume();
     return res.headers.etag;
   }
 
-  async #send(method: string, key: string, headers: Record<string, string>, body: Buffer | null, payloadHash: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+  async #send(
+    method: string,
+    key: string,
+    headers: Record<string, string>,
+    body: Buffer | null,
+    payloadHash: string,
+    signal: AbortSignal,
+  ): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> {
     const creds = await this.#credentials();
     signal.throwIfAborted();
     const path = `${this.#basePath}/${encodePath(key)}`;
@@ -117,7 +128,7 @@ export class BlockHttp {
           agent: this.#agent,
           signal,
         },
-        resolve,
+        (res) => resolve({ req, res }),
       );
       req.on('error', reject);
       req.on('socket', (socket) => {

@@ -34,6 +34,7 @@ import type { BlockSlice, BlockStore, RangeStore, ReadOptions } from './types.js
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
+import { BlockBuffers } from './block-buffers.js';
 import { SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
@@ -128,6 +129,8 @@ export class CacheStore implements RangeStore {
   /** Slices handed out and not released yet; close() waits for them. */
   #slicesOut = 0;
   #slicesDrained: (() => void) | undefined;
+  /** What each upload reads its block into: one per upload in flight, used again. */
+  #uploadBuffers: BlockBuffers;
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
@@ -138,9 +141,10 @@ export class CacheStore implements RangeStore {
     this.#config = config;
     this.#log = deps.log.child({ layer: 'cache' });
     this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
+    this.#uploadBuffers = new BlockBuffers(this.blockSize, config.uploadConcurrency);
     this.#wb = new WriteBack(
       { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
-      { upload: (i) => this.#upload(i), clean: (i, seq, uploaded) => this.#clean(i, seq, uploaded), canRetry: () => !this.#closed && !this.#db.closed },
+      { upload: (i) => this.#upload(i), clean: (i, seq, sent) => this.#clean(i, seq, sent), canRetry: () => !this.#closed && !this.#db.closed },
       this.#log,
     );
     this.#lru = new LRUCache<number, true>({
@@ -506,17 +510,23 @@ export class CacheStore implements RangeStore {
   // write-back hooks
 
   async #upload(index: number): Promise<Buffer | null> {
-    // A consistent snapshot: no write of this block runs while we read it.
-    const data = await this.#locks.run(index, () => (this.#zeroDirty.has(index) ? null : this.#files.read(index, 0, this.blockSize)));
-    await this.#inner.write(index, data);
-    return data;
+    const buf = this.#uploadBuffers.acquire();
+    try {
+      // A consistent snapshot: no write of this block runs while we read it.
+      const data = await this.#locks.run(index, () => (this.#zeroDirty.has(index) ? null : this.#files.readInto(index, 0, buf)));
+      // The stores below only borrow `data` until their write settles (types.ts).
+      await this.#inner.write(index, data);
+      // Hashed below for the PUT (memoized per buffer object): no new hash.
+      return data === null ? null : await sha256Of(data);
+    } finally {
+      this.#uploadBuffers.release(buf);
+    }
   }
 
-  async #clean(index: number, seq: number, uploaded: Buffer | null): Promise<void> {
+  async #clean(index: number, seq: number, sent: Buffer | null): Promise<void> {
     await this.#locks.run(index, async () => {
       if (this.#wb.seqOf(index) !== seq) return;
-      // The S3 store hashed this very buffer for its PUT (memoized): no new hash.
-      const record = uploaded === null ? undefined : cleanRecord(await sha256Of(uploaded));
+      const record = sent === null ? undefined : cleanRecord(sent);
       await this.#db.transaction(() => {
         if (this.#db.dirty.get(index) !== seq) return;
         this.#db.dirty.removeSync(index);

@@ -12,9 +12,10 @@ import { HashPool } from './hash-pool.js';
 export const CHECKSUM_META = 's3z-sha256';
 
 // A block passes through several layers (cache, guard, S3) that each need its
-// digest: it is computed once per Buffer object. Safe because a store takes
-// ownership of the buffers written to it and nobody mutates a block after (the
-// BlockStore contract); a buffer read from anywhere is a new object.
+// digest: it is computed once per Buffer object. Safe because nobody mutates a
+// block while a store holds it (the BlockStore contract), and memory used again
+// (block-buffers.ts) comes back as a new Buffer object; a buffer read from
+// anywhere is a new object.
 const digests = new WeakMap<Buffer, Buffer>();
 /** Hashes in flight on the threadpool, so concurrent askers share one. */
 const pending = new WeakMap<Buffer, Promise<Buffer>>();
@@ -44,8 +45,9 @@ export function sha256(data: Buffer): string {
 
 /**
  * The raw 32-byte SHA-256, computed off the main thread. The input is copied
- * (into shared staging memory) when a worker is free to take it, so like every
- * memoized digest it assumes nobody mutates the buffer.
+ * (into shared staging memory) when a worker is free to take it, unless it is shared
+ * memory already (a BlockBuffers buffer, read in place); like every memoized digest
+ * it assumes nobody mutates the buffer.
  */
 export function sha256Of(data: Buffer): Promise<Buffer> {
   const done = digests.get(data);

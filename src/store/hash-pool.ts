@@ -15,6 +15,8 @@
 // - A staging buffer belongs to at most one job from the copy until the answer;
 //   only then is it reused. Staging never leaves this module: the caller's buffer
 //   is only read (copied) at dispatch.
+// - An input already in shared memory (block-buffers.ts) is not staged: the worker
+//   reads it in place, so its holder must not change it until the digest is back.
 // - At most `perWorker` jobs per worker are staged at once, the rest queue here
 //   (unstaged), so staging memory is bounded by workers × perWorker × block size.
 // - A worker that dies takes no job with it: its jobs are hashed by WebCrypto.
@@ -86,10 +88,15 @@ export class HashPool {
       const slot = this.#slotWithRoom();
       if (slot === undefined) return;
       const job = this.#queue.shift()!;
-      const staging = this.#staging(job.data.length);
-      const view = new Uint8Array(staging, 0, job.data.length);
-      view.set(job.data);
-      job.staging = staging;
+      let view: Uint8Array;
+      if (job.data.buffer instanceof SharedArrayBuffer) {
+        view = new Uint8Array(job.data.buffer, job.data.byteOffset, job.data.length);
+      } else {
+        const staging = this.#staging(job.data.length);
+        view = new Uint8Array(staging, 0, job.data.length);
+        view.set(job.data);
+        job.staging = staging;
+      }
       const id = this.#nextId++;
       if (slot.jobs.size === 0) slot.worker.ref();
       slot.jobs.set(id, job);

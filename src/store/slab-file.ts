@@ -65,8 +65,13 @@ export class SlabFiles {
 
   /** Reads [at, at+length) of block `index` into a new buffer (holes read as zeros). */
   read(index: number, at: number, length: number): Promise<Buffer> {
+    return this.readInto(index, at, Buffer.allocUnsafe(length));
+  }
+
+  /** Reads [at, at+out.length) of block `index` into `out`, and resolves to it. */
+  readInto(index: number, at: number, out: Buffer): Promise<Buffer> {
     const { fd, pos, file } = this.#locate(index, at);
-    const out = Buffer.allocUnsafe(length);
+    const length = out.length;
     return new Promise((resolve, reject) => {
       const step = (done: number): void => {
         read(fd, out, done, length - done, pos + done, (err, n) => {

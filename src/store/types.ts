@@ -5,8 +5,11 @@
 // - read(i) resolves to the last data written to i (null if never written, zero-written or trimmed),
 //   or throws; it never resolves to bytes that were not written. The buffer may be shared with
 //   a cache: callers must not mutate it (copy first, as a read-modify-write does).
-// - write(i, data) takes ownership of `data` (callers must not mutate it afterwards);
-//   data is exactly blockSize bytes. A store may turn all-zero data into null.
+// - write(i, data) borrows `data` until the returned promise settles: the caller leaves it
+//   unchanged until then and may use it again after (the cache reuses its upload buffers);
+//   a store that keeps the bytes beyond that copies them (memoized digests are keyed by
+//   the Buffer object, which callers never reuse for other bytes). data is exactly
+//   blockSize bytes. A store may turn all-zero data into null.
 // - flush() is a barrier: every write that resolved before flush() was called is durable
 //   in the bottom store (S3) when it resolves.
 // - close() flushes, then frees resources; any later call throws ECLOSED.
@@ -37,8 +40,8 @@ export interface BlockSlice {
  * A store that also takes byte ranges within a block (the cache layer): a 4 KiB read
  * or a 128 KiB write costs that many bytes of local I/O, not a whole block.
  * - readRange resolves to `length` bytes from `at`, or null when they read as zeros;
- * - writeRange writes `data` at `at` (null: `length` zero bytes) and takes ownership
- *   of `data`; the same durability and flush contract as write().
+ * - writeRange writes `data` at `at` (null: `length` zero bytes), borrowing `data` as
+ *   write() does; the same durability and flush contract as write().
  */
 export interface RangeStore extends BlockStore {
   readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null>;

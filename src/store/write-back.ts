@@ -25,10 +25,10 @@ export interface WriteBackConfig {
 }
 
 export interface WriteBackHooks {
-  /** Uploads the block's current local content and returns what it sent; throws if it could not. */
+  /** Uploads the block's current local content; resolves to the SHA-256 of what it sent (null: zeros); throws if it could not. */
   upload(index: number): Promise<Buffer | null>;
-  /** The upload of `seq` (which sent `uploaded`) succeeded and no newer write came: make the block clean locally. */
-  clean(index: number, seq: number, uploaded: Buffer | null): Promise<void>;
+  /** The upload of `seq` (whose content had SHA-256 `sent`, null: zeros) succeeded and no newer write came: make the block clean locally. */
+  clean(index: number, seq: number, sent: Buffer | null): Promise<void>;
   /** False once the process is going away: the journal keeps failed blocks, no retry timer. */
   canRetry(): boolean;
 }
@@ -193,10 +193,10 @@ export class WriteBack {
     const seq = this.#dirty.get(index);
     try {
       if (seq === undefined) return;
-      const uploaded = await this.#hooks.upload(index);
+      const sent = await this.#hooks.upload(index);
       this.stats.uploads++;
       if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
-      await this.#hooks.clean(index, seq, uploaded);
+      await this.#hooks.clean(index, seq, sent);
       if (this.#dirty.get(index) === seq) this.#dirty.delete(index);
     } catch (err) {
       this.stats.uploadErrors++;

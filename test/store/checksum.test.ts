@@ -73,3 +73,39 @@ test('HashPool: more jobs than staging slots, sizes mixed, all right; close() mi
   await pool.close();
   (await Promise.all(late)).forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i} after close`));
 });
+
+test('HashPool: shared-memory inputs are hashed in place, views and offsets respected, mixed with staged ones', async () => {
+  const pool = new HashPool({ workers: 2, perWorker: 1 });
+  const sab = new SharedArrayBuffer(3 << 20);
+  const whole = Buffer.from(sab);
+  whole.set(randomBytes(whole.length));
+  const inputs = [whole.subarray(0, 1 << 20), randomBytes(1 << 20), whole.subarray((1 << 20) + 5, (3 << 20) - 7), Buffer.from(sab, 17, 100_000)];
+  const got = await Promise.all(inputs.map((b) => pool.sha256(b)));
+  got.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i}`));
+  await pool.close();
+});
+
+test('BlockBuffers: memory used again comes back as a new Buffer object, so no digest is memoized for old bytes', async () => {
+  const { BlockBuffers } = await import('../../dist/store/block-buffers.js');
+  const pool = new BlockBuffers(1 << 20, 2);
+  const a = pool.acquire();
+  a.fill(1);
+  const digestA = await sha256Of(a);
+  assert.ok(a.buffer instanceof SharedArrayBuffer);
+  pool.release(a);
+  const b = pool.acquire();
+  assert.equal(b.buffer, a.buffer, 'the same memory');
+  assert.notEqual(b, a, 'a new object');
+  b.fill(2);
+  const digestB = await sha256Of(b);
+  assert.deepEqual(digestB, plain(Buffer.alloc(1 << 20, 2)));
+  assert.notDeepEqual(digestB, digestA);
+  // More holders than it keeps: extra memory is allocated, and dropped on release.
+  const c = pool.acquire();
+  const d = pool.acquire();
+  assert.equal(new Set([b.buffer, c.buffer, d.buffer]).size, 3);
+  for (const x of [b, c, d]) pool.release(x);
+  assert.equal(pool.idle, 2);
+  assert.throws(() => pool.release(b), /did not lend/, 'twice');
+  assert.throws(() => pool.release(Buffer.alloc(1 << 20)), /did not lend/);
+});
