@@ -112,7 +112,12 @@ export class DeviceOps {
     return this.read(offset, length);
   }
 
-  /** Writes `data` at `offset`; `data` becomes the stack's (callers hand over a copy). */
+  /**
+   * Writes `data` at `offset`, borrowing it until this settles (as BlockStore.write does),
+   * so it settles only once every block's part has: a part that fails early never leaves
+   * another still reading `data` after the reply (a borrowed FUSE write buffer is
+   * libfuse's own memory again from then on).
+   */
   async write(offset: number, data: Buffer): Promise<void> {
     const bs = this.#bs;
     const first = Math.floor(offset / bs);
@@ -124,7 +129,7 @@ export class DeviceOps {
       const piece = data.subarray(start - offset, end - offset);
       parts.push(this.#locks.run(i, () => this.#writeBlock(i, start - i * bs, piece)));
     }
-    await Promise.all(parts);
+    await allSettled(parts);
   }
 
   /** Zeroes [offset, offset+length): whole blocks are deleted, edges rewritten. */
@@ -138,7 +143,7 @@ export class DeviceOps {
       const end = Math.min(offset + length, (i + 1) * bs);
       parts.push(this.#locks.run(i, () => this.#writeBlock(i, start - i * bs, null, end - start)));
     }
-    await Promise.all(parts);
+    await allSettled(parts);
   }
 
   flush(): Promise<void> {
@@ -314,4 +319,11 @@ export class DeviceOps {
 
 function errno(n: number, message: string): S3zError {
   return new S3zError('EDEVICE', message, { errno: n });
+}
+
+/** As Promise.all, but waits for every part before rejecting with the first failure. */
+async function allSettled(parts: Promise<void>[]): Promise<void> {
+  if (parts.length === 1) return parts[0];
+  const results = await Promise.allSettled(parts);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
