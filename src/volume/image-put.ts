@@ -1,6 +1,7 @@
 // `put`: a raw image (file, block device or stdin) into a volume, sending only
 // what differs from what S3 holds.
-// Walk: the image is read in large sequential chunks and cut into blocks; the
+// Walk: the image is read block by block into buffers used again once the block
+// is sent (block-buffers.ts: no allocation, and the hash workers read them in place); the
 // volume's LIST is walked in step (StoredCursor), so each block meets its stored
 // object, if any, with one LIST request per 1000 stored blocks and no HEAD:
 //   all zeros          -> nothing to send; its object, if stored, is deleted
@@ -22,6 +23,7 @@ import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
+import { BlockBuffers } from '../store/block-buffers.js';
 import { LeaseHolder } from './lease.js';
 import type { ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -57,8 +59,6 @@ interface ImageBlock {
   readonly length: number;
 }
 
-/** Large reads: the kernel's read-ahead and the disk like them better than one block at a time. */
-const READ_CHUNK = 8 * 1024 * 1024;
 const DELETE_BATCH = 1000;
 
 export async function putImage(vol: Volume, src: ImageSource, opts: PutOptions): Promise<PutReport> {
@@ -93,42 +93,53 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
     }
   };
 
+  const sendBlock = async (b: ImageBlock & { stored: StoredBlock | undefined }): Promise<void> => {
+    counts.blocks = Math.max(counts.blocks, b.index + 1);
+    counts.bytes += b.length;
+    if (isZero(b.data)) {
+      counts.zero++;
+      if (b.stored !== undefined) {
+        doomed.push(b.stored.key);
+        await deleteSome(false);
+      }
+    } else if (b.stored !== undefined && b.stored.size === blockSize && etagMatches(b.stored.etag, md5Hex(b.data))) {
+      counts.unchanged++;
+    } else {
+      await store.write(b.index, b.data);
+      counts.uploaded++;
+    }
+    opts.progress.tick(1, b.length);
+  };
+
+  // One buffer per block in flight, and the one being read.
+  const buffers = new BlockBuffers(blockSize, opts.concurrency + 2);
   async function* withStored(): AsyncGenerator<ImageBlock & { stored: StoredBlock | undefined }> {
-    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name) : fileBlocks(src, blockSize);
+    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name, buffers) : fileBlocks(src, blockSize, buffers);
     for await (const b of blocks) yield { ...b, stored: await cursor.at(b.index) };
   }
 
   opts.progress.start(src.size === undefined ? 0 : Math.ceil(src.size / blockSize), src.size ?? 0);
   let ok = false;
   try {
-  await pMap(
-    withStored(),
-    async (b) => {
-      counts.blocks = Math.max(counts.blocks, b.index + 1);
-      counts.bytes += b.length;
-      if (isZero(b.data)) {
-        counts.zero++;
-        if (b.stored !== undefined) {
-          doomed.push(b.stored.key);
-          await deleteSome(false);
+    await pMap(
+      withStored(),
+      async (b) => {
+        try {
+          await sendBlock(b);
+        } finally {
+          // The store only borrowed it: its write has settled.
+          buffers.release(b.data);
         }
-      } else if (b.stored !== undefined && b.stored.size === blockSize && etagMatches(b.stored.etag, md5Hex(b.data))) {
-        counts.unchanged++;
-      } else {
-        await store.write(b.index, b.data);
-        counts.uploaded++;
-      }
-      opts.progress.tick(1, b.length);
-    },
-    { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) },
-  );
-  // The rest of the volume must read as zeros.
-  for await (const b of cursor.from(counts.blocks)) {
-    if (b.index !== undefined && b.index < blockCount) doomed.push(b.key);
-    await deleteSome(false);
-  }
-  await deleteSome(true);
-  ok = true;
+      },
+      { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) },
+    );
+    // The rest of the volume must read as zeros.
+    for await (const b of cursor.from(counts.blocks)) {
+      if (b.index !== undefined && b.index < blockCount) doomed.push(b.key);
+      await deleteSome(false);
+    }
+    await deleteSome(true);
+    ok = true;
   } finally {
     opts.progress.done(ok);
   }
@@ -140,32 +151,28 @@ function md5Hex(data: Buffer): string {
   return createHash('md5').update(data).digest('hex');
 }
 
-async function* fileBlocks(src: ImageSource, blockSize: number): AsyncGenerator<ImageBlock> {
+/** Block by block into buffers from `buffers`; each goes back once its block is sent. */
+async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers): AsyncGenerator<ImageBlock> {
   const handle = src.handle;
   const size = src.size ?? 0;
   if (handle === undefined) return;
-  const chunkSize = Math.max(blockSize, Math.floor(READ_CHUNK / blockSize) * blockSize);
-  let index = 0;
-  for (let pos = 0; pos < size; pos += chunkSize) {
-    const want = Math.min(chunkSize, size - pos);
-    // A fresh buffer per chunk: blocks are handed to the store, which owns them (no reuse).
-    const chunk = Buffer.allocUnsafeSlow(Math.ceil(want / blockSize) * blockSize);
+  for (let pos = 0, index = 0; pos < size; pos += blockSize, index++) {
+    const want = Math.min(blockSize, size - pos);
+    const block = buffers.acquire();
     let got = 0;
     while (got < want) {
-      const { bytesRead } = await handle.read(chunk, got, want - got, pos + got);
+      const { bytesRead } = await handle.read(block, got, want - got, pos + got);
       if (bytesRead === 0) throw new S3zError('EIMAGE', `${src.name}: ended at ${pos + got} bytes, before its size ${size} (did it shrink?)`);
       got += bytesRead;
     }
-    chunk.fill(0, want);
-    for (let at = 0; at < chunk.length; at += blockSize) {
-      yield { index: index++, data: chunk.subarray(at, at + blockSize), length: Math.min(blockSize, want - at) };
-    }
+    block.fill(0, want);
+    yield { index, data: block, length: want };
   }
 }
 
-async function* stdinBlocks(blockSize: number, volumeSize: number, name: string): AsyncGenerator<ImageBlock> {
+async function* stdinBlocks(blockSize: number, volumeSize: number, name: string, buffers: BlockBuffers): AsyncGenerator<ImageBlock> {
   let index = 0;
-  let block = Buffer.allocUnsafeSlow(blockSize);
+  let block = buffers.acquire();
   let filled = 0;
   for await (const piece of process.stdin as AsyncIterable<Buffer>) {
     for (let at = 0; at < piece.length; ) {
@@ -178,7 +185,7 @@ async function* stdinBlocks(blockSize: number, volumeSize: number, name: string)
       at += n;
       if (filled === blockSize) {
         yield { index: index++, data: block, length: blockSize };
-        block = Buffer.allocUnsafeSlow(blockSize);
+        block = buffers.acquire();
         filled = 0;
       }
     }
@@ -186,6 +193,8 @@ async function* stdinBlocks(blockSize: number, volumeSize: number, name: string)
   if (filled > 0) {
     block.fill(0, filled);
     yield { index, data: block, length: filled };
+  } else {
+    buffers.release(block);
   }
 }
 
