@@ -64,8 +64,8 @@ export class BlockHttp {
     this.#connectTimeoutMs = config.connectTimeoutMs;
   }
 
-  /** null: no such key (a missing bucket is an error, not null). */
-  async get(key: string, signal: AbortSignal): Promise<S3Object | null> {
+  /** null: no such key (a missing bucket is an error, not null). A body of `into`'s length lands in `into`. */
+  async get(key: string, signal: AbortSignal, into?: Buffer): Promise<S3Object | null> {
     const { res } = await this.#send('GET', key, {}, null, EMPTY_SHA256, signal);
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) {
@@ -73,7 +73,7 @@ export class BlockHttp {
       if (status === 404 && err.name !== 'NoSuchBucket') return null;
       throw err;
     }
-    const body = await readBody(res, signal);
+    const body = await readBody(res, signal, into);
     return { body, metadata: metadataOf(res.headers), etag: res.headers.etag };
   }
 
@@ -171,8 +171,11 @@ function metadataOf(headers: http.IncomingHttpHeaders): Record<string, string> {
   return out;
 }
 
-/** The whole body into one buffer of its announced length; short, long or broken: TransientError. */
-function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<Buffer> {
+/**
+ * The whole body into one buffer of its announced length (`into` when that is its length);
+ * short, long or broken: TransientError.
+ */
+function readBody(res: http.IncomingMessage, signal: AbortSignal, into?: Buffer): Promise<Buffer> {
   const header = res.headers['content-length'];
   const length = header === undefined ? undefined : Number(header);
   if (length !== undefined && !(Number.isSafeInteger(length) && length >= 0)) {
@@ -180,7 +183,9 @@ function readBody(res: http.IncomingMessage, signal: AbortSignal): Promise<Buffe
     return Promise.reject(new TransientError(`bad Content-Length ${header}`));
   }
   return new Promise((resolve, reject) => {
-    const out = length === undefined ? null : Buffer.allocUnsafe(length);
+    // A new Buffer object over `into` per attempt: a digest memoized for an earlier attempt's
+    // bytes (checksum.ts keys its memo by object) is never taken for this one's.
+    const out = length === undefined ? null : into?.length === length ? Buffer.from(into.buffer, into.byteOffset, length) : Buffer.allocUnsafe(length);
     const chunks: Buffer[] = [];
     let at = 0;
     let settled = false;

@@ -156,10 +156,12 @@ export class S3Bucket {
   /**
    * `verify` runs inside each attempt (it may be async, e.g. a hash off the main
    * thread); if it throws a retryable error, the body is dropped and fetched again.
+   * A body of exactly `into`'s length is read into `into` (the caller's reused buffer);
+   * any other length gets a buffer of its own.
    */
-  async get(key: string, verify?: (obj: S3Object) => void | Promise<void>): Promise<S3Object | null> {
+  async get(key: string, verify?: (obj: S3Object) => void | Promise<void>, into?: Buffer): Promise<S3Object | null> {
     return this.#send(`GET s3://${this.name}/${key}`, 'get', async (signal) => {
-      const obj = await this.#leanPath().get(key, signal);
+      const obj = await this.#leanPath().get(key, signal, into);
       if (obj === null) return null;
       this.stats.bytesIn += obj.body.length;
       // Verification inside the attempt: a bad body is retried like a dropped one.

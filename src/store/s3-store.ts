@@ -49,9 +49,9 @@ export class S3BlockStore implements BlockStore {
     this.#log = log.child({ layer: 's3-store' });
   }
 
-  async read(index: number, _opts?: ReadOptions): Promise<Buffer | null> {
+  async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
     checkIndex(this, index, this.#closed);
-    const obj = await this.#bucket.get(this.#keys.key(index), (o) => this.#verify(index, o));
+    const obj = await this.#bucket.get(this.#keys.key(index), (o) => this.#verify(index, o), opts?.into);
     return obj === null ? null : obj.body;
   }
 

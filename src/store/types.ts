@@ -17,6 +17,11 @@ export interface ReadOptions {
   /** Background reads (prefetch, hydration) yield to foreground ones. */
   readonly priority?: 'foreground' | 'background';
   readonly signal?: AbortSignal;
+  /**
+   * A block-sized buffer the caller will use again: a store may return it, filled, instead
+   * of a buffer of its own (the S3 store reads the GET body into it). The caller owns it.
+   */
+  readonly into?: Buffer;
 }
 
 export interface BlockStore {

@@ -18,6 +18,7 @@ import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
+import { BlockBuffers } from '../store/block-buffers.js';
 import { countStored, type StoredBlock } from './inventory.js';
 import type { ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -46,8 +47,10 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   const blockCount = size / blockSize;
   const store = new S3BlockStore({ blockSize, blockCount, readOnly: true }, vol.bucket, vol.keys, opts.log);
   const counts = { size, fetched: 0, unchanged: 0, zeroed: 0 };
-  const fetch = async (index: number): Promise<Buffer> => {
-    const data = await store.read(index);
+  // Bodies land in buffers used again (one per block in flight) once written out.
+  const buffers = new BlockBuffers(blockSize, opts.concurrency + 1);
+  const fetch = async (index: number, into: Buffer): Promise<Buffer> => {
+    const data = await store.read(index, { into });
     if (data === null) throw new S3zError('EMISSING', `${vol.url}: block ${index} was listed but is gone (is the volume being written?)`);
     counts.fetched++;
     return data;
@@ -59,7 +62,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   try {
     const handle = target.handle;
     if (handle === undefined) {
-      await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys), blockCount, blockSize, fetch, opts, counts);
+      await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys), blockCount, buffers, fetch, opts, counts);
       ok = true;
       return counts;
     }
@@ -67,10 +70,19 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     if (target.kind === 'file') await handle.truncate(size);
     const cursor = new StoredCursor(vol.bucket, vol.keys);
     const zeros = Buffer.alloc(blockSize);
-    const mapper = async ({ index, obj }: { index: number; obj: StoredBlock | undefined }): Promise<void> => {
+    const mapper = async (block: { index: number; obj: StoredBlock | undefined }): Promise<void> => {
+      const buf = buffers.acquire();
+      try {
+        await getBlock(block, buf);
+      } finally {
+        buffers.release(buf);
+      }
+    };
+    /** `buf` holds first what the target has there, then what S3 has. */
+    const getBlock = async ({ index, obj }: { index: number; obj: StoredBlock | undefined }, buf: Buffer): Promise<void> => {
       const pos = index * blockSize;
       if (target.mayHoldData) {
-        const local = Buffer.allocUnsafeSlow(blockSize);
+        const local = buf;
         const { bytesRead } = await handle.read(local, 0, blockSize, pos);
         local.fill(0, bytesRead);
         if (obj === undefined) {
@@ -87,7 +99,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
         }
       }
       if (obj === undefined) return;
-      await writeAll(handle, await fetch(index), pos);
+      await writeAll(handle, await fetch(index, buf), pos);
       opts.progress.tick(1, blockSize);
     };
     const walk = target.mayHoldData ? everyBlock(cursor, blockCount) : storedOnly(cursor, blockCount);
@@ -120,11 +132,12 @@ async function writeAll(handle: NonNullable<ImageTarget['handle']>, data: Buffer
 
 /** In order, `concurrency` fetches ahead of the writer; zeros for absent blocks. */
 async function toStream(
-  out: NodeJS.WritableStream, cursor: StoredCursor, blockCount: number, blockSize: number,
-  fetch: (index: number) => Promise<Buffer>, opts: GetOptions, counts: { zeroed: number },
+  out: NodeJS.WritableStream, cursor: StoredCursor, blockCount: number, buffers: BlockBuffers,
+  fetch: (index: number, into: Buffer) => Promise<Buffer>, opts: GetOptions, counts: { zeroed: number },
 ): Promise<void> {
+  const blockSize = buffers.size;
   const zeros = Buffer.alloc(blockSize);
-  const window: { stored: boolean; data: Promise<Buffer> }[] = [];
+  const window: { stored: boolean; data: Promise<Buffer>; buf?: Buffer }[] = [];
   let failed: unknown;
   const onError = (err: unknown): void => {
     failed ??= err;
@@ -135,10 +148,11 @@ async function toStream(
       while (index < blockCount && window.length < opts.concurrency) {
         if (opts.signal?.aborted) throw opts.signal.reason;
         const stored = (await cursor.at(index)) !== undefined;
-        const data = stored ? fetch(index) : Promise.resolve(zeros);
+        const buf = stored ? buffers.acquire() : undefined;
+        const data = buf !== undefined ? fetch(index, buf) : Promise.resolve(zeros);
         // Awaited in order below; this only keeps a rejection from counting as unhandled meanwhile.
         data.catch(() => undefined);
-        window.push({ stored, data });
+        window.push({ stored, data, ...(buf !== undefined ? { buf } : {}) });
         index++;
       }
       const head = window.shift();
@@ -147,6 +161,8 @@ async function toStream(
       await new Promise<void>((resolve, reject) => {
         out.write(data, (err) => (err ? reject(err) : resolve()));
       });
+      // Written out (the callback comes once the stream is done with it): free to use again.
+      if (head.buf !== undefined) buffers.release(head.buf);
       if (failed !== undefined) throw failed;
       if (head.stored) opts.progress.tick(1, blockSize);
       else counts.zeroed++;

@@ -203,6 +203,23 @@ test('a body corrupted in its last byte, every time: ECORRUPT, never data', asyn
   assert.ok((await store.read(9)) !== null);
 });
 
+test('a GET into the caller\'s reused buffer: a corrupt first attempt, then a good one, passes (no digest memoized across attempts)', async (t) => {
+  const { store, direct, keys } = fixture(t);
+  const data = randomBytes(BLOCK);
+  await direct.write(12, data);
+  // Shared memory, as BlockBuffers hands out: hashed in place, off the main thread.
+  const into = Buffer.from(new SharedArrayBuffer(BLOCK));
+  proxy.addRule({ method: 'GET', key: only(keys, 12), action: { corrupt: { at: 1000, length: 1 } } });
+  const got = await store.read(12, { into });
+  assert.ok(got !== null && got.equals(data));
+  assert.equal(got.buffer, into.buffer, 'the body landed in the caller\'s memory');
+  assert.equal(store.stats.corrupt, 1, 'the first attempt was refused');
+  // A body of another length never lands in it.
+  const small = Buffer.from(new SharedArrayBuffer(BLOCK / 2));
+  const other = await store.read(12, { into: small });
+  assert.ok(other !== null && other.equals(data) && other.buffer !== small.buffer);
+});
+
 test('S3Bucket.get: a verifier that rejects asynchronously is retried, its body never returned', async (t) => {
   const { bucket, direct, keys } = fixture(t);
   const data = randomBytes(BLOCK);
