@@ -11,9 +11,14 @@
 //   memoized for an earlier user's Buffer (checksum.ts keys its memo by object) can
 //   never be found for the new one.
 // - A backing store is lent to at most one holder, from acquire() to release().
-// - At most `keep` free backing stores are kept; more holders at once allocate
-//   more, which are dropped on release (memory stays bounded by the callers'
-//   concurrency, and idle memory by `keep`).
+// - At most `keep` free backing stores are kept, and never more than MAX_IDLE_BYTES
+//   of them (but always one): more holders at once allocate more, which are dropped
+//   on release. Memory in use stays bounded by the callers' concurrency, idle memory
+//   by those limits (16 MiB for 16 uploads of 1 MiB blocks; one 64 MiB block).
+
+/** Idle memory a pool keeps for reuse, whatever its block size. */
+const MAX_IDLE_BYTES = 64 * 1024 * 1024;
+
 export class BlockBuffers {
   readonly size: number;
   #keep: number;
@@ -23,7 +28,7 @@ export class BlockBuffers {
   constructor(size: number, keep: number) {
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`block buffer size ${size}`);
     this.size = size;
-    this.#keep = keep;
+    this.#keep = Math.max(1, Math.min(keep, Math.floor(MAX_IDLE_BYTES / size)));
   }
 
   acquire(): Buffer {

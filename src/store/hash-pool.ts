@@ -169,5 +169,7 @@ export class HashPool {
 }
 
 async function webDigest(data: Buffer): Promise<Buffer> {
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+  // WebCrypto refuses views of shared memory (block-buffers.ts): hash a private copy.
+  const input = data.buffer instanceof SharedArrayBuffer ? Buffer.from(data) : data;
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', input));
 }

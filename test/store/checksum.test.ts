@@ -82,7 +82,14 @@ test('HashPool: shared-memory inputs are hashed in place, views and offsets resp
   const inputs = [whole.subarray(0, 1 << 20), randomBytes(1 << 20), whole.subarray((1 << 20) + 5, (3 << 20) - 7), Buffer.from(sab, 17, 100_000)];
   const got = await Promise.all(inputs.map((b) => pool.sha256(b)));
   got.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i}`));
+  // Past the pool's staging limit (blocks of 8 MiB and more), and once the pool is closed,
+  // WebCrypto hashes instead; it refuses shared memory, so it must get a private copy.
+  const big = Buffer.from(new SharedArrayBuffer(5 << 20));
+  big.set(randomBytes(big.length));
+  assert.deepEqual(await sha256Of(big), plain(big));
+  const late = pool.sha256(whole);
   await pool.close();
+  assert.deepEqual(await late, plain(whole));
 });
 
 test('BlockBuffers: memory used again comes back as a new Buffer object, so no digest is memoized for old bytes', async () => {
@@ -108,4 +115,12 @@ test('BlockBuffers: memory used again comes back as a new Buffer object, so no d
   assert.equal(pool.idle, 2);
   assert.throws(() => pool.release(b), /did not lend/, 'twice');
   assert.throws(() => pool.release(Buffer.alloc(1 << 20)), /did not lend/);
+  // Big blocks: idle memory stays bounded (64 MiB), but one is always kept.
+  const big = new BlockBuffers(32 << 20, 16);
+  const held = [big.acquire(), big.acquire(), big.acquire()];
+  for (const x of held) big.release(x);
+  assert.equal(big.idle, 2);
+  const huge = new BlockBuffers(128 << 20, 16);
+  huge.release(huge.acquire());
+  assert.equal(huge.idle, 1);
 });
