@@ -65,7 +65,8 @@ export class HashPool {
   }
 
   sha256(data: Buffer): Promise<Buffer> {
-    if (data.length > this.#maxStaged || this.#failures >= MAX_FAILURES) return webDigest(data);
+    // Closed: no worker will take a queued job any more.
+    if (data.length > this.#maxStaged || this.#failures >= MAX_FAILURES || this.#closing) return webDigest(data);
     return new Promise<Buffer>((resolve, reject) => {
       this.#queue.push({ data, resolve, reject, staging: undefined });
       this.#dispatch();

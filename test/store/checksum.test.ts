@@ -90,6 +90,7 @@ test('HashPool: shared-memory inputs are hashed in place, views and offsets resp
   const late = pool.sha256(whole);
   await pool.close();
   assert.deepEqual(await late, plain(whole));
+  assert.deepEqual(await pool.sha256(whole.subarray(3)), plain(whole.subarray(3)), 'after close');
 });
 
 test('BlockBuffers: memory used again comes back as a new Buffer object, so no digest is memoized for old bytes', async () => {
