@@ -62,6 +62,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "s3zdirect.h"
+
 /* ---- op codes shared with src/fuse/native.ts (keep in sync: OP there) ---- */
 enum {
   OP_INIT = 1,
@@ -142,6 +144,8 @@ struct session {
   bool splice_ok;    /* ... and a pipe can hold a whole reply here (set in op_init) */
   unsigned max_write, max_readahead, max_background, congestion, threads;
   int loop_result;
+  /* Set once by directEnable (JS thread), read by worker threads; freed with the session. */
+  _Atomic(direct *) direct;
 };
 
 /* Per-env request table (JS thread only, so no lock). */
@@ -257,7 +261,7 @@ static int pool_n;
 
 static bool pooled_size(size_t size) { return size >= POOL_MIN && size <= POOL_BUF; }
 
-static void *payload_alloc(size_t size) {
+void *payload_alloc(size_t size) {
   if (!pooled_size(size)) return malloc(size ? size : 1);
   void *p = NULL;
   pthread_mutex_lock(&pool_lock);
@@ -266,7 +270,7 @@ static void *payload_alloc(size_t size) {
   return p ? p : malloc(POOL_BUF);
 }
 
-static void payload_free(void *p, size_t size) {
+void payload_free(void *p, size_t size) {
   if (!p) return;
   if (pooled_size(size)) {
     pthread_mutex_lock(&pool_lock);
@@ -485,6 +489,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_err(req, ENOSYS);
     return;
   }
+  /* A granted block is answered by this thread (s3zdirect.c); not while the session
+   * refuses requests (it is ending) or is dying. */
+  direct *d = atomic_load_explicit(&s->direct, memory_order_acquire);
+  if (d && !atomic_load(&s->refuse) && !atomic_load(&s->exiting) && direct_read(d, req, ino, size, off)) return;
   NEW_OR_FAIL(r, s, req, OP_READ, ino, fi, 0);
   r->off = off;
   r->len = size;
@@ -1390,7 +1398,10 @@ static void session_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   session *s = data;
   /* Only free what is provably unused: a live loop still points at `s`. */
-  if (s->destroyed || !s->thread_started) free(s);
+  if (s->destroyed || !s->thread_started) {
+    direct_free(atomic_load(&s->direct));
+    free(s);
+  }
 }
 
 static bool get_session(napi_env env, napi_value v, session **out) {
@@ -1614,6 +1625,127 @@ static napi_value js_refuse(napi_env env, napi_callback_info info) {
   return u;
 }
 
+/* ------------------------------------------------------------------------ */
+/* direct reads (s3zdirect.c): JS thread                                    */
+
+/* The session's direct-read table, or NULL after throwing. */
+static direct *direct_of(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  session *s;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want ||
+      !get_session(env, argv[0], &s)) {
+    throw_type(env, "session expected");
+    return NULL;
+  }
+  direct *d = atomic_load(&s->direct);
+  if (!d) throw_type(env, "direct reads are not enabled on this session");
+  return d;
+}
+
+static napi_value undefined_value(napi_env env) {
+  napi_value u;
+  CHECK(napi_get_undefined(env, &u));
+  return u;
+}
+
+/* directEnable(session, ino, blockSize, blockCount, fileBytes): from now on a
+ * read of `ino` within one block granted by directGrant is answered by the
+ * worker thread that got it, from the file registered for it (directFile).
+ * Once per session. */
+static napi_value js_direct_enable(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  session *s;
+  uint64_t ino, bs, count, file_bytes;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5 || !get_session(env, argv[0], &s) || !arg_u64(env, argv[1], &ino) ||
+      !arg_u64(env, argv[2], &bs) || !arg_u64(env, argv[3], &count) || !arg_u64(env, argv[4], &file_bytes))
+    return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes)");
+  if (atomic_load(&s->direct)) return throw_type(env, "direct reads are already enabled on this session");
+  direct *d = direct_new(ino, bs, count, file_bytes);
+  if (!d) return throw_type(env, "directEnable: unsupported geometry (or no memory)");
+  /* OWNERSHIP: the table belongs to the session from here; session_finalize frees it. */
+  atomic_store_explicit(&s->direct, d, memory_order_release);
+  return undefined_value(env);
+}
+
+/* directFile(session, file, fd): file number `file` of the layout is open as `fd`
+ * (-1: none); the fd must stay open until directDisable has returned. */
+static napi_value js_direct_file(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  direct *d = direct_of(env, info, 3, argv);
+  if (!d) return NULL;
+  uint64_t file;
+  int32_t fd;
+  if (!arg_u64(env, argv[1], &file) || napi_get_value_int32(env, argv[2], &fd) != napi_ok ||
+      !direct_file(d, file, fd))
+    return throw_type(env, "directFile(session, file, fd)");
+  return undefined_value(env);
+}
+
+/* directGrant(session, index) -> true: the block may be read straight from its
+ * file; false: the table is at its memory bound (reads of it stay with JS). */
+static napi_value js_direct_grant(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  direct *d = direct_of(env, info, 2, argv);
+  if (!d) return NULL;
+  uint64_t index;
+  if (!arg_u64(env, argv[1], &index)) return throw_type(env, "directGrant(session, index)");
+  int err = direct_grant(d, index);
+  if (err == EINVAL) return throw_type(env, "directGrant: index out of range");
+  if (err && err != ENOSPC) return throw_errno(env, err, "directGrant");
+  napi_value out;
+  CHECK(napi_get_boolean(env, err == 0, &out));
+  return out;
+}
+
+/* directRevoke(session, index): returns once no thread reads the block's file
+ * range; a read that comes later goes to JS. */
+static napi_value js_direct_revoke(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  direct *d = direct_of(env, info, 2, argv);
+  if (!d) return NULL;
+  uint64_t index;
+  if (!arg_u64(env, argv[1], &index)) return throw_type(env, "directRevoke(session, index)");
+  direct_revoke(d, index);
+  return undefined_value(env);
+}
+
+/* directDisable(session): returns once no direct read runs; none ever starts again. */
+static napi_value js_direct_disable(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  direct *d = direct_of(env, info, 1, argv);
+  if (!d) return NULL;
+  direct_disable(d);
+  return undefined_value(env);
+}
+
+/* directDrain(session) -> Float64Array of blocks read directly since the last call
+ * (each at most once per call; lossy when many). */
+static napi_value js_direct_drain(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  direct *d = direct_of(env, info, 1, argv);
+  if (!d) return NULL;
+  double tmp[512];
+  size_t n = direct_drain(d, tmp, sizeof tmp / sizeof tmp[0]);
+  napi_value out;
+  CHECK(make_f64(env, tmp, n, &out));
+  return out;
+}
+
+/* directCounts(session) -> Float64Array [reads, bytes] answered directly. */
+static napi_value js_direct_counts(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  direct *d = direct_of(env, info, 1, argv);
+  if (!d) return NULL;
+  uint64_t reads, bytes;
+  direct_counts(d, &reads, &bytes);
+  double v[2] = {(double)reads, (double)bytes};
+  napi_value out;
+  CHECK(make_f64(env, v, 2, &out));
+  return out;
+}
+
 /* mountFs(source, target, fstype): mount(2) without options, for root (used
  * for fusectl). Throws with errno/code. */
 static napi_value js_mount_fs(napi_env env, napi_callback_info info) {
@@ -1720,7 +1852,14 @@ static napi_value init(napi_env env, napi_value exports) {
       !set_fn(env, exports, "replyAttr", js_reply_attr) ||
       !set_fn(env, exports, "replyOpen", js_reply_open) ||
       !set_fn(env, exports, "replyStatfs", js_reply_statfs) ||
-      !set_fn(env, exports, "replyDir", js_reply_dir))
+      !set_fn(env, exports, "replyDir", js_reply_dir) ||
+      !set_fn(env, exports, "directEnable", js_direct_enable) ||
+      !set_fn(env, exports, "directFile", js_direct_file) ||
+      !set_fn(env, exports, "directGrant", js_direct_grant) ||
+      !set_fn(env, exports, "directRevoke", js_direct_revoke) ||
+      !set_fn(env, exports, "directDisable", js_direct_disable) ||
+      !set_fn(env, exports, "directDrain", js_direct_drain) ||
+      !set_fn(env, exports, "directCounts", js_direct_counts))
     return NULL;
   napi_value c;
   CHECK(napi_create_object(env, &c));

@@ -28,6 +28,7 @@ export { ADDON_PATH } from './native.js';
 export { checkMountpoint, readMountInfo, type MountInfo } from './mountpoint.js';
 export { FuseSession } from './session.js';
 export { unmountOnSignals, type SignalOptions } from './signals.js';
+export { DirectReadTable, MAX_DIRECT_BLOCKS, type DirectLayout, type DirectCounts } from './direct-reads.js';
 export { errnoOf } from './util.js';
 
 const E = osConstants.errno;

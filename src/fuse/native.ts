@@ -44,6 +44,14 @@ export interface Native {
   replyOpen(id: number, fh: number, flags: number): boolean | 0;
   replyStatfs(id: number, vec: Float64Array): boolean;
   replyDir(id: number, names: string[], vec: Float64Array): number | false;
+  /** Direct reads (native/s3zdirect.c; direct-reads.ts checks the arguments). */
+  directEnable(session: NativeSession, ino: number, blockSize: number, blockCount: number, fileBytes: number): void;
+  directFile(session: NativeSession, file: number, fd: number): void;
+  directGrant(session: NativeSession, index: number): boolean;
+  directRevoke(session: NativeSession, index: number): void;
+  directDisable(session: NativeSession): void;
+  directDrain(session: NativeSession): Float64Array;
+  directCounts(session: NativeSession): Float64Array;
   constants: { MNT_DETACH: number; ATTR_LEN: number; STATFS_LEN: number; FUSE_MAJOR_VERSION: number; FUSE_MINOR_VERSION: number };
 }
 

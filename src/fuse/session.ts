@@ -37,6 +37,7 @@ import type {
   Awaitable, ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, OpendirResult, OpenResult, SessionState, Stat, Statfs, UnmountOptions,
 } from './types.js';
 import { errnoOf, isThenable, messageOf, num, within } from './util.js';
+import { DirectReadTable, type DirectCounts, type DirectLayout } from './direct-reads.js';
 
 const E = osConstants.errno;
 
@@ -80,6 +81,7 @@ export class FuseSession {
   #fdReplies = 0;
   #sliceReplies = { sentHere: 0, pooled: 0 };
   #fdDrained: (() => void) | undefined;
+  #direct: DirectReadTable | undefined;
   #attrDefaults: AttrDefaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, timeMs: Date.now() };
 
   /** @internal use mount() */
@@ -108,6 +110,22 @@ export class FuseSession {
    */
   get sliceReplies(): { sentHere: number; pooled: number } {
     return { ...this.#sliceReplies };
+  }
+
+  /**
+   * Turns on direct reads for `layout` (once per session): reads within one granted block
+   * are answered by libfuse's threads from the block's file, never reaching the read
+   * handler. The caller grants and revokes blocks on the returned table.
+   */
+  directReads(layout: DirectLayout): DirectReadTable {
+    if (this.#handle === undefined || this.#direct !== undefined) throw new Error('directReads(): only once, on a mounted session');
+    this.#direct = new DirectReadTable(this.#native, this.#handle, layout);
+    return this.#direct;
+  }
+
+  /** Reads answered directly so far (null without direct reads). */
+  get directCounts(): DirectCounts | null {
+    return this.#direct?.counts ?? null;
   }
 
   /** The connection as negotiated with the kernel (undefined before INIT). */

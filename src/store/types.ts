@@ -59,6 +59,24 @@ export interface RangeStore extends BlockStore {
   writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void>;
 }
 
+/**
+ * Reads answered below JS (the FUSE binding's direct reads, fuse/direct-reads.ts): the
+ * cache grants a block while its local file holds the block's verified bytes, and
+ * revokes it before it changes or punches them.
+ */
+export interface DirectReads {
+  /** File number `file` of the layout (the slab files) is open as `fd`. */
+  file(file: number, fd: number): void;
+  /** False if it could not (a memory bound): reads of the block keep coming to JS. */
+  grant(index: number): boolean;
+  /** Returns once no direct read of the block runs; later reads come to JS. */
+  revoke(index: number): void;
+  /** Blocks read directly since the last call, for eviction's recency; lossy. */
+  touched(): ArrayLike<number>;
+  /** Returns once no direct read runs; none starts again (the files may then close). */
+  disable(): void;
+}
+
 export function isRangeStore(store: BlockStore): store is RangeStore {
   return typeof (store as Partial<RangeStore>).readRange === 'function' && typeof (store as Partial<RangeStore>).writeRange === 'function';
 }
