@@ -5,7 +5,7 @@
 // so nothing can reach S3 but GETs and LISTs.
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
-import { isRangeStore, type BlockStore, type RangeStore } from '../store/types.js';
+import { isRangeStore, type BlockStore, type DirectReads, type RangeStore } from '../store/types.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { ZeroMapStore, DEFAULT_ZERO_MAP_CONFIG } from '../store/zero-map.js';
 import { GuardStore, DEFAULT_GUARD_CONFIG } from '../store/guard.js';
@@ -40,6 +40,11 @@ export interface Stack {
   readonly top: BlockStore;
   stats(): StackStats;
   startHydration(): void;
+  /**
+   * Lets reads of verified local blocks be answered below JS (the FUSE binding's direct
+   * reads); absent when the top is not the cache (an overlay's writes shadow it).
+   */
+  readonly useDirectReads?: (direct: DirectReads) => void;
 }
 
 export interface StackStats {
@@ -97,6 +102,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   return {
     top: withClose(top, () => hydrator.stop()),
     startHydration: () => hydrator.start(),
+    ...(overlay === undefined ? { useDirectReads: (direct: DirectReads) => cache.useDirectReads(direct) } : {}),
     stats: () => {
       const b = volume.bucket.stats;
       const c = cache.stats;

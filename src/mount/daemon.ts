@@ -11,8 +11,9 @@
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import { checkMountpoint, mount, type FuseSession } from '../fuse/binding.js';
-import { DeviceOps } from '../fuse/ops.js';
+import { MAX_DIRECT_BLOCKS, checkMountpoint, mount, type FuseSession } from '../fuse/binding.js';
+import { DeviceOps, DISK_INO } from '../fuse/ops.js';
+import { SLAB_BYTES } from '../store/slab-file.js';
 import type { S3Config } from '../s3/bucket.js';
 import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject } from '../volume/lease.js';
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
@@ -138,6 +139,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false }, ops.handlers());
     fuseSession = session;
     undo.push(() => session.unmount());
+    // Reads of verified local blocks are answered by libfuse's threads from the slab files.
+    const blockCount = volume.descriptor.size / volume.descriptor.blockSize;
+    if (stack.useDirectReads !== undefined && blockCount <= MAX_DIRECT_BLOCKS) {
+      stack.useDirectReads(session.directReads({ ino: DISK_INO, blockSize: volume.descriptor.blockSize, blockCount, fileBytes: SLAB_BYTES }));
+    }
     if (opts.hydrate) stack.startHydration();
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
 
@@ -185,5 +191,5 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
 
 export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode, status: DaemonStatus, session?: FuseSession): Record<string, unknown> {
   const s = stack.stats();
-  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: { ...ops.stats, sliceReplies: session?.sliceReplies ?? null } };
+  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: { ...ops.stats, sliceReplies: session?.sliceReplies ?? null, direct: session?.directCounts ?? null } };
 }

@@ -25,12 +25,17 @@
 //   - dirty data is bounded (writers wait), clean data by the cache size (LRU);
 //     memory holds indices and states, never block data beyond the requests in flight;
 //   - one block's writes, fills and upload snapshots run one at a time (a per-block
-//     lock); a range being read is never punched out under the reader.
+//     lock); a range being read is never punched out under the reader;
+//   - with direct reads (useDirectReads: the FUSE binding answers reads of granted
+//     blocks from their file by itself), a block is granted only while it is held,
+//     verified in this mount and not written as zeros, and revoked (which waits for
+//     the direct reads of it in progress) before a write changes its file range or
+//     before it is dropped; close() turns direct reads off before the files close.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
-import type { BlockSlice, BlockStore, RangeStore, ReadOptions } from './types.js';
+import type { BlockSlice, BlockStore, DirectReads, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -94,6 +99,8 @@ export interface CacheStats {
 const SMALL_READ = 128 * 1024;
 /** Local write attempts before a writer gets ENOSPC. */
 const LOCAL_RETRIES = 4;
+/** How often blocks read below JS (direct reads) are counted as used for eviction. */
+const RECENCY_MS = 500;
 
 /** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here. */
 function quiet(err: unknown): void {
@@ -131,6 +138,10 @@ export class CacheStore implements RangeStore {
   #slicesDrained: (() => void) | undefined;
   /** What each upload reads its block into: one per upload in flight, used again. */
   #uploadBuffers: BlockBuffers;
+  /** Reads answered below JS for granted blocks (useDirectReads), and the slab files it was told of. */
+  #direct: DirectReads | undefined;
+  #directFiles = new Set<number>();
+  #directTimer: NodeJS.Timeout | undefined;
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
@@ -170,6 +181,21 @@ export class CacheStore implements RangeStore {
   /** True when the block is held locally: reading it costs no request. */
   holds(index: number): boolean {
     return this.#lru.has(index) || this.#wb.has(index);
+  }
+
+  /**
+   * From now on, verified local blocks are granted to `direct` (reads of them are then
+   * answered without this layer) and revoked before their bytes change or leave. Reads
+   * answered there count as uses for eviction (drained every RECENCY_MS).
+   */
+  useDirectReads(direct: DirectReads): void {
+    if (this.#closed || this.#direct !== undefined) return;
+    this.#direct = direct;
+    for (const index of this.#verified) this.#grant(index);
+    this.#directTimer = setInterval(() => {
+      for (const index of Array.from(direct.touched())) if (this.#lru.has(index)) this.#lru.get(index);
+    }, RECENCY_MS);
+    this.#directTimer.unref();
   }
 
   /**
@@ -221,6 +247,7 @@ export class CacheStore implements RangeStore {
         }
         if (await this.#ensureVerified(index)) {
           this.#stats.hit++;
+          this.#grant(index);
           return length <= SMALL_READ ? this.#files.readNow(index, at, length) : await this.#files.read(index, at, length);
         }
         if (this.#lru.delete(index)) this.#drop(index);
@@ -264,6 +291,7 @@ export class CacheStore implements RangeStore {
       this.#lru.get(index); // recently used
       this.#stats.hit++;
       this.#stats.slices++;
+      this.#grant(index);
       this.#slicesOut++;
       pinned = true;
       let released = false;
@@ -315,6 +343,8 @@ export class CacheStore implements RangeStore {
     // A slice's reader (the kernel) reads its fd: the files stay open until all are back.
     // The FUSE session releases every slice it got, even for requests it abandoned.
     if (this.#slicesOut > 0) await new Promise<void>((res) => (this.#slicesDrained = res));
+    clearInterval(this.#directTimer);
+    this.#direct?.disable();
     this.#files.close();
   }
 
@@ -377,7 +407,20 @@ export class CacheStore implements RangeStore {
     this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
     this.#verified.add(index);
     this.#lru.set(index, true);
+    this.#grant(index);
     return data;
+  }
+
+  /** Lets reads of a block be answered below JS while its file holds its verified bytes. */
+  #grant(index: number): void {
+    const direct = this.#direct;
+    if (direct === undefined || this.#closed || !this.#verified.has(index) || !this.holds(index) || this.#zeroDirty.has(index)) return;
+    const { file, fd } = this.#files.fileOf(index);
+    if (!this.#directFiles.has(file)) {
+      direct.file(file, fd);
+      this.#directFiles.add(file);
+    }
+    direct.grant(index);
   }
 
   #doneReading(index: number): void {
@@ -400,6 +443,8 @@ export class CacheStore implements RangeStore {
     const wasZero = this.#zeroDirty.has(index);
     // No longer clean: it must not be evicted while we change it.
     const wasClean = this.#lru.delete(index);
+    // Its bytes are about to change (or be punched): nothing reads them below JS meanwhile.
+    this.#direct?.revoke(index);
     // A partial write builds on the block as S3 holds it (absent blocks cost no request),
     // or on a clean local copy once that copy has proven itself.
     const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
@@ -425,6 +470,7 @@ export class CacheStore implements RangeStore {
     else this.#zeroDirty.delete(index);
     this.#verified.add(index);
     this.#wb.written(index, seq, this.#cover(index, at, length, whole));
+    this.#grant(index); // held again (dirty) from here
   }
 
   /**
@@ -570,11 +616,13 @@ export class CacheStore implements RangeStore {
 
   /** Forgets a clean block locally, its record and its bytes; after its readers, if it has any. */
   #drop(index: number): void {
+    this.#direct?.revoke(index);
     if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
     else this.#punchOut(index);
   }
 
   #punchOut(index: number): void {
+    this.#direct?.revoke(index);
     this.#verified.delete(index);
     try {
       this.#files.punch(index);

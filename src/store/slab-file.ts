@@ -123,6 +123,12 @@ export class SlabFiles {
     return { fd, position: pos };
   }
 
+  /** Which slab file holds block `index` (its number in SLAB_BYTES steps of the device) and its fd. */
+  fileOf(index: number): { file: number; fd: number } {
+    const { fd, slab } = this.#locate(index, 0);
+    return { file: slab, fd };
+  }
+
   /** Writes `data` at `at` within block `index`. */
   write(index: number, at: number, data: Buffer): Promise<void> {
     const { fd, pos, file, slab } = this.#locate(index, at);

@@ -161,6 +161,68 @@ describe('device', { skip }, () => {
     await unmount(cold.dir);
   });
 
+  test('direct reads (answered by libfuse threads from the cache files) stay right through rewrites, zero writes, holes and eviction', async () => {
+    const BS = 64 * 1024;
+    const BLOCKS = 48;
+    const url = s3.url('direct');
+    assert.equal((await runCli(['create', url, '--size', String(BLOCKS * BS), '--block-size', String(BS)], s3.env)).code, 0);
+    // Room for 16 clean blocks of the 48: reads and writes keep evicting.
+    const { dir } = await mountVolume(url, 'direct', ['--cache-size', String(16 * BS)]);
+    const ref = randomBytes(BLOCKS * BS);
+    const disk = path.join(dir, 'disk');
+    const fh = await open(disk, 'r+');
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    try {
+      await fh.write(ref, 0, ref.length, 0);
+      await fh.sync();
+      for (let round = 0; round < 40; round++) {
+        // One block changes (new bytes, zeros, or a hole) while eight 4 KiB reads of other
+        // blocks are in flight, each checked against the reference.
+        const block = rand(BLOCKS);
+        const kind = rand(3);
+        const change = (async () => {
+          if (kind === 0) {
+            const data = randomBytes(BS);
+            await fh.write(data, 0, BS, block * BS);
+            data.copy(ref, block * BS);
+          } else if (kind === 1) {
+            await fh.write(Buffer.alloc(BS), 0, BS, block * BS);
+            ref.fill(0, block * BS, (block + 1) * BS);
+          } else {
+            await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(block * BS), '--length', String(BS), disk]);
+            ref.fill(0, block * BS, (block + 1) * BS);
+          }
+        })();
+        const reads = Array.from({ length: 8 }, async () => {
+          const at = ((block + 1 + rand(BLOCKS - 1)) % BLOCKS) * BS + rand(BS / 4096) * 4096;
+          const out = Buffer.alloc(4096);
+          await fh.read(out, 0, 4096, at);
+          assert.ok(out.equals(ref.subarray(at, at + 4096)), `round ${round}: 4 KiB at ${at}`);
+        });
+        await Promise.all([change, ...reads]);
+        // The changed block, now that its change is acknowledged.
+        const out = Buffer.alloc(4096);
+        await fh.read(out, 0, 4096, block * BS + 8192);
+        assert.ok(out.equals(ref.subarray(block * BS + 8192, block * BS + 12288)), `round ${round}: block ${block} after its change`);
+        if (round % 10 === 9) await fh.sync();
+      }
+      await fh.sync();
+      const back = Buffer.alloc(ref.length);
+      for (let i = 0; i < BLOCKS; i++) await fh.read(back, i * BS, BS, i * BS); // one block per read: direct when granted
+      assert.ok(back.equals(ref), 'every block reads back as the reference');
+      const st = await statsOf(dir);
+      assert.ok(st.fuse.direct.reads > 0, `reads were answered directly (${JSON.stringify(st.fuse.direct)})`);
+      assert.ok(st.cache.evictions > 0, 'blocks were evicted meanwhile');
+    } finally {
+      await fh.close();
+    }
+    await unmount(dir);
+  });
+
   test('one writer: a second read-write mount is refused with the holder; read-only refuses without --force', async () => {
     const url = s3.url('lease');
     assert.equal((await runCli(['create', url, '--size', '16M'], s3.env)).code, 0);
