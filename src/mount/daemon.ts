@@ -191,5 +191,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
 
 export function statsOf(stack: Stack, ops: DeviceOps, volume: Volume, mode: MountMode, status: DaemonStatus, session?: FuseSession): Record<string, unknown> {
   const s = stack.stats();
-  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, fuse: { ...ops.stats, sliceReplies: session?.sliceReplies ?? null, direct: session?.directCounts ?? null } };
+  // Reads that libfuse's threads answered from the cache files never reach the ops or the
+  // cache layer: they are hits and reads all the same.
+  const direct = session?.directCounts ?? null;
+  const reads = direct?.reads ?? 0;
+  const fuse = { ...ops.stats, reads: ops.stats.reads + reads, bytesRead: ops.stats.bytesRead + (direct?.bytes ?? 0), sliceReplies: session?.sliceReplies ?? null, direct };
+  return { pid: process.pid, volume: volume.url, mode, ...status, ...s, cache: { ...s.cache, hit: s.cache.hit + reads }, fuse };
 }
