@@ -1565,15 +1565,32 @@ fail:
   return NULL;
 }
 
+/* The session in argv[0] of a call taking `want` arguments (read into argv), or
+ * NULL after throwing. */
+static session *session_arg(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  session *s;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want ||
+      !get_session(env, argv[0], &s)) {
+    throw_type(env, "session expected");
+    return NULL;
+  }
+  return s;
+}
+
+static napi_value undefined_value(napi_env env) {
+  napi_value u;
+  CHECK(napi_get_undefined(env, &u));
+  return u;
+}
+
 /* destroy(session): after OP_ENDED and once JS has answered every request:
  * joins the loop thread, closes the device (lazy-unmounting if the mount is
  * still there) and frees libfuse's session. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  session *s;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || !get_session(env, argv[0], &s)) return throw_type(env, "session expected");
+  session *s = session_arg(env, info, 1, argv);
+  if (!s) return NULL;
   if (s->destroyed) return ret_false(env);
   if (!atomic_load(&s->dead)) return throw_type(env, "destroy() before the loop ended");
   long left = atomic_load(&s->outstanding);
@@ -1596,15 +1613,11 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
  * requests to JS (they answer ENOTCONN) and the loop thread leaves the TSFN
  * alone. */
 static napi_value js_mark_exiting(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  session *s;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || !get_session(env, argv[0], &s)) return throw_type(env, "session expected");
+  session *s = session_arg(env, info, 1, argv);
+  if (!s) return NULL;
   atomic_store(&s->exiting, true);
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
+  return undefined_value(env);
 }
 
 /* refuse(session, errno): from now on new requests are answered `errno` by
@@ -1612,17 +1625,13 @@ static napi_value js_mark_exiting(napi_env env, napi_callback_info info) {
  * session ends: the JS thread may then be blocked (a spawn whose child closes
  * a file of this mount on exec, waiting for FLUSH). */
 static napi_value js_refuse(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  session *s;
+  session *s = session_arg(env, info, 2, argv);
+  if (!s) return NULL;
   uint32_t err;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || !get_session(env, argv[0], &s) || !arg_u32(env, argv[1], &err) || err >= 4096)
-    return throw_type(env, "refuse(session, errno)");
+  if (!arg_u32(env, argv[1], &err) || err >= 4096) return throw_type(env, "refuse(session, errno)");
   atomic_store(&s->refuse, (int)err);
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
+  return undefined_value(env);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1630,22 +1639,11 @@ static napi_value js_refuse(napi_env env, napi_callback_info info) {
 
 /* The session's direct-read table, or NULL after throwing. */
 static direct *direct_of(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  session *s;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want ||
-      !get_session(env, argv[0], &s)) {
-    throw_type(env, "session expected");
-    return NULL;
-  }
+  session *s = session_arg(env, info, want, argv);
+  if (!s) return NULL;
   direct *d = atomic_load(&s->direct);
   if (!d) throw_type(env, "direct reads are not enabled on this session");
   return d;
-}
-
-static napi_value undefined_value(napi_env env) {
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
 }
 
 /* directEnable(session, ino, blockSize, blockCount, fileBytes): from now on a
@@ -1653,13 +1651,12 @@ static napi_value undefined_value(napi_env env) {
  * worker thread that got it, from the file registered for it (directFile).
  * Once per session. */
 static napi_value js_direct_enable(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  session *s;
+  session *s = session_arg(env, info, 5, argv);
+  if (!s) return NULL;
   uint64_t ino, bs, count, file_bytes;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5 || !get_session(env, argv[0], &s) || !arg_u64(env, argv[1], &ino) ||
-      !arg_u64(env, argv[2], &bs) || !arg_u64(env, argv[3], &count) || !arg_u64(env, argv[4], &file_bytes))
+  if (!arg_u64(env, argv[1], &ino) || !arg_u64(env, argv[2], &bs) || !arg_u64(env, argv[3], &count) ||
+      !arg_u64(env, argv[4], &file_bytes))
     return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes)");
   if (atomic_load(&s->direct)) return throw_type(env, "direct reads are already enabled on this session");
   direct *d = direct_new(ino, bs, count, file_bytes);
@@ -1765,18 +1762,14 @@ static napi_value js_mount_fs(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof msg, "mount %s on %s", type, target);
     return throw_errno(env, errno, msg);
   }
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
+  return undefined_value(env);
 }
 
 /* outstanding(session): fuse requests handed to JS and not yet answered. */
 static napi_value js_outstanding(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  session *s;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || !get_session(env, argv[0], &s)) return throw_type(env, "session expected");
+  session *s = session_arg(env, info, 1, argv);
+  if (!s) return NULL;
   napi_value out;
   CHECK(napi_create_double(env, (double)atomic_load(&s->outstanding), &out));
   return out;
@@ -1799,9 +1792,7 @@ static napi_value js_umount(napi_env env, napi_callback_info info) {
     snprintf(msg, sizeof msg, "umount2 %s", path);
     return throw_errno(env, errno, msg);
   }
-  napi_value u;
-  CHECK(napi_get_undefined(env, &u));
-  return u;
+  return undefined_value(env);
 }
 
 static void addon_finalize(napi_env env, void *data, void *hint) {
