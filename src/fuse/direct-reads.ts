@@ -29,7 +29,6 @@ export class DirectReadTable implements DirectReads {
   #native: Native;
   #handle: NativeSession;
   #blockCount: number;
-  #disabled = false;
 
   /** @internal FuseSession.directReads() makes it. */
   constructor(native: Native, handle: NativeSession, layout: DirectLayout) {
@@ -50,10 +49,10 @@ export class DirectReadTable implements DirectReads {
     this.#native.directFile(this.#handle, file, fd);
   }
 
-  /** False when the table is at its memory bound: reads of the block stay with the handler. */
+  /** False when the table is at its memory bound: reads of the block stay with the handler. No effect after disable(). */
   grant(index: number): boolean {
     this.#check(index);
-    return !this.#disabled && this.#native.directGrant(this.#handle, index);
+    return this.#native.directGrant(this.#handle, index);
   }
 
   revoke(index: number): void {
@@ -66,7 +65,6 @@ export class DirectReadTable implements DirectReads {
   }
 
   disable(): void {
-    this.#disabled = true;
     this.#native.directDisable(this.#handle);
   }
 

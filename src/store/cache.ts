@@ -138,9 +138,8 @@ export class CacheStore implements RangeStore {
   #slicesDrained: (() => void) | undefined;
   /** What each upload reads its block into: one per upload in flight, used again. */
   #uploadBuffers: BlockBuffers;
-  /** Reads answered below JS for granted blocks (useDirectReads), and the slab files it was told of. */
+  /** Reads answered below JS for granted blocks (useDirectReads). */
   #direct: DirectReads | undefined;
-  #directFiles = new Set<number>();
   #directTimer: NodeJS.Timeout | undefined;
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0 };
 
@@ -247,7 +246,6 @@ export class CacheStore implements RangeStore {
         }
         if (await this.#ensureVerified(index)) {
           this.#stats.hit++;
-          this.#grant(index);
           return length <= SMALL_READ ? this.#files.readNow(index, at, length) : await this.#files.read(index, at, length);
         }
         if (this.#lru.delete(index)) this.#drop(index);
@@ -291,7 +289,6 @@ export class CacheStore implements RangeStore {
       this.#lru.get(index); // recently used
       this.#stats.hit++;
       this.#stats.slices++;
-      this.#grant(index);
       this.#slicesOut++;
       pinned = true;
       let released = false;
@@ -372,6 +369,7 @@ export class CacheStore implements RangeStore {
     if (this.#wb.has(index)) {
       // Dirty blocks were checked at start or written in this mount.
       this.#verified.add(index);
+      this.#grant(index);
       return true;
     }
     const sum = cleanSum(this.#db.local.get(index));
@@ -379,6 +377,7 @@ export class CacheStore implements RangeStore {
       const data = await this.#files.read(index, 0, this.blockSize);
       if ((await sha256Of(data)).equals(sum)) {
         this.#verified.add(index);
+        this.#grant(index);
         return true;
       }
     }
@@ -411,15 +410,15 @@ export class CacheStore implements RangeStore {
     return data;
   }
 
-  /** Lets reads of a block be answered below JS while its file holds its verified bytes. */
+  /**
+   * Lets reads of a block be answered below JS while its file holds its verified bytes.
+   * Called where a block becomes verified (and when direct reads start), not per read.
+   */
   #grant(index: number): void {
     const direct = this.#direct;
     if (direct === undefined || this.#closed || !this.#verified.has(index) || !this.holds(index) || this.#zeroDirty.has(index)) return;
     const { file, fd } = this.#files.fileOf(index);
-    if (!this.#directFiles.has(file)) {
-      direct.file(file, fd);
-      this.#directFiles.add(file);
-    }
+    direct.file(file, fd);
     direct.grant(index);
   }
 

@@ -65,7 +65,7 @@ export interface RangeStore extends BlockStore {
  * revokes it before it changes or punches them.
  */
 export interface DirectReads {
-  /** File number `file` of the layout (the slab files) is open as `fd`. */
+  /** File number `file` of the layout (the slab files) is open as `fd` (said again before each grant; cheap). */
   file(file: number, fd: number): void;
   /** False if it could not (a memory bound): reads of the block keep coming to JS. */
   grant(index: number): boolean;

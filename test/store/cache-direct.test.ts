@@ -49,12 +49,14 @@ class Recorder implements DirectReads {
 
 test('direct reads: grants verified local blocks, revokes before the file changes or is punched, off at close', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 's3z-direct-'));
-  const db = LocalDb.open(dir, { uuid: randomUUID(), size: BS * COUNT, blockSize: BS });
+  const identity = { uuid: randomUUID(), size: BS * COUNT, blockSize: BS };
+  const db = LocalDb.open(dir, identity);
   t.after(async () => {
     await db.close().catch(() => {});
     await rm(dir, { recursive: true, force: true });
   });
   const inner = new MemoryBlockStore(BS, COUNT);
+  const inner2 = new MemoryBlockStore(BS, COUNT);
   const stored = randomBytes(BS);
   inner.blocks.set(3, Buffer.from(stored));
   // Room for 4 clean blocks: the fifth evicts the least recently used.
@@ -113,4 +115,19 @@ test('direct reads: grants verified local blocks, revokes before the file change
 
   await cache.close();
   assert.equal(rec.events.at(-1), 'disable');
+  await db.close();
+
+  // The next mount: a block kept from the last one is granted once it has been verified
+  // (its first read, answered from the file), not before.
+  const db2 = LocalDb.open(dir, identity);
+  t.after(() => db2.close().catch(() => {}));
+  const cache2 = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: false, maxBytes: 4 * BS, writeDelayMs: 0 }, inner2, { db: db2, log: silentLogger });
+  await cache2.start();
+  const rec2 = new Recorder(() => Buffer.alloc(0));
+  cache2.useDirectReads(rec2);
+  assert.deepEqual(rec2.events, [], 'nothing verified yet in this mount');
+  await cache2.readRange(9, 0, 512);
+  assert.deepEqual(rec2.events, ['grant 9']);
+  assert.equal(inner2.stats.read, 0, 'from the cache file');
+  await cache2.close();
 });
