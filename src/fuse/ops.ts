@@ -99,15 +99,14 @@ export class DeviceOps {
   }
 
   /**
-   * As read(), but a range within one block the store holds in a local file comes back
-   * as a slice of that file (the FUSE reply reads it from there; the caller releases it).
+   * As read(), but a range within one block may come back as a slice of the store's local
+   * file (the FUSE reply reads it from there; the caller releases it).
    */
   async readReply(offset: number, length: number): Promise<Buffer | BlockSlice> {
     const first = Math.floor(offset / this.#bs);
     const ranged = this.#ranged;
-    if (ranged?.sliceRange !== undefined && first === Math.floor((offset + length - 1) / this.#bs)) {
-      const slice = await ranged.sliceRange(first, offset - first * this.#bs, length);
-      if (slice !== undefined) return slice;
+    if (ranged?.replyRange !== undefined && first === Math.floor((offset + length - 1) / this.#bs)) {
+      return (await ranged.replyRange(first, offset - first * this.#bs, length)) ?? Buffer.alloc(length);
     }
     return this.read(offset, length);
   }

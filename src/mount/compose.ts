@@ -132,6 +132,6 @@ function withClose(top: BlockStore, before: () => void): BlockStore {
   const base = { blockSize: top.blockSize, blockCount: top.blockCount, read: top.read.bind(top), write: top.write.bind(top), flush: top.flush.bind(top), close };
   if (!isRangeStore(top)) return base;
   const ranged: RangeStore = { ...base, readRange: top.readRange.bind(top), writeRange: top.writeRange.bind(top) };
-  if (top.sliceRange !== undefined) ranged.sliceRange = top.sliceRange.bind(top);
+  if (top.replyRange !== undefined) ranged.replyRange = top.replyRange.bind(top);
   return ranged;
 }

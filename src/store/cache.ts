@@ -102,6 +102,15 @@ const LOCAL_RETRIES = 4;
 /** How often blocks read below JS (direct reads) are counted as used for eviction. */
 const RECENCY_MS = 500;
 
+/** Fill buffers kept for reuse: as many as fills usually run at once (the read-ahead's). */
+const FILL_BUFFERS = 16;
+
+/**
+ * Where a block's bytes are for a reader once #local returns: true, in its file
+ * (verified); null, zeros; a Buffer, only here (the file refused them), the reader's own.
+ */
+type Local = true | null | Buffer;
+
 /** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here. */
 function quiet(err: unknown): void {
   (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => {});
@@ -126,7 +135,7 @@ export class CacheStore implements RangeStore {
   #verified = new Set<number>();
   #verifying = new Map<number, Promise<boolean>>();
   /** Misses being fetched (one request per block, whoever asks). */
-  #fills = new Map<number, Promise<Buffer | null>>();
+  #fills = new Map<number, Promise<Local>>();
   #locks = new KeyedLock();
   /** Reads in progress per block, and evictions waiting for them. */
   #readers = new Map<number, number>();
@@ -138,6 +147,11 @@ export class CacheStore implements RangeStore {
   #slicesDrained: (() => void) | undefined;
   /** What each upload reads its block into: one per upload in flight, used again. */
   #uploadBuffers: BlockBuffers;
+  /**
+   * What fills (and the bases of partial writes) read their block into from below; the
+   * bytes never leave this layer in it: readers read the block's file once it is there.
+   */
+  #fillBuffers: BlockBuffers;
   /** Reads answered below JS for granted blocks (useDirectReads). */
   #direct: DirectReads | undefined;
   #directTimer: NodeJS.Timeout | undefined;
@@ -152,6 +166,7 @@ export class CacheStore implements RangeStore {
     this.#log = deps.log.child({ layer: 'cache' });
     this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
     this.#uploadBuffers = new BlockBuffers(this.blockSize, config.uploadConcurrency);
+    this.#fillBuffers = new BlockBuffers(this.blockSize, FILL_BUFFERS);
     this.#wb = new WriteBack(
       { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
       { upload: (i) => this.#upload(i), clean: (i, seq, sent) => this.#clean(i, seq, sent), canRetry: () => !this.#closed && !this.#db.closed },
@@ -238,56 +253,33 @@ export class CacheStore implements RangeStore {
     this.#checkRange(index, at, length);
     this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
     try {
-      if (this.holds(index)) {
-        this.#lru.get(index); // recently used
-        if (this.#zeroDirty.has(index)) {
-          this.#stats.hit++;
-          return null;
-        }
-        if (await this.#ensureVerified(index)) {
-          this.#stats.hit++;
-          return length <= SMALL_READ ? this.#files.readNow(index, at, length) : await this.#files.read(index, at, length);
-        }
-        if (this.#lru.delete(index)) this.#drop(index);
-      }
-      this.#stats.miss++;
-      let fill = this.#fills.get(index);
-      if (fill === undefined) {
-        fill = this.#locks.run(index, () => this.#fillLocked(index, opts)).finally(() => this.#fills.delete(index));
-        this.#fills.set(index, fill);
-      }
-      const data = await fill;
-      if (data === null) return null;
-      return at === 0 && length === this.blockSize ? data : data.subarray(at, at + length);
+      const local = await this.#local(index, opts);
+      if (local === true) return this.#readFile(index, at, length);
+      return local === null || (at === 0 && length === this.blockSize) ? local : local.subarray(at, at + length);
     } finally {
       this.#doneReading(index);
     }
   }
 
   /**
-   * A verified local block's range as a slice of its slab file, pinned (a reader: not
-   * punched out) until release(). Undefined for small reads (a pread on this thread is
-   * cheaper, see SMALL_READ), blocks not held or written as zeros, and ranges past the
-   * file's end (they read as zeros): readRange answers those.
+   * The same bytes as readRange, for a reply: a read of more than SMALL_READ bytes comes
+   * back as a slice of the block's slab file (fetched into it first on a miss), pinned (a
+   * reader: not punched out) until release(). Smaller reads, zeros (null) and blocks the
+   * file could not take come back as buffers.
    */
-  async sliceRange(index: number, at: number, length: number): Promise<BlockSlice | undefined> {
-    if (length <= SMALL_READ) return undefined;
+  async replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null> {
+    if (length <= SMALL_READ) return this.readRange(index, at, length, opts);
     checkIndex(this, index, this.#closed);
     this.#checkRange(index, at, length);
-    if (!this.holds(index) || this.#zeroDirty.has(index)) return undefined;
     this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
     let pinned = false;
     try {
-      if (!(await this.#ensureVerified(index))) {
-        if (this.#lru.delete(index)) this.#drop(index);
-        return undefined;
-      }
-      // Re-checked after the wait: a write may have made it zeros meanwhile, or close() run.
-      if (this.#closed || !this.holds(index) || this.#zeroDirty.has(index)) return undefined;
+      const local = await this.#local(index, opts);
+      if (local !== true) return local === null || (at === 0 && length === this.blockSize) ? local : local.subarray(at, at + length);
+      checkOpen(this.#closed);
+      // Undefined past the file's end (zeros, which read() makes).
       const where = this.#files.where(index, at, length);
-      if (where === undefined) return undefined;
-      this.#lru.get(index); // recently used
-      this.#stats.hit++;
+      if (where === undefined) return await this.#files.read(index, at, length);
       this.#stats.slices++;
       this.#slicesOut++;
       pinned = true;
@@ -386,28 +378,66 @@ export class CacheStore implements RangeStore {
     return false;
   }
 
+  /**
+   * Makes a block local for a reader (who holds it as a reader, so it is not punched out
+   * under them): a hit once verified, else one fetch from below per block, whoever asks.
+   */
+  async #local(index: number, opts?: ReadOptions): Promise<Local> {
+    if (this.holds(index)) {
+      this.#lru.get(index); // recently used
+      if (this.#zeroDirty.has(index)) {
+        this.#stats.hit++;
+        return null;
+      }
+      if (await this.#ensureVerified(index)) {
+        this.#stats.hit++;
+        return true;
+      }
+      if (this.#lru.delete(index)) this.#drop(index);
+    }
+    this.#stats.miss++;
+    let fill = this.#fills.get(index);
+    if (fill === undefined) {
+      fill = this.#locks.run(index, () => this.#fillLocked(index, opts)).finally(() => this.#fills.delete(index));
+      this.#fills.set(index, fill);
+    }
+    return fill;
+  }
+
+  /** Small reads of a verified block are preads on this thread (SMALL_READ says why). */
+  #readFile(index: number, at: number, length: number): Buffer | Promise<Buffer> {
+    return length <= SMALL_READ ? this.#files.readNow(index, at, length) : this.#files.read(index, at, length);
+  }
+
   /** Fetches a block from below into the file (under the block's lock). */
-  async #fillLocked(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+  async #fillLocked(index: number, opts?: ReadOptions): Promise<Local> {
     if (this.holds(index) && (this.#zeroDirty.has(index) || (await this.#ensureVerified(index)))) {
       // Filled by the one before us in the lock queue.
-      return this.#zeroDirty.has(index) ? null : this.#files.read(index, 0, this.blockSize);
+      return this.#zeroDirty.has(index) ? null : true;
     }
-    const data = await this.#inner.read(index, opts);
-    if (data === null || this.#closed) return data;
+    const buf = this.#fillBuffers.acquire();
     try {
-      await this.#localWrite(index, 0, data);
-    } catch (err) {
-      // Serving the read matters more than caching it.
-      this.#log.warn({ block: index, err: (err as Error).message }, 'could not cache a fetched block');
-      return data;
+      const data = await this.#inner.read(index, { ...opts, into: buf });
+      if (data === null) return null;
+      // The buffer goes back to the pool below: a reader that cannot read the file gets a copy.
+      if (this.#closed) return Buffer.from(data);
+      try {
+        await this.#localWrite(index, 0, data);
+      } catch (err) {
+        // Serving the read matters more than caching it.
+        this.#log.warn({ block: index, err: (err as Error).message }, 'could not cache a fetched block');
+        return Buffer.from(data);
+      }
+      // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
+      const record = cleanRecord(await sha256Of(data));
+      this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
+      this.#verified.add(index);
+      this.#lru.set(index, true);
+      this.#grant(index);
+      return true;
+    } finally {
+      this.#fillBuffers.release(buf);
     }
-    // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
-    const record = cleanRecord(await sha256Of(data));
-    this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
-    this.#verified.add(index);
-    this.#lru.set(index, true);
-    this.#grant(index);
-    return data;
   }
 
   /**
@@ -449,9 +479,14 @@ export class CacheStore implements RangeStore {
     const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
     if (!trusted && !whole) {
       this.#pendingEvict.delete(index);
-      const base = await this.#inner.read(index);
-      if (base === null) this.#files.punch(index);
-      else await this.#localWrite(index, 0, base);
+      const buf = this.#fillBuffers.acquire();
+      try {
+        const base = await this.#inner.read(index, { into: buf });
+        if (base === null) this.#files.punch(index);
+        else await this.#localWrite(index, 0, base);
+      } finally {
+        this.#fillBuffers.release(buf);
+      }
     }
     let record: Buffer;
     if ((data === null || isZero(data)) && whole) {
@@ -589,7 +624,12 @@ export class CacheStore implements RangeStore {
   async hydrate(index: number, opts?: ReadOptions): Promise<void> {
     checkIndex(this, index, this.#closed);
     if (this.holds(index)) return;
-    await this.readRange(index, 0, this.blockSize, opts);
+    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    try {
+      await this.#local(index, opts);
+    } finally {
+      this.#doneReading(index);
+    }
   }
 
   // -------------------------------------------------------------------------

@@ -71,6 +71,17 @@ export function sha256Of(data: Buffer): Promise<Buffer> {
   return p;
 }
 
+/**
+ * Copies a block into `into` (the same length) and returns it: its digest, when known,
+ * is known for `into` too, which holds the same bytes and, by the contract above, keeps them.
+ */
+export function copyBlock(data: Buffer, into: Buffer): Buffer {
+  data.copy(into);
+  const digest = digests.get(data);
+  if (digest !== undefined) digests.set(into, digest);
+  return into;
+}
+
 export function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
 }

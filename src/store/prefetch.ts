@@ -15,6 +15,9 @@
 //   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
 //   inflight  read-ahead requests on their way from the store below
 //   held      read-ahead results waiting to be read (oldest dropped first)
+//   buffers   what read-ahead requests read their block into (block-buffers.ts): a
+//             result is copied into the reader's buffer (ReadOptions.into) and its
+//             buffer used again, so a sequential stream allocates no block memory
 //
 // Invariants:
 //   - foreground reads go to the store below at once; they never wait for a
@@ -27,11 +30,16 @@
 //     read-ahead of it starts while the write is in flight.
 //   - a read-ahead failure never fails a read: the reader fetches the block itself.
 //   - a held copy is handed out once and then forgotten (the cache above keeps it).
+//   - a read-ahead's buffer has one owner at a time: the request, then the held entry or
+//     the reader that claimed it; whoever drops the result gives the buffer back, unless
+//     it was handed out as it is (to a reader without a buffer of its own).
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
+import { BlockBuffers } from './block-buffers.js';
+import { copyBlock } from './checksum.js';
 
 export interface PrefetchConfig {
   /** Read-ahead requests in flight at once. */
@@ -97,6 +105,13 @@ interface Ahead {
   valid: boolean;
   /** A reader took this result; it must not be held as well. */
   claimed: boolean;
+  /** What the request reads the block into. */
+  readonly buf: Buffer;
+}
+
+interface Held {
+  readonly data: Buffer | null;
+  readonly buf: Buffer;
 }
 
 /** A read just behind an active stream's position (reads arriving out of order) stays in that stream. */
@@ -131,7 +146,8 @@ export class PrefetchStore implements BlockStore {
   #inflight = new Map<number, Ahead>();
   /** Every read-ahead request not yet settled, including invalidated ones (close waits for them). */
   #running = new Set<Promise<unknown>>();
-  #held = new Map<number, Buffer | null>();
+  #held = new Map<number, Held>();
+  #buffers: BlockBuffers;
   #heldBytes = 0;
   /** Blocks with a write in flight: no read-ahead of them starts. */
   #writing = new Map<number, number>();
@@ -160,6 +176,8 @@ export class PrefetchStore implements BlockStore {
     this.#initialWindow = Math.min(c.initialWindow, this.#maxWindow);
     this.#maxStreams = c.streams;
     this.#trigger = c.triggerReads;
+    // A stream keeps about a window of results in flight or held.
+    this.#buffers = new BlockBuffers(this.blockSize, this.#maxWindow);
   }
 
   async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
@@ -171,14 +189,13 @@ export class PrefetchStore implements BlockStore {
     // flight, i.e. it reads ahead itself (ZFS's prefetcher does, for the very blocks of
     // the file it reads). Ours on top would only fetch past the end of what it needs.
     const alone = this.#waiting === 0;
-    if (this.#held.has(index)) {
-      const data = this.#held.get(index) ?? null;
-      this.#unhold(index);
+    const held = this.#unhold(index);
+    if (held !== undefined) {
       this.stats.used++;
       // It was here before it was asked for: the window already hides the latency.
       if (steer) this.#observe(index, false, alone);
       this.#sync();
-      return data;
+      return this.#handOut(held, opts?.into);
     }
     let ahead = this.#inflight.get(index);
     if (ahead !== undefined && !ahead.claimed) ahead.claimed = true;
@@ -196,9 +213,10 @@ export class PrefetchStore implements BlockStore {
         const data = await ahead.result;
         if (data !== undefined && ahead.valid) {
           this.stats.used++;
-          return data;
+          return this.#handOut({ data, buf: ahead.buf }, opts?.into);
         }
         // Failed, or the block was written meanwhile: fetch it ourselves.
+        this.#buffers.release(ahead.buf);
         checkOpen(this.#closed);
       }
       this.#reading.set(index, (this.#reading.get(index) ?? 0) + 1);
@@ -308,8 +326,21 @@ export class PrefetchStore implements BlockStore {
     this.#sync();
   }
 
+  /**
+   * A result for a reader: copied into the reader's buffer when it has one (the result's
+   * buffer is then used again), else handed out as it is, for good.
+   */
+  #handOut(held: Held, into: Buffer | undefined): Buffer | null {
+    const { data, buf } = held;
+    if (data !== null && data.buffer === buf.buffer && into === undefined) return data;
+    const out = data !== null && data.buffer === buf.buffer && into !== undefined ? copyBlock(data, into) : data;
+    this.#buffers.release(buf);
+    return out;
+  }
+
   #start(j: number): void {
-    const result = this.#inner.read(j, { priority: 'background', signal: this.#abort.signal }).then(
+    const buf = this.#buffers.acquire();
+    const result = this.#inner.read(j, { priority: 'background', signal: this.#abort.signal, into: buf }).then(
       (data) => data,
       (err: unknown) => {
         if (!this.#closed) {
@@ -319,14 +350,16 @@ export class PrefetchStore implements BlockStore {
         return undefined;
       },
     );
-    const ahead: Ahead = { result, valid: true, claimed: false };
+    const ahead: Ahead = { result, valid: true, claimed: false, buf };
     this.#inflight.set(j, ahead);
     const settled = result.then((data) => {
       this.#running.delete(settled);
       if (this.#inflight.get(j) === ahead) this.#inflight.delete(j);
       if (data !== undefined && ahead.valid && !this.#closed) {
         this.stats.prefetched++;
-        if (!ahead.claimed) this.#hold(j, data);
+        if (!ahead.claimed) this.#hold(j, { data, buf });
+      } else if (!ahead.claimed) {
+        this.#buffers.release(buf);
       }
       this.#pump();
     });
@@ -335,7 +368,7 @@ export class PrefetchStore implements BlockStore {
 
   /** Drops any read-ahead copy of a block being written. */
   #forget(index: number): void {
-    if (this.#unhold(index)) this.stats.wasted++;
+    if (this.#drop(index)) this.stats.wasted++;
     this.#queue.delete(index);
     const ahead = this.#inflight.get(index);
     if (ahead !== undefined) {
@@ -348,21 +381,31 @@ export class PrefetchStore implements BlockStore {
   #dropOldest(): boolean {
     const oldest = this.#held.keys().next();
     if (oldest.done) return false;
-    this.#unhold(oldest.value);
+    this.#drop(oldest.value);
     this.stats.wasted++;
     return true;
   }
 
-  #hold(index: number, data: Buffer | null): void {
-    this.#unhold(index);
-    this.#held.set(index, data);
-    this.#heldBytes += data?.length ?? 0;
+  #hold(index: number, held: Held): void {
+    this.#drop(index);
+    this.#held.set(index, held);
+    this.#heldBytes += held.data?.length ?? 0;
   }
 
-  #unhold(index: number): boolean {
-    if (!this.#held.has(index)) return false;
-    this.#heldBytes -= this.#held.get(index)?.length ?? 0;
+  /** Takes a held result out; its buffer is then the caller's to give back. */
+  #unhold(index: number): Held | undefined {
+    const held = this.#held.get(index);
+    if (held === undefined) return undefined;
+    this.#heldBytes -= held.data?.length ?? 0;
     this.#held.delete(index);
+    return held;
+  }
+
+  /** Drops a held result; true if there was one. */
+  #drop(index: number): boolean {
+    const held = this.#unhold(index);
+    if (held === undefined) return false;
+    this.#buffers.release(held.buf);
     return true;
   }
 

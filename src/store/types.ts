@@ -51,11 +51,11 @@ export interface BlockSlice {
 export interface RangeStore extends BlockStore {
   readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null>;
   /**
-   * The same bytes as readRange, as a range of a local file, when the store holds them
-   * verified in one (else undefined: call readRange). The range stays as it is (not
-   * evicted, its file open) until release(), which the caller must call exactly once.
+   * The same bytes as readRange, for a reply, possibly as a range of a local file (the
+   * store fetches the block into it first when it must): such a range stays as it is
+   * (not evicted, its file open) until release(), which the caller must call exactly once.
    */
-  sliceRange?(index: number, at: number, length: number): Promise<BlockSlice | undefined>;
+  replyRange?(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null>;
   writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void>;
 }
 

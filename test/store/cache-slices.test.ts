@@ -1,6 +1,7 @@
-// Reads answered with a slice of the cache's slab file (sliceRange): only for verified
-// local blocks and large reads, the bytes at the slice are the block's, and a pinned
-// slice keeps its range from being punched out by eviction until it is released.
+// Reads answered with a slice of the cache's slab file (replyRange): large reads of
+// local blocks, fetched into the file first on a miss; the bytes at the slice are the
+// block's, and a pinned slice keeps its range from being punched out by eviction until
+// it is released. Small reads, zeros and ranges past the file's end come as buffers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readSync } from 'node:fs';
@@ -32,6 +33,11 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }) {
   return { cache, inner };
 }
 
+function asSlice(reply: BlockSlice | Buffer | null): BlockSlice {
+  assert.ok(reply !== null && !Buffer.isBuffer(reply), 'a slice');
+  return reply;
+}
+
 function bytesAt(slice: BlockSlice): Buffer {
   const out = Buffer.alloc(slice.length);
   let done = 0;
@@ -43,28 +49,39 @@ function bytesAt(slice: BlockSlice): Buffer {
   return out.subarray(0, done);
 }
 
-test('large reads of a verified local block come as a slice of its file; small, zero and absent ones do not', async (t) => {
-  const { cache } = await setup(t);
+test('large reads of a local block come as a slice of its file, fetched into it on a miss; small, zero and past-the-end ones as buffers', async (t) => {
+  const { cache, inner } = await setup(t);
   const data = randomBytes(BS);
   await cache.write(0, data);
   await cache.write(1, null);
-  const whole = await cache.sliceRange(0, 0, BS);
-  assert.ok(whole, 'a dirty block written in this mount is offered');
-  assert.ok(bytesAt(whole).equals(data));
+  const whole = asSlice(await cache.replyRange(0, 0, BS));
+  assert.ok(bytesAt(whole).equals(data), 'a dirty block written in this mount');
   whole.release();
   whole.release(); // a second release is a no-op
   await cache.flush();
-  const part = await cache.sliceRange(0, 4096, 512 * 1024);
-  assert.ok(part, 'a clean block too');
-  assert.ok(bytesAt(part).equals(data.subarray(4096, 4096 + 512 * 1024)));
+  const part = asSlice(await cache.replyRange(0, 4096, 512 * 1024));
+  assert.ok(bytesAt(part).equals(data.subarray(4096, 4096 + 512 * 1024)), 'a clean block too');
   part.release();
-  assert.equal(await cache.sliceRange(0, 0, 4096), undefined, 'small reads stay a pread');
-  assert.equal(await cache.sliceRange(1, 0, BS), undefined, 'a block written as zeros has no bytes in the file');
-  assert.equal(await cache.sliceRange(2, 0, BS), undefined, 'a block not held');
-  // A partial write to a fresh block leaves its tail past the file's end: readRange answers it (zeros).
+  const small = await cache.replyRange(0, 4096, 4096);
+  assert.ok(Buffer.isBuffer(small) && small.equals(data.subarray(4096, 8192)), 'small reads stay a pread');
+  assert.equal(await cache.replyRange(1, 0, BS), null, 'a block written as zeros has no bytes in the file');
+  assert.equal(await cache.replyRange(2, 0, BS), null, 'a block stored nowhere reads as zeros');
+  // Stored only below: fetched into the file once, then answered from it.
+  const below = randomBytes(BS);
+  await inner.write(3, below);
+  const reads = inner.stats.read;
+  const fetched = asSlice(await cache.replyRange(3, 0, BS));
+  assert.ok(bytesAt(fetched).equals(below), 'a miss is fetched into the file and sliced');
+  fetched.release();
+  const again = asSlice(await cache.replyRange(3, BS / 2, BS / 2));
+  assert.ok(bytesAt(again).equals(below.subarray(BS / 2)));
+  again.release();
+  assert.equal(inner.stats.read, reads + 1, 'one fetch');
+  // A partial write to a fresh block leaves its tail past the file's end: those bytes come as zeros.
   await cache.writeRange(7, 0, randomBytes(256 * 1024), 256 * 1024);
-  assert.equal(await cache.sliceRange(7, 512 * 1024, 512 * 1024), undefined, 'a range past the file end is not offered');
-  assert.equal(cache.stats.slices, 2);
+  const tail = await cache.replyRange(7, 512 * 1024, 512 * 1024);
+  assert.ok(Buffer.isBuffer(tail) && tail.equals(Buffer.alloc(512 * 1024)), 'a range past the file end is zeros');
+  assert.equal(cache.stats.slices, 4);
 });
 
 test('eviction of a block under a pinned slice waits for its release', async (t) => {
@@ -73,8 +90,7 @@ test('eviction of a block under a pinned slice waits for its release', async (t)
   await cache.write(0, data);
   await cache.flush(); // clean, in the LRU
   for (const i of [3, 4, 5]) await inner.write(i, randomBytes(BS));
-  const slice = await cache.sliceRange(0, 0, BS);
-  assert.ok(slice);
+  const slice = asSlice(await cache.replyRange(0, 0, BS));
   const evictionsBefore = cache.stats.evictions;
   for (const i of [3, 4, 5]) await cache.read(i); // fills push block 0 out
   assert.ok(cache.stats.evictions > evictionsBefore, 'block 0 was evicted');
@@ -89,8 +105,7 @@ test('eviction of a block under a pinned slice waits for its release', async (t)
 test('close() waits for the slices handed out', async (t) => {
   const { cache } = await setup(t);
   await cache.write(0, randomBytes(BS));
-  const slice = await cache.sliceRange(0, 0, BS);
-  assert.ok(slice);
+  const slice = asSlice(await cache.replyRange(0, 0, BS));
   let closed = false;
   const closing = cache.close().then(() => (closed = true));
   await new Promise((r) => setTimeout(r, 100));

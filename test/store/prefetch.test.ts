@@ -29,6 +29,8 @@ class SlowStore implements BlockStore {
   /** Background reads of these blocks fail. */
   readonly failBackground = new Set<number>();
   readerAt = -1;
+  /** The distinct memory read-ahead and readers gave to read into. */
+  readonly intoMemory = new Set<ArrayBufferLike>();
   closed = false;
   activeAtClose = -1;
   constructor(
@@ -49,7 +51,12 @@ class SlowStore implements BlockStore {
       const data = await this.mem.read(index);
       await sleep(this.delay);
       if (priority === 'background' && this.failBackground.has(index)) throw new Error(`injected failure of ${index}`);
-      return data;
+      // Into the caller's buffer when it gives one, a new object each time, as the S3 store does.
+      const into = opts?.into;
+      if (data === null || into === undefined) return data;
+      this.intoMemory.add(into.buffer);
+      data.copy(into);
+      return Buffer.from(into.buffer, into.byteOffset, into.length);
     } finally {
       this.active[priority]--;
     }
@@ -104,6 +111,35 @@ async function until(what: string, cond: () => boolean, ms = 2000): Promise<void
     await sleep(1);
   }
 }
+
+describe('prefetch: reused read-ahead buffers', () => {
+  test('read-ahead lands in buffers used again; readers with a buffer of their own get a copy, right through rewrites', async () => {
+    const inner = await filled(256, 1);
+    const store = prefetch(inner, { initialWindow: 4, maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS, concurrency: 4 });
+    const mine = Buffer.alloc(BS);
+    const versions = new Map<number, number>();
+    for (let i = 0; i < 256; i++) {
+      inner.readerAt = i;
+      // Rewrite blocks just ahead of the reader now and then: held or in-flight copies of them are dropped.
+      if (i % 17 === 0 && i + 2 < 256) {
+        const v = (versions.get(i + 2) ?? 0) + 1;
+        versions.set(i + 2, v);
+        await store.write(i + 2, block(i + 2, v));
+      }
+      const got = await store.read(i, { into: mine });
+      assert.ok(got !== null && got.buffer === mine.buffer, `block ${i} comes in the reader's buffer`);
+      assert.deepEqual(got, block(i, versions.get(i) ?? 0), `block ${i}`);
+    }
+    assert.ok(store.stats.used > 200, `read-ahead served the stream (${store.stats.used})`);
+    // 256 read-aheads through at most ~16 buffers in use at once (plus the reader's).
+    assert.ok(inner.intoMemory.size <= 17, `buffers used again (${inner.intoMemory.size} distinct)`);
+    // A reader without a buffer of its own gets the result as it is, and it stays right.
+    const kept: Buffer[] = [];
+    for (let i = 0; i < 64; i++) kept.push((await store.read(i))!);
+    for (let i = 0; i < 64; i++) assert.deepEqual(kept[i], block(i, versions.get(i) ?? 0), `kept block ${i}`);
+    await store.close();
+  });
+});
 
 describe('prefetch: BlockStore basics', () => {
   test('reads back, zero writes, rewrites', async () => {

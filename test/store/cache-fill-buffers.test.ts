@@ -1,0 +1,119 @@
+// Fills (blocks fetched from below on a miss) and the bases of partial writes read
+// their block into buffers the cache uses again; readers are answered from the block's
+// file. Over a store that fills the caller's buffer after a delay, with many fills at
+// once and a cache small enough to evict: every reader gets its block's bytes, partial
+// writes build on the right base, and a later mount finds every clean record right.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CacheStore, DEFAULT_CACHE_CONFIG } from '../../dist/store/cache.js';
+import { MemoryBlockStore } from '../../dist/store/memory-store.js';
+import { LocalDb } from '../../dist/store/local-db.js';
+import { silentLogger } from '../../dist/log.js';
+import type { BlockSlice, ReadOptions } from '../../dist/store/types.js';
+
+const BS = 256 * 1024;
+const COUNT = 24;
+
+/** Reads take a few ms, with the bytes landing in the caller's buffer at the end (as a GET body does). */
+class SlowStore extends MemoryBlockStore {
+  intoMemory = new Set<ArrayBufferLike>();
+  override async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
+    const into = opts?.into;
+    if (into !== undefined) {
+      this.intoMemory.add(into.buffer);
+      // The first bytes land at once, the rest later: a buffer still in use elsewhere shows it.
+      (this.blocks.get(index) ?? Buffer.alloc(BS)).copy(into, 0, 0, BS / 2);
+    }
+    await sleep(randomInt(1, 5));
+    return super.read(index, opts);
+  }
+}
+
+function bytesOf(reply: BlockSlice | Buffer | null, length: number): Buffer {
+  if (reply === null) return Buffer.alloc(length);
+  if (Buffer.isBuffer(reply)) return Buffer.from(reply);
+  const out = Buffer.alloc(reply.length);
+  readSync(reply.fd, out, 0, reply.length, reply.position);
+  reply.release();
+  return out;
+}
+
+test('fills through reused buffers: readers get their bytes, partial writes the right base, a remount right records', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 's3z-fillbuf-'));
+  const identity = { uuid: randomUUID(), size: BS * COUNT, blockSize: BS };
+  const dbs: LocalDb[] = [];
+  t.after(async () => {
+    for (const db of dbs) await db.close().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+  const inner = new SlowStore(BS, COUNT);
+  const truth = new Map<number, Buffer>();
+  for (let i = 0; i < COUNT; i++) {
+    const d = randomBytes(BS);
+    truth.set(i, d);
+    await inner.write(i, d);
+  }
+  // Six blocks fit: the reads below keep evicting and fetching again.
+  const config = { ...DEFAULT_CACHE_CONFIG, readOnly: false, maxBytes: 6 * BS, writeDelayMs: 0 };
+  const db1 = LocalDb.open(dir, identity);
+  dbs.push(db1);
+  const cache = new CacheStore(config, inner, { db: db1, log: silentLogger });
+  await cache.start();
+
+  // Readers keep fills starting all the time (so buffers are taken again as soon as they
+  // are given back) over blocks 0..19; a writer makes partial writes to 20..23 and reads
+  // them back, which needs their base fetched whenever eviction took them.
+  const WRITTEN = 20;
+  const reader = async (): Promise<void> => {
+    for (let n = 0; n < 60; n++) {
+      const index = randomInt(WRITTEN);
+      const at = randomInt(BS - 4096);
+      const length = n % 2 === 0 ? 4096 : Math.min(BS - at, 128 * 1024 + randomInt(BS / 2));
+      const reply = n % 3 === 0 ? await cache.readRange(index, at, length) : await cache.replyRange(index, at, length);
+      assert.ok(bytesOf(reply, length).equals(truth.get(index)!.subarray(at, at + length)), `block ${index} at ${at}+${length}`);
+    }
+  };
+  const writer = async (): Promise<void> => {
+    for (let n = 0; n < 30; n++) {
+      const index = WRITTEN + randomInt(COUNT - WRITTEN);
+      const at = randomInt(BS - 8192);
+      const piece = randomBytes(8192);
+      const next = Buffer.from(truth.get(index)!);
+      piece.copy(next, at);
+      truth.set(index, next);
+      await cache.writeRange(index, at, piece, piece.length);
+      assert.ok((await cache.read(index))?.equals(next), `block ${index} after a write at ${at}`);
+      if (n % 5 === 0) await cache.flush();
+    }
+  };
+  await Promise.all([reader(), reader(), reader(), reader(), reader(), reader(), writer()]);
+  await cache.flush();
+  assert.ok(cache.stats.miss > 100, `fills ran (${cache.stats.miss})`);
+  assert.ok(inner.intoMemory.size <= 24, `fill buffers used again (${inner.intoMemory.size} distinct for ${cache.stats.miss} misses)`);
+  for (let i = 0; i < COUNT; i++) assert.ok(inner.blocks.get(i)?.equals(truth.get(i)!), `block ${i} as stored below`);
+  await cache.close();
+
+  // A later mount checks each local block against its clean record before using it.
+  const db2 = LocalDb.open(dir, identity);
+  dbs.push(db2);
+  const below = new SlowStore(BS, COUNT); // the first was closed with its cache
+  for (const [i, d] of inner.blocks) below.blocks.set(i, d);
+  const again = new CacheStore(config, below, { db: db2, log: silentLogger });
+  await again.start();
+  let held = 0;
+  for (let i = 0; i < COUNT; i++) {
+    if (!again.holds(i)) continue;
+    held++;
+    assert.ok((await again.read(i))?.equals(truth.get(i)!), `block ${i} after the remount`);
+  }
+  assert.ok(held >= 4, `blocks kept across the mount (${held})`);
+  assert.equal(again.stats.corrupt, 0, 'every clean record matched its bytes');
+  assert.equal(below.stats.read, 0, 'nothing fetched again');
+  await again.close();
+});
