@@ -81,10 +81,21 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   process.exit(outcome.clean ? 0 : 1);
 }
 
-
-
 /** libuv threads of the daemon, unless the user set UV_THREADPOOL_SIZE. */
 const DAEMON_THREADPOOL = 4;
+
+/**
+ * V8 sizes the old generation's first limit from a small heap (~12 MiB live here), so
+ * the objects each request leaves behind brought a full mark-compact every ~8 MiB of
+ * I/O: ~30 per 256 MiB read, 20-30% of the daemon's CPU on its helper threads. A 64 MiB
+ * start makes that about one, for at most that much more memory (docs/PERFORMANCE.md).
+ */
+const DAEMON_OLD_SPACE_MIB = 64;
+
+function daemonNodeFlags(): string[] {
+  const own = process.execArgv;
+  return own.some((a) => a.startsWith('--initial-old-space-size') || a.startsWith('--initial-heap-size')) ? own : [...own, `--initial-old-space-size=${DAEMON_OLD_SPACE_MIB}`];
+}
 
 /** Starts the daemon detached and waits for it to say ready or why not. */
 async function background(url: string, dir: string, opts: MountCommandOptions): Promise<void> {
@@ -97,7 +108,7 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
     throw new S3zError('EMOUNT', `cannot write the daemon log ${path.resolve(logFile)}: ${logProblem(err)}; pass --log-file with a writable path, or run with --foreground`, { cause: err });
   }
   const args = process.argv.slice(2).filter((a) => a !== '--foreground');
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] ?? '', ...args, '--foreground', '--ready-fd', '3'], {
+  const child = spawn(process.execPath, [...daemonNodeFlags(), process.argv[1] ?? '', ...args, '--foreground', '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
     // libuv's threadpool (4 threads by default) carries the cache's file I/O and the

@@ -5,7 +5,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -108,7 +108,9 @@ describe('device', { skip }, () => {
     const SIZE = 64 * MiB;
     const url = s3.url('dev');
     assert.equal((await runCli(['create', url, '--size', String(SIZE), '--block-size', String(BS)], s3.env)).code, 0);
-    const { dir } = await mountVolume(url, 'rw1');
+    const { dir, pid } = await mountVolume(url, 'rw1');
+    // The daemon starts with room in its old generation (mount-commands.ts says why).
+    assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--initial-old-space-size=64'), 'daemon heap flag');
     const ref = Buffer.alloc(SIZE);
     const fh = await open(path.join(dir, 'disk'), 'r+');
     let seed = 1;
