@@ -11,6 +11,8 @@
 //            sequence number; never evicted; uploaded by write-back
 // Reads and writes take byte ranges: a 4 KiB read of a local block is a 4 KiB read of
 // its file, a 128 KiB write is a 128 KiB write plus the CRC of the segments it touched.
+// A miss is fetched into a reused buffer (one fetch per block, whoever asks), written to
+// the file, and every reader is then answered from the file, like a hit.
 //
 // Invariants
 //   - a write resolves only once its bytes are in the file and its journal entry is
