@@ -156,7 +156,7 @@ program
   .description('upload a raw image (file, block device, or - for stdin) into a volume: only blocks that differ are sent')
   .argument('<image>', 'a file, a block device (/dev/...), or - for stdin')
   .argument('<s3url>', 's3://BUCKET/PREFIX of an existing volume (s3zmount create)')
-  .option('--concurrency <n>', 'requests in flight', numberOption('requests', 1, 256), '16')
+  .option('--concurrency <n>', 'requests in flight (each holds a block in memory; at most 512 MiB of blocks)', numberOption('requests', 1, 256), '16')
   .option('--force', 'take the lease even though a read-write mount holds it (only if that mount is gone)')
   .option('--quiet', 'no progress display')
   .addHelpText('after', `
@@ -180,7 +180,7 @@ program
   .description('download a volume as a raw image (a sparse file, a block device, or - for stdout)')
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .argument('<image>', 'a new file, a block device (/dev/...), or - for stdout')
-  .option('--concurrency <n>', 'requests in flight', numberOption('requests', 1, 256), '16')
+  .option('--concurrency <n>', 'requests in flight (each holds a block in memory; at most 512 MiB of blocks)', numberOption('requests', 1, 256), '32')
   .option('--force', 'write over an existing file (only blocks that differ are written: this resumes an interrupted get)')
   .option('--quiet', 'no progress display')
   .addHelpText('after', `

@@ -24,6 +24,13 @@ function concurrencyOf(text: string): number {
   return n;
 }
 
+/** Blocks in memory at once (one per request in flight) stay under this, whatever --concurrency says. */
+const MAX_IN_FLIGHT_BYTES = 512 * 1024 ** 2;
+
+export function inFlight(concurrency: number, blockSize: number): number {
+  return Math.max(1, Math.min(concurrency, Math.floor(MAX_IN_FLIGHT_BYTES / blockSize)));
+}
+
 /** Aborts on the first SIGINT/SIGTERM; a second one kills as usual. */
 async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const ac = new AbortController();
@@ -50,7 +57,7 @@ export async function putCommand(ctx: Context, image: string, url: string, opts:
   try {
     const vol = await openVolume(ref);
     const report = await interruptible((signal) =>
-      putImage(vol, src, { concurrency, force: opts.force ?? false, progress: countingProgress(progressDisplay({ label: 'put', quiet: opts.quiet ?? false })), log: ctx.log, signal }),
+      putImage(vol, src, { concurrency: inFlight(concurrency, vol.descriptor.blockSize), force: opts.force ?? false, progress: countingProgress(progressDisplay({ label: 'put', quiet: opts.quiet ?? false })), log: ctx.log, signal }),
     );
     process.stdout.write(
       `put ${src.name} into ${vol.url}: ${formatSize(report.bytes)} in ${report.blocks} blocks; ` +
@@ -75,7 +82,7 @@ export async function getCommand(ctx: Context, url: string, image: string, opts:
       const lease = await readLease(vol.bucket, vol.loc);
       if (lease) process.stderr.write(`s3zmount: warning: ${vol.url} is mounted read-write by ${lease.holder}; the image may mix blocks from before and after its writes\n`);
       const report = await interruptible((signal) =>
-        getImage(vol, target, { concurrency, progress: countingProgress(progressDisplay({ label: 'get', quiet: opts.quiet ?? false })), log: ctx.log, signal }),
+        getImage(vol, target, { concurrency: inFlight(concurrency, vol.descriptor.blockSize), progress: countingProgress(progressDisplay({ label: 'get', quiet: opts.quiet ?? false })), log: ctx.log, signal }),
       );
       // With "-" stdout is the image: the summary goes to stderr, and only when not quiet.
       const summary =

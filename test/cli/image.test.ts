@@ -14,6 +14,7 @@ import { silentLogger } from '../../dist/log.js';
 import { CLI, startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { runCli, failsWith } from '../helpers/cli.js';
+import { inFlight } from '../../dist/commands/image-commands.js';
 
 const BS = 64 * 1024;
 let s3: TestS3;
@@ -137,6 +138,16 @@ test('put and get through two buffers at a time: every block of a full image rou
   // The ETags S3 computed are the MD5s of what we meant to send: a second put sends nothing.
   const again = await cli('put', img, url);
   assert.match(again.stdout, /0 uploaded, 64 unchanged/);
+});
+
+test('requests in flight hold at most 512 MiB of blocks, whatever --concurrency asks; get defaults to 32', async () => {
+  assert.equal(inFlight(32, 1024 * 1024), 32);
+  assert.equal(inFlight(256, 1024 * 1024), 256);
+  assert.equal(inFlight(256, 64 * 1024 * 1024), 8);
+  assert.equal(inFlight(16, 64 * 1024 * 1024), 8);
+  assert.equal(inFlight(2, 64 * 1024 * 1024), 2);
+  const help = await cli('get', '--help');
+  assert.match(help.stdout, /--concurrency <n>[^]*512 MiB of blocks\) \(default: "32"\)/);
 });
 
 test('a second put of the same image sends no PUT; a changed image sends only what changed and deletes what became zero', async () => {
