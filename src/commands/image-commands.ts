@@ -11,6 +11,7 @@ import { putImage } from '../volume/image-put.js';
 import { getImage } from '../volume/image-get.js';
 import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef } from '../volume/volume.js';
+import { keepFreedMemory } from '../util/memory.js';
 
 export interface ImageCommandOptions {
   concurrency: string;
@@ -49,6 +50,7 @@ async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Prom
 
 export async function putCommand(ctx: Context, image: string, url: string, opts: ImageCommandOptions): Promise<void> {
   const concurrency = concurrencyOf(opts.concurrency);
+  keepFreedMemory();
   const ref = volumeRef(ctx.s3, url, ctx.log);
   const src = await openSource(image).catch((err: unknown) => {
     ref.bucket.destroy();
@@ -73,6 +75,7 @@ export async function putCommand(ctx: Context, image: string, url: string, opts:
 
 export async function getCommand(ctx: Context, url: string, image: string, opts: ImageCommandOptions): Promise<void> {
   const concurrency = concurrencyOf(opts.concurrency);
+  keepFreedMemory();
   const ref = volumeRef(ctx.s3, url, ctx.log);
   try {
     // The volume first: a missing volume must not leave an empty image behind.

@@ -16,6 +16,7 @@ import { makeDirs } from '../mount/cache-dir.js';
 import type { HydrationStats } from '../mount/hydrate.js';
 import { readMountInfo } from '../fuse/binding.js';
 import { processAlive } from '../util/process.js';
+import { keepFreedMemory } from '../util/memory.js';
 import { checkStorageClass } from '../volume/storage.js';
 import { formatUsd } from '../volume/pricing.js';
 
@@ -48,6 +49,7 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   // SIGUSR1 is `s3zmount hydrate` (hydrate-command.ts). Installed before the mount
   // exists: until then Node's own SIGUSR1 action would open the inspector.
   process.on('SIGUSR1', () => running?.hydrate());
+  keepFreedMemory();
   try {
     // Loaded here, in the daemon only: the parent, `unmount` and `stats` need none of FUSE, LMDB or the SDK.
     const { startDaemon } = await import('../mount/daemon.js');
@@ -92,15 +94,6 @@ const DAEMON_THREADPOOL = 4;
  */
 const DAEMON_OLD_SPACE_MIB = 64;
 
-/**
- * glibc gives freed heap memory back to the kernel as soon as 128 KiB sit free at the
- * top, so the next socket read or body copy lands in fresh pages: on these VMs a page
- * fault costs more than the copy (perf of a cold read: page faults under the socket
- * reads and body copies, ~20% of the daemon's CPU). Keeping up to 64 MiB of it (and
- * asking the kernel for 16 MiB at a time) makes those buffers warm memory used again.
- */
-const DAEMON_MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: String(64 * 1024 ** 2), MALLOC_TOP_PAD_: String(16 * 1024 ** 2) };
-
 function daemonNodeFlags(): string[] {
   const own = process.execArgv;
   return own.some((a) => a.startsWith('--initial-old-space-size') || a.startsWith('--initial-heap-size')) ? own : [...own, `--initial-old-space-size=${DAEMON_OLD_SPACE_MIB}`];
@@ -123,7 +116,7 @@ async function background(url: string, dir: string, opts: MountCommandOptions): 
     // libuv's threadpool (4 threads by default) carries the cache's file I/O and the
     // WebCrypto hashes of blocks over 4 MiB; its size is read once at start, so it
     // is set here or never.
-    env: { ...DAEMON_MALLOC_ENV, ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(DAEMON_THREADPOOL) },
+    env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(DAEMON_THREADPOOL) },
   });
   closeSync(logFd);
   const pipe = child.stdio[3] as NodeJS.ReadableStream;
