@@ -7,8 +7,10 @@
 //                         [--cpu-prof DIR] [--json FILE] [--skip LIST]
 //
 // --quick      256M, latency 0 only (unless --latency is given), short fio runs,
-//              a smaller zfs pool, a shorter FUSE ceiling; under 3 minutes. Writes
-//              no report file unless --out is given.
+//              a smaller zfs pool, a shorter FUSE ceiling; under 3 minutes.
+// A full run writes docs/BENCHMARKS.md unless --out says otherwise; a partial one
+// (--quick, --skip, --latency or --size) writes a report only to --out, so it never
+// replaces the full report with some of its rows.
 // --cpu-prof   run every s3zmount process with node --cpu-prof into DIR (summarise
 //              with `node scripts/bench/profile-summary.js DIR/*.cpuprofile`).
 // --skip       comma list of: fuse, raw, image, seq, rand, zfs, rss1t, s3backer.
@@ -76,8 +78,9 @@ try {
   usage(`--size: bad size ${opt.size}`);
 }
 if (sizeBytes < 64 * MiB || sizeBytes % MiB !== 0) usage('--size must be a whole number of MiB, at least 64M');
-const outFile = opt.out ?? (quick ? undefined : join(ROOT, 'docs/BENCHMARKS.md'));
 const skip = new Set(opt.skip.split(',').map((s) => s.trim()).filter(Boolean));
+const partial = quick || skip.size > 0 || opt.latency !== undefined || opt.size !== undefined;
+const outFile = opt.out ?? (partial ? undefined : join(ROOT, 'docs/BENCHMARKS.md'));
 const cpuProfDir = opt['cpu-prof'] ? resolve(opt['cpu-prof']) : undefined;
 
 const P = quick
@@ -437,7 +440,7 @@ async function main() {
     writeFileSync(outFile, renderMarkdown(report));
     console.log(`\nwritten: ${outFile}`);
   } else {
-    console.log('\n(no report file written: --quick writes one only with --out FILE)');
+    console.log('\n(no report file written: a partial run (--quick, --skip, --latency, --size) writes one only with --out FILE)');
   }
   if (opt.json) writeFileSync(resolve(opt.json), JSON.stringify(report, null, 2));
   if (results.errors.length > 0) {
