@@ -253,11 +253,10 @@ export class CacheStore implements RangeStore {
   async readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null> {
     checkIndex(this, index, this.#closed);
     this.#checkRange(index, at, length);
-    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    this.#startReading(index);
     try {
       const local = await this.#local(index, opts);
-      if (local === true) return this.#readFile(index, at, length);
-      return local === null || (at === 0 && length === this.blockSize) ? local : local.subarray(at, at + length);
+      return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
     } finally {
       this.#doneReading(index);
     }
@@ -273,11 +272,11 @@ export class CacheStore implements RangeStore {
     if (length <= SMALL_READ) return this.readRange(index, at, length, opts);
     checkIndex(this, index, this.#closed);
     this.#checkRange(index, at, length);
-    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    this.#startReading(index);
     let pinned = false;
     try {
       const local = await this.#local(index, opts);
-      if (local !== true) return local === null || (at === 0 && length === this.blockSize) ? local : local.subarray(at, at + length);
+      if (local !== true) return this.#rangeOf(local, at, length);
       checkOpen(this.#closed);
       // Undefined past the file's end (zeros, which read() makes).
       const where = this.#files.where(index, at, length);
@@ -406,6 +405,11 @@ export class CacheStore implements RangeStore {
     return fill;
   }
 
+  /** The range of a block held only in memory (the file refused it), or null for zeros. */
+  #rangeOf(block: Buffer | null, at: number, length: number): Buffer | null {
+    return block === null || (at === 0 && length === this.blockSize) ? block : block.subarray(at, at + length);
+  }
+
   /** Small reads of a verified block are preads on this thread (SMALL_READ says why). */
   #readFile(index: number, at: number, length: number): Buffer | Promise<Buffer> {
     return length <= SMALL_READ ? this.#files.readNow(index, at, length) : this.#files.read(index, at, length);
@@ -452,6 +456,11 @@ export class CacheStore implements RangeStore {
     const { file, fd } = this.#files.fileOf(index);
     direct.file(file, fd);
     direct.grant(index);
+  }
+
+  /** A reader of the block from here to #doneReading: its range is not punched out meanwhile. */
+  #startReading(index: number): void {
+    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
   }
 
   #doneReading(index: number): void {
@@ -626,7 +635,7 @@ export class CacheStore implements RangeStore {
   async hydrate(index: number, opts?: ReadOptions): Promise<void> {
     checkIndex(this, index, this.#closed);
     if (this.holds(index)) return;
-    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
+    this.#startReading(index);
     try {
       await this.#local(index, opts);
     } finally {

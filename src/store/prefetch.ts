@@ -332,8 +332,10 @@ export class PrefetchStore implements BlockStore {
    */
   #handOut(held: Held, into: Buffer | undefined): Buffer | null {
     const { data, buf } = held;
-    if (data !== null && data.buffer === buf.buffer && into === undefined) return data;
-    const out = data !== null && data.buffer === buf.buffer && into !== undefined ? copyBlock(data, into) : data;
+    // The store below may answer in memory of its own (or with null): buf was then unused.
+    const inBuf = data !== null && data.buffer === buf.buffer;
+    if (inBuf && into === undefined) return data;
+    const out = inBuf && into !== undefined ? copyBlock(data, into) : data;
     this.#buffers.release(buf);
     return out;
   }
