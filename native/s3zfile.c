@@ -1,8 +1,11 @@
-// s3zfile: file mechanisms Node's fs lacks, for the block cache's slab files.
-// Mechanism only: which ranges to punch, and when, is decided in TypeScript
-// (src/store/slab-file.ts). Every N-API status is checked; nothing is owned
-// across calls (the fd stays the caller's).
+// s3zfile: file mechanisms Node's fs lacks: punching holes in the block cache's slab
+// files, and direct I/O (O_DIRECT on an open fd, and the alignment of a buffer's
+// memory, which O_DIRECT needs). Mechanism only: which ranges to punch, and which
+// files bypass the page cache, is decided in TypeScript (src/store/slab-file.ts,
+// src/util/direct-io.ts). Every N-API status is checked; nothing is owned across
+// calls (the fd and the buffer stay the caller's).
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,10 +52,73 @@ static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
   return u;
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+// directIO(fd, on) -> boolean: sets or clears O_DIRECT on an open fd. False when the
+// kernel refuses it for this file (EINVAL: its filesystem or device has no direct I/O);
+// the fd is then unchanged. Other failures (a bad fd) throw.
+static napi_value js_direct_io(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
+    napi_throw_type_error(env, NULL, "directIO(fd, on)");
+    return NULL;
+  }
+  int64_t fd;
+  bool on;
+  if (!get_i64(env, argv[0], &fd) || fd < 0 || fd > INT32_MAX || napi_get_value_bool(env, argv[1], &on) != napi_ok) {
+    napi_throw_type_error(env, NULL, "directIO: fd must be a non-negative integer and on a boolean");
+    return NULL;
+  }
+  int flags = fcntl((int)fd, F_GETFL);
+  if (flags < 0) return throw_errno(env, errno, "fcntl(F_GETFL)");
+  bool ok = true;
+  if (fcntl((int)fd, F_SETFL, on ? flags | O_DIRECT : flags & ~O_DIRECT) != 0) {
+    if (errno != EINVAL) return throw_errno(env, errno, "fcntl(F_SETFL, O_DIRECT)");
+    ok = false;
+  }
+  napi_value result;
+  if (napi_get_boolean(env, ok, &result) != napi_ok) return NULL;
+  return result;
+}
+
+// addressMod(view, n) -> number: the address of a Buffer's (or typed array's) first
+// byte modulo n, a power of two: what the caller skips to align it. The memory is
+// only looked at, never kept.
+static napi_value js_address_mod(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
+    napi_throw_type_error(env, NULL, "addressMod(view, n)");
+    return NULL;
+  }
+  bool is_view;
+  int64_t n;
+  if (napi_is_typedarray(env, argv[0], &is_view) != napi_ok || !is_view || !get_i64(env, argv[1], &n) || n <= 0 || n > (1 << 30) ||
+      (n & (n - 1)) != 0) {
+    napi_throw_type_error(env, NULL, "addressMod: a typed array and a power of two up to 2^30");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value arraybuffer;
+  if (napi_get_typedarray_info(env, argv[0], &type, &length, &data, &arraybuffer, &offset) != napi_ok) {
+    napi_throw_error(env, NULL, "addressMod: cannot read the view");
+    return NULL;
+  }
+  napi_value result;
+  if (napi_create_int64(env, (int64_t)((uintptr_t)data & (uintptr_t)(n - 1)), &result) != napi_ok) return NULL;
+  return result;
+}
+
+static int export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
-  if (napi_create_function(env, "punchHole", NAPI_AUTO_LENGTH, js_punch_hole, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "punchHole", fn) != napi_ok) {
+  return napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) == napi_ok &&
+         napi_set_named_property(env, exports, name, fn) == napi_ok;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  if (!export_fn(env, exports, "punchHole", js_punch_hole) || !export_fn(env, exports, "directIO", js_direct_io) ||
+      !export_fn(env, exports, "addressMod", js_address_mod)) {
     napi_throw_error(env, NULL, "s3zfile: init failed");
     return NULL;
   }

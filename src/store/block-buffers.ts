@@ -15,26 +15,50 @@
 //   of them (but always one): more holders at once allocate more, which are dropped
 //   on release. Memory in use stays bounded by the callers' concurrency, idle memory
 //   by those limits (16 MiB for 16 uploads of 1 MiB blocks; one 64 MiB block).
+// - With `align` (for O_DIRECT, util/direct-io.ts), every buffer handed out starts on
+//   that boundary, or none does (no addon to tell addresses): `aligned` says which.
+
+import { alignmentGap } from '../util/direct-io.js';
 
 /** Idle memory a pool keeps for reuse, whatever its block size. */
 const MAX_IDLE_BYTES = 64 * 1024 * 1024;
 
+export interface BlockBuffersOptions {
+  /** Start every buffer on this boundary (a power of two), if the addon can tell addresses. */
+  readonly align?: number;
+}
+
 export class BlockBuffers {
   readonly size: number;
+  /** True when every buffer starts on the `align` boundary asked for. */
+  readonly aligned: boolean;
   #keep: number;
+  #align: number;
   #free: SharedArrayBuffer[] = [];
   #lent = new WeakSet<SharedArrayBuffer>();
+  /** Where the aligned buffer starts in each backing store (shared memory never moves). */
+  #starts = new WeakMap<SharedArrayBuffer, number>();
 
-  constructor(size: number, keep: number) {
+  constructor(size: number, keep: number, opts: BlockBuffersOptions = {}) {
     if (!Number.isSafeInteger(size) || size <= 0) throw new RangeError(`block buffer size ${size}`);
     this.size = size;
     this.#keep = Math.max(1, Math.min(keep, Math.floor(MAX_IDLE_BYTES / size)));
+    this.#align = opts.align ?? 1;
+    this.aligned = this.#align <= 1 || alignmentGap(new Uint8Array(new SharedArrayBuffer(1)), this.#align) !== undefined;
+    if (!this.aligned) this.#align = 1;
   }
 
   acquire(): Buffer {
-    const sab = this.#free.pop() ?? new SharedArrayBuffer(this.size);
+    const sab = this.#free.pop() ?? this.#allocate();
     this.#lent.add(sab);
-    return Buffer.from(sab, 0, this.size);
+    return Buffer.from(sab, this.#starts.get(sab) ?? 0, this.size);
+  }
+
+  #allocate(): SharedArrayBuffer {
+    if (this.#align <= 1) return new SharedArrayBuffer(this.size);
+    const sab = new SharedArrayBuffer(this.size + this.#align - 1);
+    this.#starts.set(sab, alignmentGap(new Uint8Array(sab), this.#align) ?? 0);
+    return sab;
   }
 
   /** Gives back a buffer from acquire(); its bytes may change from then on. */

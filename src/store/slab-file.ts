@@ -9,10 +9,9 @@
 // size is known here (fstat at open, then every write); files never shrink (a punch
 // keeps the size), so a range within it can be read in full by anyone holding the fd.
 import { closeSync, fstatSync, mkdirSync, openSync, read, readSync, readdirSync, statSync, write, constants } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { S3zError } from '../errors.js';
+import { FILE_ADDON, fileNative, type FileNative } from '../util/file-native.js';
 
 /** Where a cache dir keeps its slab files (the cache, its budget and its trust check agree on it here). */
 export function slabDir(cacheDir: string): string {
@@ -22,20 +21,12 @@ export function slabDir(cacheDir: string): string {
 /** Bytes of the device per slab file. */
 export const SLAB_BYTES = 2 ** 40;
 
-interface FileNative {
-  punchHole(fd: number, offset: number, length: number): void;
-}
-
-let native: FileNative | undefined;
 function loadNative(): FileNative {
-  if (native !== undefined) return native;
-  const addon = fileURLToPath(new URL('../../build/Release/s3zfile.node', import.meta.url));
   try {
-    native = createRequire(import.meta.url)(addon) as FileNative;
+    return fileNative();
   } catch (err) {
-    throw new S3zError('EMOUNT', `the file addon ${addon} could not be loaded (build it with "npm run build:native")`, { cause: err });
+    throw new S3zError('EMOUNT', `the file addon ${FILE_ADDON} could not be loaded (build it with "npm run build:native")`, { cause: err });
   }
-  return native;
 }
 
 function localError(what: string, file: string, err: unknown): S3zError {

@@ -1,0 +1,23 @@
+// The file addon (native/s3zfile.c), loaded once for the modules that use it: the
+// cache's slab files (hole punching) and direct I/O (direct-io.ts). Arguments are
+// checked by the callers before they reach it.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface FileNative {
+  punchHole(fd: number, offset: number, length: number): void;
+  /** Sets or clears O_DIRECT; false when the file's filesystem or device refuses it. */
+  directIO(fd: number, on: boolean): boolean;
+  /** The address of the view's first byte modulo `n` (a power of two). */
+  addressMod(view: ArrayBufferView, n: number): number;
+}
+
+export const FILE_ADDON = fileURLToPath(new URL('../../build/Release/s3zfile.node', import.meta.url));
+
+let loaded: FileNative | undefined;
+
+/** The addon; throws what `require` threw when it is missing (a checkout not built with `npm run build:native`). */
+export function fileNative(): FileNative {
+  loaded ??= createRequire(import.meta.url)(FILE_ADDON) as FileNative;
+  return loaded;
+}
