@@ -1,7 +1,8 @@
 // `put`: a raw image (file, block device or stdin) into a volume, sending only
 // what differs from what S3 holds.
 // Walk: the image is read block by block into buffers used again once the block
-// is sent (block-buffers.ts: no allocation, and the hash workers read them in place); the
+// is sent (block-buffers.ts: no allocation, and the hash workers read them in place),
+// with O_DIRECT where the kernel allows it (util/direct-io.ts: no page cache); the
 // volume's LIST is walked in step (StoredCursor), so each block meets its stored
 // object, if any, with one LIST request per 1000 stored blocks and no HEAD:
 //   all zeros          -> nothing to send; its object, if stored, is deleted
@@ -24,6 +25,7 @@ import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
+import { DIRECT_IO_ALIGN, setDirectIO } from '../util/direct-io.js';
 import { LeaseHolder } from './lease.js';
 import type { ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -112,9 +114,11 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
   };
 
   // One buffer per block in flight, and the one being read.
-  const buffers = new BlockBuffers(blockSize, opts.concurrency + 2);
+  const buffers = new BlockBuffers(blockSize, opts.concurrency + 2, { align: DIRECT_IO_ALIGN });
+  const direct = src.handle !== undefined && buffers.aligned && setDirectIO(src.handle.fd, true);
+  if (src.handle !== undefined) opts.log.debug({ source: src.name, direct }, 'put: direct I/O');
   async function* withStored(): AsyncGenerator<ImageBlock & { stored: StoredBlock | undefined }> {
-    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name, buffers) : fileBlocks(src, blockSize, buffers);
+    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name, buffers) : fileBlocks(src, blockSize, buffers, direct);
     for await (const b of blocks) yield { ...b, stored: await cursor.at(b.index) };
   }
 
@@ -151,8 +155,12 @@ function md5Hex(data: Buffer): string {
   return createHash('md5').update(data).digest('hex');
 }
 
-/** Block by block into buffers from `buffers`; each goes back once its block is sent. */
-async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers): AsyncGenerator<ImageBlock> {
+/**
+ * Block by block into buffers from `buffers`; each goes back once its block is sent.
+ * With `direct` (O_DIRECT on the handle) every read asks for the rest of the block, a
+ * length O_DIRECT accepts even for a short last block (the read stops at the file's end).
+ */
+async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers, direct: boolean): AsyncGenerator<ImageBlock> {
   const handle = src.handle;
   const size = src.size ?? 0;
   if (handle === undefined) return;
@@ -161,7 +169,9 @@ async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBu
     const block = buffers.acquire();
     let got = 0;
     while (got < want) {
-      const { bytesRead } = await handle.read(block, got, want - got, pos + got);
+      // A short read left the next one unaligned (only a file that shrank does that): carry on buffered.
+      if (direct && got % DIRECT_IO_ALIGN !== 0) direct = !setDirectIO(handle.fd, false);
+      const { bytesRead } = await handle.read(block, got, (direct ? blockSize : want) - got, pos + got);
       if (bytesRead === 0) throw new S3zError('EIMAGE', `${src.name}: ended at ${pos + got} bytes, before its size ${size} (did it shrink?)`);
       got += bytesRead;
     }

@@ -123,6 +123,41 @@ test('put then get round-trips a sparse image byte for byte, with holes where th
   assert.deepEqual(await dataRanges(out), [[0, BS], [7 * BS, 9 * BS], [30 * BS, 31 * BS]], 'data at blocks 0, 7-8, 30 only');
 });
 
+test('put reads and get writes a file on disk with direct I/O: right bytes, and none of them left in the page cache', async () => {
+  const url = await volume();
+  // A disk-backed folder: on tmpfs every byte of a file is page cache by definition.
+  const disk = await mkdtemp(path.join('/var/tmp', 's3z-direct-'));
+  const onTmpfs = execFileSync('stat', ['-f', '-c', '%T', disk], { encoding: 'utf8' }).trim() === 'tmpfs';
+  const resident = (file: string): string => execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file], { encoding: 'utf8' }).trim();
+  try {
+    const img = path.join(disk, 'direct.img');
+    // 4 MiB less 1000 bytes: the last block is short, which O_DIRECT reads must still get whole.
+    const bytes = randomBytes(4 * 1024 * 1024 - 1000);
+    await writeFile(img, bytes);
+    // Out of the page cache (GNU dd's idiom for it), so that a buffered read would bring it back.
+    execFileSync('dd', [`of=${img}`, 'oflag=nocache', 'conv=notrunc,fdatasync', 'count=0'], { stdio: 'ignore' });
+    if (!onTmpfs) assert.equal(resident(img), '0');
+    const p = await cli('put', '--log-level', 'debug', img, url);
+    assert.equal(p.code, 0, p.stderr);
+    assert.match(p.stderr, /"direct":true/);
+    assert.match(p.stdout, /64 uploaded/);
+    if (!onTmpfs) assert.equal(resident(img), '0', 'put read the image around the page cache');
+
+    const out = path.join(disk, 'direct.out');
+    const g = await cli('get', '--log-level', 'debug', url, out);
+    assert.equal(g.code, 0, g.stderr);
+    assert.match(g.stderr, /"direct":true/);
+    // Before anything reads it back: written through the page cache, all 4 MiB would be resident.
+    if (!onTmpfs) assert.equal(resident(out), '0', 'get wrote the image around the page cache');
+    const got = await readFile(out);
+    assert.equal(got.length, 4 * 1024 * 1024);
+    assert.ok(got.subarray(0, bytes.length).equals(bytes), 'same bytes');
+    assert.ok(got.subarray(bytes.length).equals(Buffer.alloc(1000)), 'zeros after the short image');
+  } finally {
+    await rm(disk, { recursive: true, force: true });
+  }
+});
+
 test('put and get through two buffers at a time: every block of a full image round-trips (buffers are used again)', async () => {
   const url = await volume();
   const img = path.join(dir, 'full.img');
