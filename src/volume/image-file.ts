@@ -102,6 +102,24 @@ function fileError(path: string, err: unknown): S3zError {
     : code === 'EEXIST' ? 'already exists; pass --force to overwrite it'
     : code === 'ENOTDIR' ? 'a part of its path is not a directory'
     : code === 'EROFS' ? 'read-only filesystem'
+    : code === 'ENOSPC' || code === 'EDQUOT' ? 'no space left on its disk'
+    : code === 'EFBIG' ? 'too large for its filesystem'
+    : code === 'EIO' ? 'input/output error (a failing disk?)'
     : (err as Error).message;
   return new S3zError('EIMAGE', `${path}: ${why}`, { cause: err });
+}
+
+/** What a local disk answers a read or write with (a socket's ECONNRESET also comes from a "read"). */
+const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS', 'EACCES', 'EPERM']);
+
+/**
+ * What a read or write of the image failed with, as one line naming the image; errors
+ * that are not the local file's (S3, a bug) pass through unchanged. `hint` is added to
+ * the line (how to resume).
+ */
+export function imageIoError(name: string, err: unknown, hint = ''): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (err instanceof S3zError || typeof code !== 'string' || !DISK_ERRORS.has(code)) return err;
+  const e = fileError(name, err);
+  return hint === '' ? e : new S3zError(e.code, `${e.message}; ${hint}`, { cause: err });
 }

@@ -24,7 +24,7 @@ import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, setDirectIO } from '../util/direct-io.js';
 import { countStored, type StoredBlock } from './inventory.js';
-import type { ImageTarget } from './image-file.js';
+import { imageIoError, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { Volume } from './volume.js';
 
@@ -119,6 +119,9 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     await handle.datasync();
     ok = true;
     return counts;
+  } catch (err) {
+    // What is written stays: the same get with --force compares it and fetches the rest.
+    throw imageIoError(target.name, err, target.kind === 'file' ? 'run the same get with --force to go on from where it stopped' : '');
   } finally {
     opts.progress.done(ok);
   }

@@ -27,7 +27,7 @@ import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, setDirectIO } from '../util/direct-io.js';
 import { LeaseHolder } from './lease.js';
-import type { ImageSource } from './image-file.js';
+import { imageIoError, type ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { StoredBlock } from './inventory.js';
 import type { Volume } from './volume.js';
@@ -144,6 +144,8 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
     }
     await deleteSome(true);
     ok = true;
+  } catch (err) {
+    throw imageIoError(src.name, err);
   } finally {
     opts.progress.done(ok);
   }

@@ -234,6 +234,29 @@ test('get --force resumes: blocks already right are not fetched again', async ()
   assert.ok(a.equals(b));
 });
 
+test('get onto a disk that fills up: one line saying so and how to go on; with room again, get --force finishes it', async () => {
+  const url = await volume();
+  const img = path.join(dir, 'fill.img');
+  const bytes = randomBytes(4 * 1024 * 1024);
+  await writeFile(img, bytes);
+  assert.equal((await cli('put', img, url)).code, 0);
+  // A 1 MiB disk for a 4 MiB image (tmpfs: a mount of its own, removed whatever happens).
+  const small = await mkdtemp(path.join(tmpdir(), 's3z-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1M', 'tmpfs', small]);
+  try {
+    const out = path.join(small, 'fill.out');
+    failsWith(await cli('get', '--quiet', url, out), 1, /fill\.out: no space left on its disk; run the same get with --force to go on from where it stopped/);
+    execFileSync('mount', ['-o', 'remount,size=8M', small]);
+    const g = await cli('get', url, out, '--force');
+    assert.equal(g.code, 0, g.stderr);
+    assert.match(g.stdout, /already there/);
+    assert.ok((await readFile(out)).equals(bytes), 'same bytes');
+  } finally {
+    execFileSync('umount', [small]);
+    await rm(small, { recursive: true, force: true });
+  }
+});
+
 test('"-" is stdin for put and stdout for get', async () => {
   const url = await volume('1M');
   const data = Buffer.concat([randomBytes(BS), Buffer.alloc(3 * BS), randomBytes(1000)]);
