@@ -31,15 +31,21 @@ static int get_i64(napi_env env, napi_value v, int64_t *out) {
   return napi_get_value_int64(env, v, out) == napi_ok;
 }
 
+// Exactly `want` arguments into argv, or a TypeError naming the call (and 0).
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, const char *usage) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
+  return 1;
+}
+
 // punchHole(fd, offset, length): deallocates the range, which then reads as zeros;
 // the file keeps its size. Synchronous: a metadata operation of microseconds.
 static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
-    napi_throw_type_error(env, NULL, "punchHole(fd, offset, length)");
-    return NULL;
-  }
+  if (!get_args(env, info, 3, argv, "punchHole(fd, offset, length)")) return NULL;
   int64_t fd, offset, length;
   if (!get_i64(env, argv[0], &fd) || !get_i64(env, argv[1], &offset) || !get_i64(env, argv[2], &length) || fd < 0 || offset < 0 ||
       length <= 0) {
@@ -56,12 +62,8 @@ static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
 // kernel refuses it for this file (EINVAL: its filesystem or device has no direct I/O);
 // the fd is then unchanged. Other failures (a bad fd) throw.
 static napi_value js_direct_io(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
-    napi_throw_type_error(env, NULL, "directIO(fd, on)");
-    return NULL;
-  }
+  if (!get_args(env, info, 2, argv, "directIO(fd, on)")) return NULL;
   int64_t fd;
   bool on;
   if (!get_i64(env, argv[0], &fd) || fd < 0 || fd > INT32_MAX || napi_get_value_bool(env, argv[1], &on) != napi_ok) {
@@ -84,12 +86,8 @@ static napi_value js_direct_io(napi_env env, napi_callback_info info) {
 // byte modulo n, a power of two: what the caller skips to align it. The memory is
 // only looked at, never kept.
 static napi_value js_address_mod(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
-    napi_throw_type_error(env, NULL, "addressMod(view, n)");
-    return NULL;
-  }
+  if (!get_args(env, info, 2, argv, "addressMod(view, n)")) return NULL;
   bool is_view;
   int64_t n;
   if (napi_is_typedarray(env, argv[0], &is_view) != napi_ok || !is_view || !get_i64(env, argv[1], &n) || n <= 0 || n > (1 << 30) ||
