@@ -24,6 +24,11 @@ export interface CacheBudget {
   readonly warning: string | undefined;
 }
 
+/** The room in which `bytes` of cache are usable. */
+function roomFor(bytes: number): number {
+  return Math.ceil((bytes + RESERVE) / USABLE_SHARE);
+}
+
 /** Free bytes of the filesystem holding `dir` plus what the cache's LMDB file already holds. */
 export function cacheRoom(dir: string): number {
   const fs = statfsSync(dir);
@@ -37,13 +42,17 @@ export function cacheRoom(dir: string): number {
 }
 
 export function cacheBudget(dir: string, requested: number, blockSize: number, room = cacheRoom(dir)): CacheBudget {
+  // Two blocks: one being written while another uploads.
+  const least = 2 * blockSize;
+  if (requested < least) {
+    throw new S3zError('EMOUNT', `--cache-size ${formatSize(requested)} is too small for this volume: the cache holds whole ${formatSize(blockSize)} blocks and needs at least two (--cache-size ${formatSize(least)})`);
+  }
   const usable = Math.floor(room * USABLE_SHARE) - RESERVE;
   const total = Math.min(requested, usable);
-  // Two blocks: one being written while another uploads.
-  if (total < 2 * blockSize) {
+  if (total < least) {
     throw new S3zError(
       'EMOUNT',
-      `cache dir ${dir} has room for ${formatSize(Math.max(0, room))}; the cache needs at least ${formatSize(2 * blockSize + RESERVE)} there: free some space or pick another --cache-dir`,
+      `cache dir ${dir} has room for ${formatSize(Math.max(0, room))}; the cache needs at least ${formatSize(roomFor(least))} there: free some space or pick another --cache-dir`,
     );
   }
   const maxDirtyBytes = Math.max(blockSize, Math.min(DEFAULT_CACHE_CONFIG.maxDirtyBytes, Math.floor(total / 2)));
