@@ -32,6 +32,8 @@ export async function localS3Command(opts: LocalS3CommandOptions): Promise<void>
   const dir = path.resolve(opts.dir ?? defaultLocalS3Dir());
   const server = await startLocalS3({ dir, port, address: opts.address, buckets: opts.bucket }).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') throw new S3zError('EUSAGE', `port ${port} on ${opts.address} is already in use (pick another with --port, or 0 for any)`, { cause: err });
+    if (err.code === 'EACCES') throw new S3zError('EUSAGE', `port ${port} on ${opts.address}: not allowed (ports below 1024 need root; pick another with --port)`, { cause: err });
+    if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') throw new S3zError('EUSAGE', `--address ${opts.address} is not an address of this machine`, { cause: err });
     throw err;
   });
   process.stdout.write(

@@ -3,7 +3,7 @@
 // s3rver encrypts continuation tokens with DES, which Node 20's OpenSSL 3 only
 // offers with --openssl-legacy-provider: the CLI re-executes itself with it.
 import { mkdir } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -29,6 +29,7 @@ export function hasLegacyProvider(): boolean {
 
 export async function startLocalS3(opts: LocalS3Options): Promise<LocalS3> {
   await mkdir(opts.dir, { recursive: true });
+  await tryListen(opts.address, opts.port);
   // s3rver is CommonJS with no types.
   const S3rver = require('s3rver') as new (o: Record<string, unknown>) => {
     run(): Promise<AddressInfo>;
@@ -46,4 +47,19 @@ export async function startLocalS3(opts: LocalS3Options): Promise<LocalS3> {
   const addr = await server.run();
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return { endpoint: `http://${host}:${addr.port}`, close: () => server.close() };
+}
+
+/**
+ * Listens on the address and port once and lets go. s3rver's run() never rejects on a
+ * listen error (EADDRINUSE arrives as an 'error' event nobody handles, which ends the
+ * process with a stack trace), so the errors a user can cause are met here first, as
+ * rejections the command turns into one line.
+ */
+function tryListen(address: string, port: number): Promise<void> {
+  // Port 0 too: it still tells whether the address is one of this machine's.
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen({ host: address, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }

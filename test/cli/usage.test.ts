@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { startS3, type TestS3 } from '../helpers/s3.js';
 import { runCli, failsWith } from '../helpers/cli.js';
@@ -37,6 +38,19 @@ async function newVolume(): Promise<string> {
   assert.equal(c.code, 0, c.stderr);
   return url;
 }
+
+test('local-s3 on a port already taken, or on an address not of this machine: one line, exit 2, no stack trace', async () => {
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  try {
+    const port = (taken.address() as net.AddressInfo).port;
+    const dir = freshDir('local-s3');
+    failsWith(await cli('local-s3', '--port', String(port), '--dir', dir), 2, new RegExp(`^s3zmount: port ${port} on 127\\.0\\.0\\.1 is already in use \\(pick another with --port, or 0 for any\\)$`));
+    failsWith(await cli('local-s3', '--port', '0', '--address', '192.0.2.1', '--dir', dir), 2, /^s3zmount: --address 192\.0\.2\.1 is not an address of this machine$/);
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
+});
 
 test('parser errors are one line with exit 2, a "did you mean" on the same line', async () => {
   const cases: Array<[string[], RegExp]> = [
