@@ -1,7 +1,7 @@
-// Direct I/O for the image files and devices that `get` writes and `put` reads: O_DIRECT on the open
-// file, and buffers whose memory starts on a DIRECT_IO_ALIGN boundary, which O_DIRECT
-// asks of the memory, the file offset and the length (block sizes are powers of two
-// from 4 KiB, so offsets and lengths always qualify).
+// Direct I/O for the image files and devices that `get` writes and `put` reads:
+// O_DIRECT on the open file, and buffers whose memory starts on a DIRECT_IO_ALIGN
+// boundary, which O_DIRECT asks of the memory, the file offset and the length (block
+// sizes are powers of two from 4 KiB, so offsets and lengths always qualify).
 // Why: on these VMs a page of page cache touched for the first time costs more than the
 // copy into it. `get` of 1 GiB through the page cache spent ~1.3 s of CPU in the kernel's
 // copy into fresh page-cache pages, and its closing fdatasync waited ~0.7 s for the
