@@ -45,3 +45,29 @@ export function setDirectIO(fd: number, on: boolean): boolean {
   }
   return native.directIO(fd, on);
 }
+
+/** Whether a file is (still) read or written with O_DIRECT; shared by the I/O on one fd. */
+export interface DirectState {
+  direct: boolean;
+}
+
+/**
+ * Runs one read or write of `fd`. If it ran under O_DIRECT and the kernel refused it
+ * (EINVAL: a filesystem that asks for another alignment than ours), O_DIRECT is turned
+ * off for the file and the call is made again, buffered; `onFallback` hears of it once.
+ */
+export async function directOrBuffered<T>(fd: number, state: DirectState, io: () => Promise<T>, onFallback?: (err: unknown) => void): Promise<T> {
+  const wasDirect = state.direct;
+  try {
+    return await io();
+  } catch (err) {
+    if (!wasDirect || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+    // Several calls in flight may fail so: the first one turns it off.
+    if (state.direct) {
+      state.direct = false;
+      setDirectIO(fd, false);
+      onFallback?.(err);
+    }
+    return io();
+  }
+}

@@ -22,7 +22,7 @@ import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
-import { DIRECT_IO_ALIGN, setDirectIO } from '../util/direct-io.js';
+import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { countStored, type StoredBlock } from './inventory.js';
 import { imageIoError, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -74,10 +74,12 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     }
     // Sets the size: a new file is one hole to begin with; a longer old one is cut.
     if (target.kind === 'file') await handle.truncate(size);
-    counts.direct = buffers.aligned && setDirectIO(handle.fd, true);
-    opts.log.debug({ target: target.name, direct: counts.direct }, 'get: direct I/O');
+    const io: DirectState = { direct: buffers.aligned && setDirectIO(handle.fd, true) };
+    opts.log.debug({ target: target.name, direct: io.direct }, 'get: direct I/O');
+    const fallback = (err: unknown): void => opts.log.warn({ target: target.name, err: (err as Error).message }, 'direct I/O refused; writing through the page cache');
+    const write = (data: Buffer, pos: number): Promise<void> => directOrBuffered(handle.fd, io, () => writeAll(handle, data, pos), fallback);
     const cursor = new StoredCursor(vol.bucket, vol.keys);
-    const zeros = counts.direct ? buffers.acquire().fill(0) : Buffer.alloc(blockSize);
+    const zeros = io.direct ? buffers.acquire().fill(0) : Buffer.alloc(blockSize);
     const mapper = async (block: { index: number; obj: StoredBlock | undefined }): Promise<void> => {
       const buf = buffers.acquire();
       try {
@@ -91,11 +93,11 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
       const pos = index * blockSize;
       if (target.mayHoldData) {
         const local = buf;
-        const { bytesRead } = await handle.read(local, 0, blockSize, pos);
+        const { bytesRead } = await directOrBuffered(handle.fd, io, () => handle.read(local, 0, blockSize, pos), fallback);
         local.fill(0, bytesRead);
         if (obj === undefined) {
           if (!isZero(local)) {
-            await writeAll(handle, zeros, pos);
+            await write(zeros, pos);
             counts.zeroed++;
           }
           return;
@@ -109,14 +111,16 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
       if (obj === undefined) return;
       const data = await fetch(index, buf);
       // O_DIRECT writes only from the aligned buffer; the S3 store fills it (a copy is a safeguard).
-      if (counts.direct && (data.buffer !== buf.buffer || data.byteOffset !== buf.byteOffset)) data.copy(buf);
-      await writeAll(handle, counts.direct ? buf : data, pos);
+      const aligned = data.buffer === buf.buffer && data.byteOffset === buf.byteOffset;
+      if (!aligned) data.copy(buf);
+      await write(buf, pos);
       opts.progress.tick(1, blockSize);
     };
     const walk = target.mayHoldData ? everyBlock(cursor, blockCount) : storedOnly(cursor, blockCount);
     await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
+    counts.direct = io.direct;
     ok = true;
     return counts;
   } catch (err) {

@@ -25,7 +25,7 @@ import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
-import { DIRECT_IO_ALIGN, setDirectIO } from '../util/direct-io.js';
+import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { LeaseHolder } from './lease.js';
 import { imageIoError, type ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -115,10 +115,11 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
 
   // One buffer per block in flight, and the one being read.
   const buffers = new BlockBuffers(blockSize, opts.concurrency + 2, { align: DIRECT_IO_ALIGN });
-  const direct = src.handle !== undefined && buffers.aligned && setDirectIO(src.handle.fd, true);
-  if (src.handle !== undefined) opts.log.debug({ source: src.name, direct }, 'put: direct I/O');
+  const io: DirectState = { direct: src.handle !== undefined && buffers.aligned && setDirectIO(src.handle.fd, true) };
+  if (src.handle !== undefined) opts.log.debug({ source: src.name, direct: io.direct }, 'put: direct I/O');
+  const fallback = (err: unknown): void => opts.log.warn({ source: src.name, err: (err as Error).message }, 'direct I/O refused; reading through the page cache');
   async function* withStored(): AsyncGenerator<ImageBlock & { stored: StoredBlock | undefined }> {
-    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name, buffers) : fileBlocks(src, blockSize, buffers, direct);
+    const blocks = src.handle === undefined ? stdinBlocks(blockSize, volumeSize, src.name, buffers) : fileBlocks(src, blockSize, buffers, io, fallback);
     for await (const b of blocks) yield { ...b, stored: await cursor.at(b.index) };
   }
 
@@ -159,10 +160,10 @@ function md5Hex(data: Buffer): string {
 
 /**
  * Block by block into buffers from `buffers`; each goes back once its block is sent.
- * With `direct` (O_DIRECT on the handle) every read asks for the rest of the block, a
- * length O_DIRECT accepts even for a short last block (the read stops at the file's end).
+ * Under O_DIRECT (`io`) every read asks for the rest of the block, a length O_DIRECT
+ * accepts even for a short last block (the read stops at the file's end).
  */
-async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers, direct: boolean): AsyncGenerator<ImageBlock> {
+async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers, io: DirectState, fallback: (err: unknown) => void): AsyncGenerator<ImageBlock> {
   const handle = src.handle;
   const size = src.size ?? 0;
   if (handle === undefined) return;
@@ -172,8 +173,8 @@ async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBu
     let got = 0;
     while (got < want) {
       // A short read left the next one unaligned (only a file that shrank does that): carry on buffered.
-      if (direct && got % DIRECT_IO_ALIGN !== 0) direct = !setDirectIO(handle.fd, false);
-      const { bytesRead } = await handle.read(block, got, (direct ? blockSize : want) - got, pos + got);
+      if (io.direct && got % DIRECT_IO_ALIGN !== 0) io.direct = !setDirectIO(handle.fd, false);
+      const { bytesRead } = await directOrBuffered(handle.fd, io, () => handle.read(block, got, (io.direct ? blockSize : want) - got, pos + got), fallback);
       if (bytesRead === 0) throw new S3zError('EIMAGE', `${src.name}: ended at ${pos + got} bytes, before its size ${size} (did it shrink?)`);
       got += bytesRead;
     }
