@@ -114,12 +114,25 @@ const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS', 'EACCE
 
 /**
  * What a read or write of the image failed with, as one line naming the image; errors
- * that are not the local file's (S3, a bug) pass through unchanged. `hint` is added to
- * the line (how to resume).
+ * that are not the local file's (S3, a bug) pass through unchanged.
  */
-export function imageIoError(name: string, err: unknown, hint = ''): unknown {
+export function imageIoError(name: string, err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (err instanceof S3zError || typeof code !== 'string' || !DISK_ERRORS.has(code)) return err;
-  const e = fileError(name, err);
-  return hint === '' ? e : new S3zError(e.code, `${e.message}; ${hint}`, { cause: err });
+  return fileError(name, err);
+}
+
+/** Failures that running the same transfer again can get past (S3 answering again, room made on the disk). */
+const RESUMABLE = new Set<string>(['EACCESS', 'EUNREACHABLE', 'ECORRUPT', 'EMISSING', 'ESTALE', 'ES3']);
+const RESUMABLE_LOCAL = new Set(['ENOSPC', 'EDQUOT', 'EIO']);
+
+/**
+ * The error of a transfer cut short, told how to go on when running it again can help
+ * (it compares before it moves anything); an image too large, say, is left as it is.
+ */
+export function withResumeHint(err: unknown, hint: string): unknown {
+  if (!(err instanceof S3zError)) return err;
+  const local = err.code === 'EIMAGE' && RESUMABLE_LOCAL.has(String((err.cause as NodeJS.ErrnoException | undefined)?.code));
+  if (!RESUMABLE.has(err.code) && !local) return err;
+  return new S3zError(err.code, `${err.message}; ${hint}`, { cause: err, errno: err.errno });
 }

@@ -24,7 +24,7 @@ import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { countStored, type StoredBlock } from './inventory.js';
-import { imageIoError, type ImageTarget } from './image-file.js';
+import { imageIoError, withResumeHint, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { Volume } from './volume.js';
 
@@ -124,8 +124,12 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     ok = true;
     return counts;
   } catch (err) {
-    // What is written stays: the same get with --force compares it and fetches the rest.
-    throw imageIoError(target.name, err, target.kind === 'file' ? 'run the same get with --force to go on from where it stopped' : '');
+    // What is written stays: the same get (with --force: the file exists now) compares it
+    // and fetches the rest. A stream cannot be taken up again.
+    const local = imageIoError(target.name, err);
+    if (target.kind === 'file') throw withResumeHint(local, 'run the same get with --force to go on from where it stopped');
+    if (target.kind === 'device') throw withResumeHint(local, 'run the same get again to go on from where it stopped');
+    throw local;
   } finally {
     opts.progress.done(ok);
   }

@@ -27,7 +27,7 @@ import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { LeaseHolder } from './lease.js';
-import { imageIoError, type ImageSource } from './image-file.js';
+import { imageIoError, withResumeHint, type ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { StoredBlock } from './inventory.js';
 import type { Volume } from './volume.js';
@@ -146,7 +146,8 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
     await deleteSome(true);
     ok = true;
   } catch (err) {
-    throw imageIoError(src.name, err);
+    // Every block is old or new in S3: the next run compares and sends only the rest.
+    throw withResumeHint(imageIoError(src.name, err), 'run the same put again: it sends only what still differs');
   } finally {
     opts.progress.done(ok);
   }

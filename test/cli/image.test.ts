@@ -257,6 +257,39 @@ test('get onto a disk that fills up: one line saying so and how to go on; with r
   }
 });
 
+test('S3 refusing one block mid-way: put and get stop with one line saying to run them again, and the second run does only what is left', async () => {
+  const url = await volume();
+  const img = path.join(dir, 'cut.img');
+  const bytes = randomBytes(4 * 1024 * 1024);
+  await writeFile(img, bytes);
+  // Block 30 (0x1e): refused for good (403 is not retried), so the run stops there.
+  const block30 = /\/blocks\/0*1e$/;
+  const putRule = proxy.addRule({ method: 'PUT', key: block30, times: Infinity, action: { status: 403, code: 'AccessDenied' } });
+  try {
+    failsWith(await cli('put', '--quiet', '--concurrency', '2', img, url), 1, /; run the same put again: it sends only what still differs$/);
+  } finally {
+    proxy.clearRules();
+  }
+  assert.ok(proxy.fired(putRule) >= 1);
+  const again = await cli('put', img, url);
+  assert.equal(again.code, 0, again.stderr);
+  const m = /(\d+) uploaded, (\d+) unchanged/.exec(again.stdout);
+  assert.ok(m && Number(m[2]) > 0 && Number(m[1]) + Number(m[2]) === 64, `the second put sends only what is left: ${again.stdout}`);
+
+  const out = path.join(dir, 'cut.out');
+  proxy.addRule({ method: 'GET', key: block30, times: Infinity, action: { status: 403, code: 'AccessDenied' } });
+  try {
+    // Two at a time, so that the blocks before 30 are written when it fails.
+    failsWith(await cli('get', '--quiet', '--concurrency', '2', url, out), 1, /; run the same get with --force to go on from where it stopped$/);
+  } finally {
+    proxy.clearRules();
+  }
+  const g = await cli('get', url, out, '--force');
+  assert.equal(g.code, 0, g.stderr);
+  assert.match(g.stdout, /[1-9]\d* already there/);
+  assert.ok((await readFile(out)).equals(bytes), 'same bytes');
+});
+
 test('"-" is stdin for put and stdout for get', async () => {
   const url = await volume('1M');
   const data = Buffer.concat([randomBytes(BS), Buffer.alloc(3 * BS), randomBytes(1000)]);
