@@ -2,10 +2,8 @@
 // build/Release/s3zfuse.node) and the shapes it speaks: its function table, op
 // codes and vector layouts, which must match the C file.
 // Invariant: the addon is loaded on first use, so commands without FUSE work without it.
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { S3zError } from '../errors.js';
+import { addonPath, loadAddon } from '../util/addon.js';
 import type { HandlerName } from './types.js';
 import { messageOf } from './util.js';
 export type NativeSession = { readonly __brand: 'NativeSession' };
@@ -55,19 +53,13 @@ export interface Native {
   constants: { MNT_DETACH: number; ATTR_LEN: number; STATFS_LEN: number; FUSE_MAJOR_VERSION: number; FUSE_MINOR_VERSION: number };
 }
 
-/** Package root: this file is dist/fuse/native.js, two levels below it. */
-const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Where `npm run build:native` (node-gyp) puts the addon. */
-export const ADDON_PATH = join(PACKAGE_ROOT, 'build', 'Release', 's3zfuse.node');
-
-let nativeModule: Native | undefined;
+export const ADDON_PATH = addonPath('s3zfuse');
 
 /** Loads the addon on first use, so that commands without FUSE work without it. */
 export function loadNative(): Native {
-  if (nativeModule !== undefined) return nativeModule;
-  const require = createRequire(import.meta.url);
   try {
-    nativeModule = require(ADDON_PATH) as Native;
+    return loadAddon<Native>('s3zfuse');
   } catch (err) {
     throw new S3zError(
       'EMOUNT',
@@ -75,7 +67,6 @@ export function loadNative(): Native {
       { cause: err },
     );
   }
-  return nativeModule;
 }
 
 // Keep in sync with native/s3zfuse.c.

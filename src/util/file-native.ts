@@ -1,8 +1,7 @@
-// The file addon (native/s3zfile.c), loaded once for the modules that use it: the
-// cache's slab files (hole punching) and direct I/O (direct-io.ts). Arguments are
-// checked by the callers before they reach it.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+// The file addon (native/s3zfile.c), for the modules that use it: the cache's slab
+// files (hole punching) and direct I/O (direct-io.ts). Arguments are checked by the
+// callers before they reach it.
+import { addonPath, loadAddon } from './addon.js';
 
 export interface FileNative {
   punchHole(fd: number, offset: number, length: number): void;
@@ -12,12 +11,9 @@ export interface FileNative {
   addressMod(view: ArrayBufferView, n: number): number;
 }
 
-export const FILE_ADDON = fileURLToPath(new URL('../../build/Release/s3zfile.node', import.meta.url));
-
-let loaded: FileNative | undefined;
+export const FILE_ADDON = addonPath('s3zfile');
 
 /** The addon; throws what `require` threw when it is missing (a checkout not built with `npm run build:native`). */
 export function fileNative(): FileNative {
-  loaded ??= createRequire(import.meta.url)(FILE_ADDON) as FileNative;
-  return loaded;
+  return loadAddon<FileNative>('s3zfile');
 }

@@ -5,8 +5,7 @@
 // faults under the socket reads and body copies, ~20% of the daemon's CPU). Keeping up to
 // KEEP_FREED_BYTES, and growing by TOP_PAD_BYTES at a time, makes them warm memory used
 // again. The mechanism is native/s3zproc.c.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadAddon } from './addon.js';
 
 export const KEEP_FREED_BYTES = 64 * 1024 ** 2;
 export const TOP_PAD_BYTES = 16 * 1024 ** 2;
@@ -29,7 +28,7 @@ export function keepFreedMemory(keep = KEEP_FREED_BYTES, pad = TOP_PAD_BYTES): b
   checkBytes('pad', pad);
   let addon: ProcNative;
   try {
-    addon = createRequire(import.meta.url)(fileURLToPath(new URL('../../build/Release/s3zproc.node', import.meta.url))) as ProcNative;
+    addon = loadAddon<ProcNative>('s3zproc');
   } catch {
     return false;
   }
