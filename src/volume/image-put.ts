@@ -162,7 +162,8 @@ function md5Hex(data: Buffer): string {
 /**
  * Block by block into buffers from `buffers`; each goes back once its block is sent.
  * Under O_DIRECT (`io`) every read asks for the rest of the block, a length O_DIRECT
- * accepts even for a short last block (the read stops at the file's end).
+ * accepts even for a short last block (the read stops at the file's end). A read it
+ * refuses (after a short one, in a file that shrank) is done again buffered.
  */
 async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBuffers, io: DirectState, fallback: (err: unknown) => void): AsyncGenerator<ImageBlock> {
   const handle = src.handle;
@@ -173,8 +174,6 @@ async function* fileBlocks(src: ImageSource, blockSize: number, buffers: BlockBu
     const block = buffers.acquire();
     let got = 0;
     while (got < want) {
-      // A short read left the next one unaligned (only a file that shrank does that): carry on buffered.
-      if (io.direct && got % DIRECT_IO_ALIGN !== 0) io.direct = !setDirectIO(handle.fd, false);
       const { bytesRead } = await directOrBuffered(handle.fd, io, () => handle.read(block, got, (io.direct ? blockSize : want) - got, pos + got), fallback);
       if (bytesRead === 0) throw new S3zError('EIMAGE', `${src.name}: ended at ${pos + got} bytes, before its size ${size} (did it shrink?)`);
       got += bytesRead;
