@@ -44,15 +44,13 @@ export interface GetReport {
   readonly unchanged: number;
   /** Absent blocks written as zeros over old data (or streamed, for stdout). */
   readonly zeroed: number;
-  /** The file or device was written with O_DIRECT (not through the page cache). */
-  readonly direct: boolean;
 }
 
 export async function getImage(vol: Volume, target: ImageTarget, opts: GetOptions): Promise<GetReport> {
   const { blockSize, size } = vol.descriptor;
   const blockCount = size / blockSize;
   const store = new S3BlockStore({ blockSize, blockCount, readOnly: true }, vol.bucket, vol.keys, opts.log);
-  const counts = { size, fetched: 0, unchanged: 0, zeroed: 0, direct: false };
+  const counts = { size, fetched: 0, unchanged: 0, zeroed: 0 };
   // Bodies land in buffers used again (one per block in flight) once written out.
   const buffers = new BlockBuffers(blockSize, opts.concurrency + 1, { align: DIRECT_IO_ALIGN });
   const fetch = async (index: number, into: Buffer): Promise<Buffer> => {
@@ -111,8 +109,8 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
       if (obj === undefined) return;
       const data = await fetch(index, buf);
       // O_DIRECT writes only from the aligned buffer; the S3 store fills it (a copy is a safeguard).
-      const aligned = data.buffer === buf.buffer && data.byteOffset === buf.byteOffset;
-      if (!aligned) data.copy(buf);
+      const inBuf = data.buffer === buf.buffer && data.byteOffset === buf.byteOffset;
+      if (!inBuf) data.copy(buf);
       await write(buf, pos);
       opts.progress.tick(1, blockSize);
     };
@@ -120,7 +118,6 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
-    counts.direct = io.direct;
     ok = true;
     return counts;
   } catch (err) {
