@@ -52,6 +52,31 @@ export class S3ResponseError extends Error {
   }
 }
 
+/** The certificate errors Node's TLS reports by code (openssl's verify results). */
+const CERT_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+]);
+
+/**
+ * What went wrong in TLS, in words a user can act on, or undefined when TLS is not
+ * the problem. These never pass with a retry: the endpoint or the trust is wrong.
+ */
+function tlsProblem(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as SdkLikeError).cause, depth++) {
+    const code = (e as SdkLikeError).code;
+    if (typeof code !== 'string') continue;
+    if (CERT_CODES.has(code)) return `its certificate is not trusted (${code}); give Node the CA that signed it with NODE_EXTRA_CA_CERTS=/path/to/ca.pem`;
+    if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `its certificate does not name this host (${code})`;
+    if (code === 'EPROTO' || code.startsWith('ERR_SSL_')) {
+      const msg = (e as SdkLikeError).message ?? '';
+      if (/wrong version number|packet length too long|http request/i.test(msg)) return 'the server does not speak TLS there (an http:// endpoint given as https://?)';
+      return `the TLS handshake failed (${code})`;
+    }
+  }
+  return undefined;
+}
+
 function netCode(err: unknown): string | undefined {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as SdkLikeError).cause, depth++) {
     const code = (e as SdkLikeError).code;
@@ -95,11 +120,15 @@ export function toS3zError(err: unknown, what: string, bucket: string, endpoint:
   if (name === 'CredentialsProviderError') {
     return new S3zError('EACCESS', `s3://${bucket}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)`, { cause: err });
   }
+  const tls = tlsProblem(err);
+  if (tls !== undefined) return new S3zError('EUNREACHABLE', `cannot talk to ${endpoint} for ${what}: ${tls}`, { cause: err });
   if (code && UNREACHABLE_CODES.has(code)) return new S3zError('EUNREACHABLE', `cannot reach ${endpoint} (${code}) for ${what}`, { cause: err });
   if (name === 'TimeoutError' || name === 'AbortError' || code === 'ETIMEDOUT') {
     return new S3zError('EUNREACHABLE', `${endpoint} did not answer in time for ${what}`, { cause: err });
   }
   if (status !== undefined && status >= 200 && status < 300) return new S3zError('ES3', `${what}: unreadable answer from ${endpoint}`, { cause: err });
-  const detail = status ? `HTTP ${status}${name ? ` ${name}` : ''}` : (code ?? name) || (e.message ?? String(err));
+  // A bare Error's name says nothing: its message does.
+  const label = name === 'Error' ? '' : name;
+  const detail = status ? `HTTP ${status}${label ? ` ${label}` : ''}` : (code ?? label) || (e.message ?? String(err));
   return new S3zError('ES3', `${what}: ${detail}`, { cause: err });
 }

@@ -3,6 +3,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3';
 import { S3BlockStore } from '../../dist/store/s3-store.js';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
@@ -139,6 +145,32 @@ test('an unreachable endpoint fails in bounded time', async () => {
   const r = await runCli(['--endpoint', 'http://127.0.0.1:9', 'status', 's3://test/v'], { AWS_ACCESS_KEY_ID: randomBytes(10).toString('hex'), AWS_SECRET_ACCESS_KEY: randomBytes(20).toString('hex') }, { timeoutMs: 60_000 });
   failsWith(r, 1, /cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\)/);
   assert.ok(r.ms < 30_000, `took ${r.ms} ms`);
+});
+
+test('TLS problems are one line that says what to fix, without retries', async () => {
+  // An https:// endpoint that serves plain http (the test's S3).
+  const plain = await runCli(['--endpoint', s3.endpoint.replace(/^http:/, 'https:'), 'status', s3.url()], s3.env, { timeoutMs: 60_000 });
+  failsWith(plain, 1, /cannot talk to https:\/\/127\.0\.0\.1:\d+ for GET .*: the server does not speak TLS there \(an http:\/\/ endpoint given as https:\/\/\?\)$/);
+  assert.ok(plain.ms < 10_000, `took ${plain.ms} ms: a TLS mismatch is not worth a retry`);
+  // An https server whose self-signed certificate names "localhost", reached as 127.0.0.1.
+  const dir = mkdtempSync(join(tmpdir(), 's3z-tls-'));
+  const server = createHttpsServer({}, (_req, res) => {
+    res.statusCode = 500;
+    res.end();
+  });
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    server.setSecureContext({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const untrusted = await runCli(['--endpoint', endpoint, 'status', s3.url()], s3.env, { timeoutMs: 60_000 });
+    failsWith(untrusted, 1, /its certificate is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\); give Node the CA that signed it with NODE_EXTRA_CA_CERTS=/);
+    const trusted = await runCli(['--endpoint', endpoint, 'status', s3.url()], { ...s3.env, NODE_EXTRA_CA_CERTS: join(dir, 'cert.pem') }, { timeoutMs: 60_000 });
+    failsWith(trusted, 1, /its certificate does not name this host \(ERR_TLS_CERT_ALTNAME_INVALID\)/);
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('missing credentials say so', async () => {
