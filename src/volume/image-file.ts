@@ -3,7 +3,7 @@
 // A block device has no size in stat(): it comes from BLKGETSIZE64, read through
 // `blockdev --getsize64` (util-linux), since Node has no ioctl.
 import { execFile } from 'node:child_process';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { open, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { S3zError } from '../errors.js';
 
@@ -29,6 +29,19 @@ export async function deviceSize(path: string): Promise<number> {
   }
 }
 
+/** Filesystems whose "regular files" are the kernel's (statfs f_type): they have no size and cannot be written at an offset. */
+const KERNEL_FS = new Map<number, string>([
+  [0x9fa0, 'procfs'], [0x62656572, 'sysfs'], [0x64626720, 'debugfs'], [0x74726163, 'tracefs'], [0x73636673, 'securityfs'],
+  [0x63677270, 'cgroup2'], [0x27e0eb, 'cgroup'], [0x62656570, 'configfs'], [0xcafe4a11, 'bpf'], [0xde5e81e4, 'efivarfs'],
+]);
+
+/** Refuses a regular file that is one of the kernel's (under /proc, /sys): one line instead of an empty image or ESPIPE. */
+async function refuseKernelFile(path: string): Promise<void> {
+  const fs = await statfs(path).catch(() => undefined);
+  const name = fs === undefined ? undefined : KERNEL_FS.get(fs.type);
+  if (name !== undefined) throw new S3zError('EIMAGE', `${path}: a file of the kernel's (${name}), not a regular file or a block device`);
+}
+
 /** Opens the image `put` reads. */
 export async function openSource(path: string): Promise<ImageSource> {
   if (path === '-') return { kind: 'stdio', name: 'stdin', size: undefined, handle: undefined };
@@ -40,6 +53,7 @@ export async function openSource(path: string): Promise<ImageSource> {
   }
   if (st.isDirectory()) throw new S3zError('EIMAGE', `${path}: is a directory, not an image`);
   if (!st.isFile() && !st.isBlockDevice()) throw new S3zError('EIMAGE', `${path}: not a regular file or a block device (use "-" for a pipe)`);
+  if (st.isFile()) await refuseKernelFile(path);
   const handle = await open(path, 'r').catch((err: unknown) => {
     throw fileError(path, err);
   });
@@ -85,6 +99,7 @@ export async function openTarget(path: string, volumeSize: number, force: boolea
     return { kind: 'device', name: path, mayHoldData: true, handle };
   }
   if (!st.isFile()) throw new S3zError('EIMAGE', `${path}: not a regular file or a block device (use "-" for stdout)`);
+  await refuseKernelFile(path);
   if (!force) {
     throw new S3zError('EIMAGE', `${path}: already exists; pass --force to overwrite it (only blocks that differ are written, which also resumes an interrupted get)`);
   }
@@ -105,12 +120,13 @@ function fileError(path: string, err: unknown): S3zError {
     : code === 'ENOSPC' || code === 'EDQUOT' ? 'no space left on its disk'
     : code === 'EFBIG' ? 'too large for its filesystem'
     : code === 'EIO' ? 'input/output error (a failing disk?)'
+    : code === 'ESPIPE' ? 'cannot be read or written at an offset (a special file?); give a regular file, a block device or -'
     : (err as Error).message;
   return new S3zError('EIMAGE', `${path}: ${why}`, { cause: err });
 }
 
 /** What a local disk answers a read or write with (a socket's ECONNRESET also comes from a "read"). */
-const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS', 'EACCES', 'EPERM']);
+const DISK_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS', 'EACCES', 'EPERM', 'ESPIPE']);
 
 /**
  * What a read or write of the image failed with, as one line naming the image; errors

@@ -316,6 +316,9 @@ test('bad inputs: one clear line each', async () => {
   await writeFile(existing, 'x');
   failsWith(await cli('get', url, existing), 1, /existing\.out: already exists; pass --force/);
   failsWith(await cli('get', url, dir), 1, /is a directory/);
+  // Regular files by stat, but the kernel's: no size to read, no offset to write at.
+  failsWith(await cli('get', url, '/proc/version', '--force'), 1, /^s3zmount: \/proc\/version: a file of the kernel's \(procfs\), not a regular file or a block device$/);
+  failsWith(await cli('put', '/sys/kernel/mm/transparent_hugepage/enabled', url), 1, /enabled: a file of the kernel's \(sysfs\)/);
   failsWith(await cli('put', img, url, '--concurrency', '0'), 2, /--concurrency/);
   const tooBig = await cliPiped(['put', '-', url], Buffer.alloc(1024 * 1024 + 1, 1));
   assert.equal(tooBig.code, 1);
