@@ -38,11 +38,11 @@ import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
 import type { BlockSlice, BlockStore, DirectReads, RangeStore, ReadOptions } from './types.js';
-import { checkBlock, checkIndex, checkOpen } from './checks.js';
+import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { BlockBuffers } from './block-buffers.js';
-import { SlabFiles, slabDir } from './slab-file.js';
+import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
@@ -91,14 +91,6 @@ export interface CacheStats {
   slices: number;
 }
 
-/**
- * Reads up to this size of a verified block are done on the main thread: its pages are
- * almost always in the page cache (it was fetched, written or checked in this mount), and
- * there a pread takes ~3 µs against ~20 µs of main-thread time for the threadpool's round
- * trip (measured: 96k against 290k 4 KiB reads/s). The price is a stall of one disk read
- * when the kernel did drop those pages; larger reads go to the pool.
- */
-const SMALL_READ = 128 * 1024;
 /** Local write attempts before a writer gets ENOSPC. */
 const LOCAL_RETRIES = 4;
 /** How often blocks read below JS (direct reads) are counted as used for eviction. */
@@ -129,6 +121,7 @@ export class CacheStore implements RangeStore {
   #wb: WriteBack;
   #closed = false;
   #started = false;
+  #rebooted = false;
   /** Clean blocks, in LRU order; eviction punches them out. */
   #lru: LRUCache<number, true>;
   /** Dirty blocks written as zeros (no bytes in the file). */
@@ -194,6 +187,11 @@ export class CacheStore implements RangeStore {
     };
   }
 
+  /** True once start() found that the machine restarted since the cache dir was last used. */
+  get rebooted(): boolean {
+    return this.#rebooted;
+  }
+
   /** True when the block is held locally: reading it costs no request. */
   holds(index: number): boolean {
     return this.#lru.has(index) || this.#wb.has(index);
@@ -223,6 +221,7 @@ export class CacheStore implements RangeStore {
     const recovery = { db: this.#db, files: this.#files, blockSize: this.blockSize, log: this.#log };
     await migrate(recovery);
     const rebooted = await noteBoot(this.#db);
+    this.#rebooted = rebooted;
     for (const { key, value } of this.#db.dirty.getRange()) this.#wb.restore(key, value);
     for (const key of this.#db.local.getKeys()) if (!this.#wb.has(key)) this.#lru.set(key, true);
     for (const index of [...this.#wb.indices()]) {
@@ -252,7 +251,7 @@ export class CacheStore implements RangeStore {
 
   async readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null> {
     checkIndex(this, index, this.#closed);
-    this.#checkRange(index, at, length);
+    checkRange(this, index, at, length);
     this.#startReading(index);
     try {
       const local = await this.#local(index, opts);
@@ -271,7 +270,7 @@ export class CacheStore implements RangeStore {
   async replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null> {
     if (length <= SMALL_READ) return this.readRange(index, at, length, opts);
     checkIndex(this, index, this.#closed);
-    this.#checkRange(index, at, length);
+    checkRange(this, index, at, length);
     this.#startReading(index);
     let pinned = false;
     try {
@@ -312,7 +311,7 @@ export class CacheStore implements RangeStore {
 
   async writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void> {
     checkIndex(this, index, this.#closed);
-    this.#checkRange(index, at, data?.length ?? length);
+    checkRange(this, index, at, data?.length ?? length);
     if (this.#config.readOnly) throw new S3zError('EROFS', `block ${index}: the device is read-only`);
     await this.#wb.roomFor(index, () => checkOpen(this.#closed));
     await this.#locks.run(index, () => this.#writeLocked(index, at, data, data?.length ?? length));
@@ -336,12 +335,6 @@ export class CacheStore implements RangeStore {
     clearInterval(this.#directTimer);
     this.#direct?.disable();
     this.#files.close();
-  }
-
-  #checkRange(index: number, at: number, length: number): void {
-    if (!Number.isInteger(at) || !Number.isInteger(length) || at < 0 || length <= 0 || at + length > this.blockSize) {
-      throw new S3zError('ERANGE', `block ${index}: range ${at}+${length} is outside a ${this.blockSize}-byte block`);
-    }
   }
 
   // -------------------------------------------------------------------------

@@ -19,3 +19,10 @@ export function checkBlock(store: BlockStore, index: number, data: Buffer | null
 export function checkOpen(closed: boolean): void {
   if (closed) throw new S3zError('ECLOSED', 'the store is closed');
 }
+
+/** A byte range within one block: `length` > 0 bytes from `at`, inside the block. */
+export function checkRange(store: BlockStore, index: number, at: number, length: number): void {
+  if (!Number.isInteger(at) || !Number.isInteger(length) || at < 0 || length <= 0 || at + length > store.blockSize) {
+    throw new S3zError('ERANGE', `block ${index}: range ${at}+${length} is outside a ${store.blockSize}-byte block`);
+  }
+}
