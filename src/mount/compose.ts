@@ -42,7 +42,7 @@ export interface Stack {
   startHydration(): void;
   /**
    * Lets reads of verified local blocks be answered below JS (the FUSE binding's direct
-   * reads); absent when the top is not the cache (an overlay's writes shadow it).
+   * reads); under an overlay, only of the blocks it does not shadow.
    */
   readonly useDirectReads?: (direct: DirectReads) => void;
 }
@@ -95,14 +95,21 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
     await cache.close().catch(() => {});
     throw err;
   }
-  const overlay = o.mode === 'overlay' ? new OverlayStore({}, cache, { db, log }) : undefined;
+  // Reads of a block the overlay holds must come to it: the cache's direct reads of its
+  // own copy stop (revoke) before the overlay's first write of it, and are not granted again.
+  let direct: DirectReads | undefined;
+  const overlay =
+    o.mode === 'overlay' ? new OverlayStore({}, cache, { db, log, rebooted: cache.rebooted, shadow: (i) => direct?.revoke(i) }) : undefined;
   const hydrator = new Hydrator(cache, zeroMap, log);
   const top: BlockStore = overlay ?? cache;
 
   return {
     top: withClose(top, () => hydrator.stop()),
     startHydration: () => hydrator.start(),
-    ...(overlay === undefined ? { useDirectReads: (direct: DirectReads) => cache.useDirectReads(direct) } : {}),
+    useDirectReads: (table: DirectReads) => {
+      direct = table;
+      cache.useDirectReads(overlay === undefined ? table : { ...bind(table), grant: (i) => !overlay.shadows(i) && table.grant(i) });
+    },
     stats: () => {
       const b = volume.bucket.stats;
       const c = cache.stats;
@@ -121,6 +128,11 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
       };
     },
   };
+}
+
+/** The table's methods, bound, to wrap one of them. */
+function bind(t: DirectReads): DirectReads {
+  return { file: t.file.bind(t), grant: t.grant.bind(t), revoke: t.revoke.bind(t), touched: t.touched.bind(t), disable: t.disable.bind(t) };
 }
 
 /** The top store as it is (ranges included, when it takes them), with something to do before it closes. */

@@ -85,6 +85,16 @@ async function objects(url: string): Promise<Map<string, string>> {
   return out;
 }
 
+async function writeFileAt(file: string, data: Buffer, at: number): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    await fh.write(data, 0, data.length, at);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
 async function sha256Of(file: string, size: number): Promise<string> {
   const fh = await open(file, 'r');
   const hash = createHash('sha256');
@@ -226,6 +236,84 @@ describe('device', { skip }, () => {
       await fh.close();
     }
     await unmount(dir);
+  });
+
+  test('overlay: untouched blocks are read directly, written ones never from the cache\'s copy; kill -9 keeps acknowledged writes; S3 never changes', async () => {
+    const BS = 64 * 1024;
+    const BLOCKS = 48;
+    const url = s3.url('overlay-direct');
+    assert.equal((await runCli(['create', url, '--size', String(BLOCKS * BS), '--block-size', String(BS)], s3.env)).code, 0);
+    const ref = randomBytes(BLOCKS * BS);
+    const w = await mountVolume(url, 'ovd');
+    await writeFileAt(path.join(w.dir, 'disk'), ref, 0);
+    await unmount(w.dir);
+    const stored = await objects(url);
+    // The same cache dir: every block is cached, verified at its first read, then granted.
+    const ov = await mountVolume(url, 'ovd', ['--overlay']);
+    const disk = path.join(ov.dir, 'disk');
+    let fh = await open(disk, 'r+');
+    let seed = 11;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const check = async (at: number, what: string) => {
+      const out = Buffer.alloc(4096);
+      await fh.read(out, 0, 4096, at);
+      assert.ok(out.equals(ref.subarray(at, at + 4096)), `${what}: 4 KiB at ${at}`);
+    };
+    try {
+      for (let i = 0; i < BLOCKS; i++) await check(i * BS, 'first read');
+      for (let round = 0; round < 40; round++) {
+        const block = rand(BLOCKS);
+        const kind = rand(4);
+        const change = (async () => {
+          if (kind === 0) {
+            const at = rand(BS / 4096) * 4096;
+            const data = randomBytes(4096);
+            await fh.write(data, 0, data.length, block * BS + at);
+            data.copy(ref, block * BS + at);
+          } else if (kind === 1) {
+            const data = randomBytes(BS);
+            await fh.write(data, 0, BS, block * BS);
+            data.copy(ref, block * BS);
+          } else if (kind === 2) {
+            await fh.write(Buffer.alloc(BS), 0, BS, block * BS);
+            ref.fill(0, block * BS, (block + 1) * BS);
+          } else {
+            await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(block * BS + 8192), '--length', '8192', disk]);
+            ref.fill(0, block * BS + 8192, block * BS + 16384);
+          }
+        })();
+        const reads = Array.from({ length: 8 }, () => check(((block + 1 + rand(BLOCKS - 1)) % BLOCKS) * BS + rand(BS / 4096) * 4096, `round ${round}`));
+        await Promise.all([change, ...reads]);
+        for (let at = 0; at < BS; at += 4096) await check(block * BS + at, `round ${round}: block ${block} after its change`);
+      }
+      const st = await statsOf(ov.dir);
+      assert.ok(st.fuse.direct.reads > 0, `untouched blocks were read directly (${JSON.stringify(st.fuse.direct)})`);
+      assert.ok(st.overlay.hits > 0 && st.overlay.blocks > 0, `written blocks were read from the overlay (${JSON.stringify(st.overlay)})`);
+      // Acknowledged, not fsynced, then kill -9.
+      const last = randomBytes(BS);
+      await fh.write(last, 0, BS, 5 * BS);
+      last.copy(ref, 5 * BS);
+      process.kill(ov.pid, 'SIGKILL');
+    } finally {
+      await fh.close().catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    await run('fusermount3', ['-u', '-z', ov.dir]).catch(() => {});
+    mounted.delete(ov.dir);
+    const again = await mountVolume(url, 'ovd', ['--overlay']);
+    fh = await open(path.join(again.dir, 'disk'), 'r');
+    try {
+      const back = Buffer.alloc(ref.length);
+      await fh.read(back, 0, back.length, 0);
+      assert.ok(back.equals(ref), 'every acknowledged overlay write survived the kill -9');
+    } finally {
+      await fh.close();
+    }
+    await unmount(again.dir);
+    assert.deepEqual(await objects(url), stored, 'S3 holds what it held before the overlay mounts');
   });
 
   test('one writer: a second read-write mount is refused with the holder; read-only refuses without --force', async () => {
