@@ -4,7 +4,8 @@
 //                                                       clean + SHA-256, dirty + CRC-32 per segment, or zeros
 //   dirty    index -> write sequence                    the write-back journal (cache layer)
 //   blocks   index -> crc32 + block data                cache format 1 (whole blocks in LMDB): migrated, then empty
-//   overlay  index -> sha256 + data, or 32 zero bytes    overlay writes; the zero bytes = zero block
+//   overlay  index -> kind + CRC-32 per segment, or zeros  overlay writes, their bytes in the overlay's files
+//                                                       (earlier builds: sha256 + data, or 32 zero bytes; moved at first use)
 //   zmap     chunk -> bitmap                            which blocks exist in S3 (zero map layer)
 //   guard    index -> { sum, until }                    read-after-write expectations (guard layer)
 //   meta     string -> JSON                             geometry, lease token, zero-map validity, boot id, cache format
