@@ -10,8 +10,10 @@
 //              meanwhile is queued again when that upload ends.
 // Invariants:
 //   - flush() resolves once every write whose sequence number was given out before
-//     the call is uploaded; it rejects if an upload it waits for fails (fsync must
-//     fail rather than lie), and failed blocks are retried on a timer;
+//     the call is uploaded: per dirty block, the first write that no finished upload
+//     covers is known (#pendingFrom), and a rewrite never hides an older write still
+//     waiting; it rejects if an upload it waits for fails (fsync must fail rather
+//     than lie), and failed blocks are retried on a timer;
 //   - writers wait (roomFor) while dirty data is at its bound;
 //   - a block leaves the dirty set only after `clean` (the cache's journal update) ran
 //     for the very sequence number that was uploaded.
@@ -47,6 +49,11 @@ export class WriteBack {
   #hooks: WriteBackHooks;
   #log: Logger;
   #dirty = new Map<number, number>();
+  /**
+   * Per dirty block, the lowest sequence number a write of it may have that no finished
+   * upload covers: its first write since it was clean, then one past what an upload sent.
+   */
+  #pendingFrom = new Map<number, number>();
   /** Blocks due now: complete ones, replays, retries. */
   #now = new Set<number>();
   /** Blocks waiting out the write delay → when due; insertion order is due order (one delay for all). */
@@ -92,12 +99,14 @@ export class WriteBack {
   /** A journal left by an earlier run: these blocks are dirty with these sequence numbers. */
   restore(index: number, seq: number): void {
     this.#dirty.set(index, seq);
+    this.#pendingFrom.set(index, 0); // its earlier writes are not known: all of them
     this.#seq = Math.max(this.#seq, seq);
   }
 
   /** Drops a block from the dirty set without uploading it (its journal entry is gone). */
   forget(index: number): void {
     this.#dirty.delete(index);
+    this.#pendingFrom.delete(index);
     this.#now.delete(index);
     this.#later.delete(index);
   }
@@ -116,6 +125,7 @@ export class WriteBack {
    * worth waiting for).
    */
   written(index: number, seq: number, complete = false, now = Date.now()): void {
+    if (!this.#pendingFrom.has(index)) this.#pendingFrom.set(index, seq);
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
     // A block already waiting keeps its place and time (rewrites coalesce into one upload);
     // once complete it is due now, ahead of the blocks still waiting.
@@ -193,11 +203,14 @@ export class WriteBack {
     const seq = this.#dirty.get(index);
     try {
       if (seq === undefined) return;
+      // Every write up to `seq` is in the snapshot it sent: the cache journals a write,
+      // and reports it here, before the block's lock lets the upload read the block.
       const sent = await this.#hooks.upload(index);
       this.stats.uploads++;
+      if ((this.#pendingFrom.get(index) ?? Infinity) <= seq) this.#pendingFrom.set(index, seq + 1);
       if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
       await this.#hooks.clean(index, seq, sent);
-      if (this.#dirty.get(index) === seq) this.#dirty.delete(index);
+      if (this.#dirty.get(index) === seq) this.forget(index);
     } catch (err) {
       this.stats.uploadErrors++;
       this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
@@ -225,9 +238,10 @@ export class WriteBack {
     }, RETRY_MS);
   }
 
+  /** The lowest sequence number of a write not yet in the store below (Infinity: none). */
   #oldest(): number {
     let min = Infinity;
-    for (const seq of this.#dirty.values()) if (seq < min) min = seq;
+    for (const from of this.#pendingFrom.values()) if (from < min) min = from;
     return min;
   }
 

@@ -237,6 +237,35 @@ test('rewrites racing their own uploads: after flush the store below holds the l
   await cache.close();
 });
 
+test('flush is a barrier for a block rewritten while it waits for an upload slot', async (t) => {
+  const { openDb, make } = await setup(t, { uploadConcurrency: 1 });
+  const inner = new GatedStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  inner.hold();
+  const a = randomBytes(BS);
+  const b = randomBytes(BS);
+  await cache.write(1, Buffer.from(a));
+  await cache.write(2, Buffer.from(b));
+  let flushed = false;
+  const f = cache.flush().then(() => (flushed = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(inner.writesInFlight, 1, 'block 1 uploading, block 2 waiting for the one slot');
+  // Block 2 again, after the flush began: its first write is still in no upload.
+  const b2 = randomBytes(BS);
+  await cache.write(2, Buffer.from(b2));
+  inner.open();
+  inner.hold(); // block 1 goes through; block 2's upload is held
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(inner.blocks.get(1), a);
+  assert.equal(inner.blocks.has(2), false);
+  assert.equal(flushed, false, 'flush waits for block 2, written before it');
+  inner.open();
+  await f;
+  assert.deepEqual(inner.blocks.get(2), b2, 'the store below holds block 2 (its last write)');
+  await cache.close();
+});
+
 test('uploads wait for the write delay, so pieces of one block cost one PUT; a flush does not wait', async (t) => {
   const { openDb, make } = await setup(t, { writeDelayMs: 300 });
   const inner = new MemoryBlockStore(BS, COUNT);
