@@ -214,7 +214,9 @@ export class WriteBack {
     } catch (err) {
       this.stats.uploadErrors++;
       this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
-      for (const w of this.#flushWaiters.filter((w) => seq !== undefined && w.seq >= seq)) {
+      // Every flush that waits for a write of this block fails (it may be older than `seq`).
+      const from = this.#pendingFrom.get(index) ?? seq ?? Infinity;
+      for (const w of this.#flushWaiters.filter((w) => w.seq >= from)) {
         this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
         w.reject(err);
       }

@@ -23,6 +23,8 @@ class GatedStore extends MemoryBlockStore {
   maxWritesInFlight = 0;
   readsSeen = 0;
   readDelayMs = 0;
+  /** Blocks whose writes fail (after the gate). */
+  failing = new Set<number>();
   hold(): void {
     this.gate = new Promise((r) => (this.open = r));
   }
@@ -36,6 +38,7 @@ class GatedStore extends MemoryBlockStore {
     this.maxWritesInFlight = Math.max(this.maxWritesInFlight, this.writesInFlight);
     try {
       await this.gate;
+      if (this.failing.has(index)) throw new Error(`block ${index}: the store refused the write`);
       await super.write(index, data);
     } finally {
       this.writesInFlight--;
@@ -263,6 +266,30 @@ test('flush is a barrier for a block rewritten while it waits for an upload slot
   inner.open();
   await f;
   assert.deepEqual(inner.blocks.get(2), b2, 'the store below holds block 2 (its last write)');
+  await cache.close();
+});
+
+test('a flush fails when the upload of a block written before it fails, even one rewritten since', async (t) => {
+  const { openDb, make } = await setup(t, { uploadConcurrency: 1 });
+  const inner = new GatedStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  inner.hold();
+  await cache.write(1, randomBytes(BS));
+  await cache.write(2, randomBytes(BS));
+  const f = cache.flush();
+  const outcome = f.then(
+    () => 'resolved',
+    (err: Error) => err.message,
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  await cache.write(2, randomBytes(BS)); // after the flush began: its upload carries a newer write
+  inner.failing.add(2); // block 1 goes up; block 2 fails
+  inner.open();
+  const settled = await Promise.race([outcome, new Promise((r) => setTimeout(() => r('still waiting'), 1000))]);
+  assert.match(String(settled), /refused the write/, 'the fsync hears the failure instead of waiting');
+  inner.failing.clear();
+  await cache.flush(); // the retry uploads it
   await cache.close();
 });
 
