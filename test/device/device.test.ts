@@ -6,7 +6,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, mkdir, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, mkdir, open, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -83,6 +83,34 @@ async function objects(url: string): Promise<Map<string, string>> {
   } while (token);
   client.destroy();
   return out;
+}
+
+/** A seeded generator of integers below n, so a failing round can be run again. */
+function seeded(seed: number): (n: number) => number {
+  return (n) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+}
+
+/** Changes one block of the open device through the kernel, and the reference with it. */
+async function changeBlock(fh: FileHandle, disk: string, ref: Buffer, bs: number, block: number, change: 'piece' | 'whole' | 'zeros' | 'hole', rand: (n: number) => number): Promise<void> {
+  if (change === 'piece') {
+    const at = block * bs + rand(bs / 4096) * 4096;
+    const data = randomBytes(4096);
+    await fh.write(data, 0, data.length, at);
+    data.copy(ref, at);
+  } else if (change === 'whole') {
+    const data = randomBytes(bs);
+    await fh.write(data, 0, bs, block * bs);
+    data.copy(ref, block * bs);
+  } else if (change === 'zeros') {
+    await fh.write(Buffer.alloc(bs), 0, bs, block * bs);
+    ref.fill(0, block * bs, (block + 1) * bs);
+  } else {
+    await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(block * bs), '--length', String(bs), disk]);
+    ref.fill(0, block * bs, (block + 1) * bs);
+  }
 }
 
 async function writeFileAt(file: string, data: Buffer, at: number): Promise<void> {
@@ -183,11 +211,7 @@ describe('device', { skip }, () => {
     const ref = randomBytes(BLOCKS * BS);
     const disk = path.join(dir, 'disk');
     const fh = await open(disk, 'r+');
-    let seed = 7;
-    const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
+    const rand = seeded(7);
     try {
       await fh.write(ref, 0, ref.length, 0);
       await fh.sync();
@@ -195,20 +219,7 @@ describe('device', { skip }, () => {
         // One block changes (new bytes, zeros, or a hole) while eight 4 KiB reads of other
         // blocks are in flight, each checked against the reference.
         const block = rand(BLOCKS);
-        const kind = rand(3);
-        const change = (async () => {
-          if (kind === 0) {
-            const data = randomBytes(BS);
-            await fh.write(data, 0, BS, block * BS);
-            data.copy(ref, block * BS);
-          } else if (kind === 1) {
-            await fh.write(Buffer.alloc(BS), 0, BS, block * BS);
-            ref.fill(0, block * BS, (block + 1) * BS);
-          } else {
-            await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(block * BS), '--length', String(BS), disk]);
-            ref.fill(0, block * BS, (block + 1) * BS);
-          }
-        })();
+        const change = changeBlock(fh, disk, ref, BS, block, (['whole', 'zeros', 'hole'] as const)[rand(3)]!, rand);
         const reads = Array.from({ length: 8 }, async () => {
           const at = ((block + 1 + rand(BLOCKS - 1)) % BLOCKS) * BS + rand(BS / 4096) * 4096;
           const out = Buffer.alloc(4096);
@@ -252,11 +263,7 @@ describe('device', { skip }, () => {
     const ov = await mountVolume(url, 'ovd', ['--overlay']);
     const disk = path.join(ov.dir, 'disk');
     let fh = await open(disk, 'r+');
-    let seed = 11;
-    const rand = (n: number) => {
-      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-      return seed % n;
-    };
+    const rand = seeded(11);
     const check = async (at: number, what: string) => {
       const out = Buffer.alloc(4096);
       await fh.read(out, 0, 4096, at);
@@ -266,25 +273,7 @@ describe('device', { skip }, () => {
       for (let i = 0; i < BLOCKS; i++) await check(i * BS, 'first read');
       for (let round = 0; round < 40; round++) {
         const block = rand(BLOCKS);
-        const kind = rand(4);
-        const change = (async () => {
-          if (kind === 0) {
-            const at = rand(BS / 4096) * 4096;
-            const data = randomBytes(4096);
-            await fh.write(data, 0, data.length, block * BS + at);
-            data.copy(ref, block * BS + at);
-          } else if (kind === 1) {
-            const data = randomBytes(BS);
-            await fh.write(data, 0, BS, block * BS);
-            data.copy(ref, block * BS);
-          } else if (kind === 2) {
-            await fh.write(Buffer.alloc(BS), 0, BS, block * BS);
-            ref.fill(0, block * BS, (block + 1) * BS);
-          } else {
-            await run('fallocate', ['--punch-hole', '--keep-size', '--offset', String(block * BS + 8192), '--length', '8192', disk]);
-            ref.fill(0, block * BS + 8192, block * BS + 16384);
-          }
-        })();
+        const change = changeBlock(fh, disk, ref, BS, block, (['piece', 'whole', 'zeros', 'hole'] as const)[rand(4)]!, rand);
         const reads = Array.from({ length: 8 }, () => check(((block + 1 + rand(BLOCKS - 1)) % BLOCKS) * BS + rand(BS / 4096) * 4096, `round ${round}`));
         await Promise.all([change, ...reads]);
         for (let at = 0; at < BS; at += 4096) await check(block * BS + at, `round ${round}: block ${block} after its change`);
