@@ -113,8 +113,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
 
     const cacheDir = opts.cacheDir ?? path.join(defaultCacheRoot(), d.uuid);
     if (opts.cacheDir === undefined) await checkCacheDir(cacheDir);
-    const db = LocalDb.open(cacheDir, d);
+    // Unsynced commits where the folder holds nothing only it has (local-db.ts says why).
+    const db = await LocalDb.openForMount(cacheDir, d, opts.mode !== 'overlay');
     undo.push(() => db.close());
+    if (db.resetAfterRestart) {
+      log.warn({ cacheDir }, 'the machine restarted while this cache was in use: it starts afresh (writes never flushed are dropped; flushed ones are in S3)');
+    }
 
     const budget = cacheBudget(cacheDir, opts.cacheSize, d.blockSize);
     if (budget.warning !== undefined) {

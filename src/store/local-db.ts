@@ -11,12 +11,25 @@
 //   meta     string -> JSON                             geometry, lease token, zero-map validity, boot id, cache format
 // Invariants: the folder belongs to one volume (meta.volume holds its uuid and
 // geometry; a mismatch refuses to open); one daemon at a time (pid file).
-import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+// Durability (openForMount): read-write and read-only mounts commit without syncing
+// to disk. A kill -9 loses nothing (the kernel keeps every commit), and nothing the
+// cache holds needs to outlive a restart of the machine: flushed writes are in S3,
+// and unflushed ones may be lost (ZFS tolerates it). Such a session leaves a marker
+// with the boot id until it closes cleanly (synced); found after a restart, the
+// folder may be inconsistent, so its database and block files are dropped before
+// anything opens them. A folder holding overlay writes (local-only data) always
+// syncs every commit.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { homedir } from 'node:os';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { S3zError } from '../errors.js';
 import { processAlive } from '../util/process.js';
+import { bootId } from './cache-recovery.js';
+import { slabDir } from './slab-file.js';
+
+/** Left in the folder while commits may not be on disk; holds the boot id. */
+const UNSYNCED_MARKER = 'unsynced';
 
 export interface VolumeIdentity {
   readonly uuid: string;
@@ -45,14 +58,19 @@ export class LocalDb {
   readonly zmap: Database<Buffer, number>;
   readonly guard: Database<GuardEntry, number>;
   readonly meta: Database<unknown, string>;
+  /** True when openForMount dropped the folder's contents: the machine restarted under an unsynced session. */
+  resetAfterRestart = false;
   #root: RootDatabase;
   #pidFile: string;
+  /** Set while commits are not synced: the marker to remove once they are. */
+  #unsynced: string | undefined;
   #closed = false;
 
-  private constructor(dir: string, root: RootDatabase, pidFile: string) {
+  private constructor(dir: string, root: RootDatabase, pidFile: string, unsynced?: string) {
     this.dir = dir;
     this.#root = root;
     this.#pidFile = pidFile;
+    this.#unsynced = unsynced;
     const bin = { encoding: 'binary' as const };
     this.local = root.openDB<Buffer, number>({ name: 'local', ...bin });
     this.legacyBlocks = root.openDB<Buffer, number>({ name: 'blocks', ...bin });
@@ -65,6 +83,43 @@ export class LocalDb {
 
   /** Opens (creating if needed) the database of `volume` in `dir`; refuses another volume's folder or a live daemon's. */
   static open(dir: string, volume: VolumeIdentity): LocalDb {
+    return LocalDb.#open(dir, volume, undefined);
+  }
+
+  /**
+   * The daemon's open. `fast`: commits are not synced (see the top of this file), unless
+   * the folder holds overlay writes. First, a folder left by an unsynced session is dropped
+   * if the machine restarted since, or synced if it did not.
+   */
+  static async openForMount(dir: string, volume: VolumeIdentity, fast: boolean): Promise<LocalDb> {
+    const marker = path.join(dir, UNSYNCED_MARKER);
+    const left = readMarker(marker);
+    let reset = false;
+    if (left !== undefined && left !== bootId()) {
+      rmSync(path.join(dir, 'db'), { recursive: true, force: true });
+      rmSync(slabDir(dir), { recursive: true, force: true });
+      reset = true;
+    }
+    let db = LocalDb.#open(dir, volume, undefined);
+    try {
+      if (left !== undefined) {
+        await db.#sync(); // what a killed session left in the page cache is on disk from here
+        rmSync(marker, { force: true });
+      }
+      if (fast && db.overlay.getCount() === 0) {
+        await db.close();
+        writeMarker(dir, marker);
+        db = LocalDb.#open(dir, volume, marker);
+      }
+    } catch (err) {
+      await db.close().catch(() => {});
+      throw err;
+    }
+    db.resetAfterRestart = reset;
+    return db;
+  }
+
+  static #open(dir: string, volume: VolumeIdentity, unsynced: string | undefined): LocalDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const pidFile = path.join(dir, 'daemon.pid');
     const other = readPid(pidFile);
@@ -75,8 +130,8 @@ export class LocalDb {
     // eventTurnBatching off: with it, a commit that fails (a full disk) also rejects a batch
     // promise lmdb-js keeps to itself, and that unhandled rejection would end the process.
     // Measured: the same write throughput either way.
-    const root = open({ path: path.join(dir, 'db'), maxDbs: 16, compression: false, eventTurnBatching: false });
-    const db = new LocalDb(dir, root, pidFile);
+    const root = open({ path: path.join(dir, 'db'), maxDbs: 16, compression: false, eventTurnBatching: false, ...(unsynced !== undefined ? { noSync: true } : {}) });
+    const db = new LocalDb(dir, root, pidFile, unsynced);
     const known = db.meta.get('volume') as VolumeIdentity | undefined;
     if (known === undefined) {
       db.meta.putSync('volume', { uuid: volume.uuid, size: volume.size, blockSize: volume.blockSize });
@@ -107,8 +162,39 @@ export class LocalDb {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#unsynced !== undefined) await this.#sync().catch(() => {});
     await this.#root.close();
+    // Only once synced: a marker that stays makes the next mount after a restart start afresh.
+    if (this.#unsynced !== undefined) rmSync(this.#unsynced, { force: true });
     rmSync(this.#pidFile, { force: true });
+  }
+
+  /** Every commit so far on disk (mdb_env_sync), whatever the flags. */
+  #sync(): Promise<void> {
+    // lmdb-js has it (env.sync: mdb_env_sync with force) but does not declare it.
+    const root = this.#root as unknown as { sync(done: (err?: unknown) => void): void };
+    return new Promise((resolve, reject) => root.sync((err?: unknown) => (err ? reject(err as Error) : resolve())));
+  }
+}
+
+function readMarker(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes the marker durably (the file, then its folder's entry) before any unsynced commit. */
+function writeMarker(dir: string, file: string): void {
+  writeFileSync(file, `${bootId()}\n`);
+  for (const p of [file, dir]) {
+    const fd = openSync(p, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 }
 
