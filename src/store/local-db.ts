@@ -148,6 +148,15 @@ export class LocalDb {
     return this.#root.transaction(fn);
   }
 
+  /**
+   * Resolves once every commit so far is on disk. Commits resolve when they are
+   * visible, which a kill -9 keeps; lmdb-js syncs them afterwards (overlappingSync),
+   * and a restart of the machine may undo those not yet synced.
+   */
+  durable(): Promise<unknown> {
+    return Promise.resolve(this.#root.flushed);
+  }
+
   /** Resolves when every write so far is committed. */
   committed(): Promise<unknown> {
     // lmdb-js leaves it undefined when nothing is pending.

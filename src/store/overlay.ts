@@ -324,12 +324,17 @@ export class OverlayStore implements RangeStore {
     throw new S3zError('ECORRUPT', `block ${index}: the local overlay copy is corrupt (${why}; ${overlayDir(this.#db.dir)})`);
   }
 
-  /** Makes the overlay files durable, then marks the blocks written before as flushed. */
+  /** Makes the overlay files durable, then marks the blocks written before as flushed, durably too. */
   async #sync(): Promise<void> {
     const marked = [...this.#unflushed];
     await this.#files.sync();
-    if (marked.length === 0) return;
-    await this.#db.transaction(() => {
+    if (marked.length > 0) await this.#mark(marked);
+    // A record that a restart could undo would no longer match its file's synced bytes.
+    await this.#db.durable();
+  }
+
+  #mark(marked: Array<[number, number]>): Promise<unknown> {
+    return this.#db.transaction(() => {
       for (const [index, writeNo] of marked) {
         // Written again since the files were synced: still unflushed.
         if (this.#unflushed.get(index) !== writeNo) continue;

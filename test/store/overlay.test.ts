@@ -166,8 +166,16 @@ describe('overlay: local writes over a volume that never changes', () => {
     assert.ok(record);
     assert.ok(record.length < 100, `a record of CRCs, not the block (${record.length} bytes)`);
     assert.equal(kind(s, 7), 4, 'unflushed');
+    // A commit resolves once visible; flush also waits until LMDB has synced it.
+    let durableAsked = 0;
+    const durable = s.db.durable.bind(s.db);
+    s.db.durable = () => {
+      durableAsked++;
+      return durable();
+    };
     await s.store.flush();
     assert.equal(kind(s, 7), 2, 'flushed');
+    assert.equal(durableAsked, 1, 'the records are synced before flush resolves');
     await s.store.write(8, null);
     assert.equal(kind(s, 8), 3);
   });
