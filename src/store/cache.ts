@@ -598,6 +598,10 @@ export class CacheStore implements RangeStore {
     try {
       // A consistent snapshot: no write of this block runs while we read it.
       const data = await this.#locks.run(index, () => (this.#zeroDirty.has(index) ? null : this.#files.readInto(index, 0, buf)));
+      // Nothing goes up before the journal entry of what goes up is on disk: a restart of
+      // the machine that undid it could otherwise serve, or upload again, older bytes than
+      // S3 then holds. (Free where the folder commits without syncs: a restart drops it.)
+      await this.#db.durable();
       // The stores below only borrow `data` until their write settles (types.ts).
       await this.#inner.write(index, data);
       // Hashed below for the PUT (memoized per buffer object): no new hash.

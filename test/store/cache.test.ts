@@ -293,6 +293,27 @@ test('a flush fails when the upload of a block written before it fails, even one
   await cache.close();
 });
 
+test('nothing goes up before LMDB has synced the journal entry of what goes up', async (t) => {
+  const { openDb, make } = await setup(t);
+  const inner = new GatedStore(BS, COUNT);
+  const db = openDb();
+  let synced!: () => void;
+  const gate = new Promise<void>((r) => (synced = r));
+  const durable = db.durable.bind(db);
+  db.durable = () => gate.then(durable);
+  const cache = make(inner, db);
+  await cache.start();
+  const data = randomBytes(BS);
+  await cache.write(4, Buffer.from(data));
+  const f = cache.flush();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(inner.writesInFlight + inner.stats.write, 0, 'no upload while the journal is not on disk');
+  synced();
+  await f;
+  assert.deepEqual(inner.blocks.get(4), data);
+  await cache.close();
+});
+
 test('uploads wait for the write delay, so pieces of one block cost one PUT; a flush does not wait', async (t) => {
   const { openDb, make } = await setup(t, { writeDelayMs: 300 });
   const inner = new MemoryBlockStore(BS, COUNT);
