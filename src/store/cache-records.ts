@@ -4,7 +4,9 @@
 //   DIRTY  + CRC-32 per 64 KiB segment   the file holds a newer write; a write of a
 //                                        few segments recomputes only theirs
 //   ZEROS                                a dirty block written as zeros (range punched)
-// Pure functions: reading the bytes they describe is the cache's business.
+// Used by the cache and the overlay (which keeps its blocks in the same layouts). Pure
+// functions: reading the bytes they describe is the caller's business (recordAfterWrite
+// is handed a reader).
 import { crc32 } from 'node:zlib';
 
 export const CLEAN = 1;
@@ -49,4 +51,24 @@ export function dirtyRecord(blockSize: number, previous: Buffer | undefined, fir
   record[0] = DIRTY;
   for (let k = 0; k * seg < bytes.length; k++) record.writeUInt32BE(crc32(bytes.subarray(k * seg, (k + 1) * seg)), 1 + 4 * (first + k));
   return record;
+}
+
+/**
+ * The dirty record once `piece` was written at `at` over a block whose record was
+ * `previous`: only the touched segments' CRCs are recomputed, over the piece itself when
+ * it covers them exactly, else over what `read(from, length)` says the block now holds.
+ */
+export async function recordAfterWrite(
+  blockSize: number,
+  previous: Buffer | undefined,
+  at: number,
+  piece: Buffer,
+  read: (from: number, length: number) => Promise<Buffer>,
+): Promise<Buffer> {
+  const { first, last } = touchedSegments(blockSize, at, piece.length, previous);
+  const seg = segmentSize(blockSize);
+  const from = first * seg;
+  const to = (last + 1) * seg;
+  const bytes = from === at && to === at + piece.length ? piece : await read(from, to - from);
+  return dirtyRecord(blockSize, previous, first, bytes);
 }

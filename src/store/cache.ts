@@ -43,7 +43,7 @@ import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { BlockBuffers } from './block-buffers.js';
 import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
-import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
+import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, segmentSize } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
@@ -500,7 +500,8 @@ export class CacheStore implements RangeStore {
       const piece = data ?? Buffer.alloc(length);
       if (wasZero && !whole) this.#files.punch(index); // make sure the rest reads as zeros
       await this.#localWrite(index, at, piece);
-      record = await this.#segments(index, at, piece, wasDirty && !wasZero ? this.#db.local.get(index) : undefined);
+      const previous = wasDirty && !wasZero ? this.#db.local.get(index) : undefined;
+      record = await recordAfterWrite(this.blockSize, previous, at, piece, (from, length) => this.#files.read(index, from, length));
     }
     const seq = this.#wb.nextSeq();
     await this.#journal(index, record, seq);
@@ -532,17 +533,6 @@ export class CacheStore implements RangeStore {
     if (!mask.every((b) => b === 1)) return false;
     this.#covered.delete(index);
     return true;
-  }
-
-  /** The dirty record for a block after `piece` was written at `at`: the touched segments' CRCs recomputed. */
-  async #segments(index: number, at: number, piece: Buffer, previous: Buffer | undefined): Promise<Buffer> {
-    const { first, last } = touchedSegments(this.blockSize, at, piece.length, previous);
-    const seg = segmentSize(this.blockSize);
-    const from = first * seg;
-    const to = (last + 1) * seg;
-    // The piece itself when it covers those segments exactly; else what the file now holds.
-    const bytes = from === at && to === at + piece.length ? piece : await this.#files.read(index, from, to - from);
-    return dirtyRecord(this.blockSize, previous, first, bytes);
   }
 
   /**

@@ -36,7 +36,7 @@ import type { LocalDb } from './local-db.js';
 import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore, type ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Raw } from './checksum.js';
-import { DIRTY, ZEROS, ZERO_RECORD, dirtyRecord, segmentSize, touchedSegments } from './cache-records.js';
+import { DIRTY, ZEROS, ZERO_RECORD, dirtyRecord, recordAfterWrite, segmentSize } from './cache-records.js';
 import { KeyedLock } from './keyed-lock.js';
 import { SMALL_READ, SlabFiles } from './slab-file.js';
 
@@ -229,7 +229,9 @@ export class OverlayStore implements RangeStore {
           next = dirtyRecord(bs, undefined, 0, base);
         } else {
           await this.#files.write(index, at, piece);
-          next = await this.#segments(index, at, piece, record);
+          const previous = Buffer.from(record);
+          previous[0] = DIRTY; // the layout recordAfterWrite() builds on (UNFLUSHED is only a flag)
+          next = await recordAfterWrite(bs, previous, at, piece, (from, len) => this.#files.read(index, from, len));
         }
       }
       if (next[0] === DIRTY) next[0] = UNFLUSHED;
@@ -243,19 +245,6 @@ export class OverlayStore implements RangeStore {
     } finally {
       if (added) this.#taking.delete(index);
     }
-  }
-
-  /** The record after `piece` was written at `at` over a checked block: only the touched segments' CRCs change. */
-  async #segments(index: number, at: number, piece: Buffer, record: Buffer): Promise<Buffer> {
-    const bs = this.blockSize;
-    const previous = Buffer.from(record);
-    previous[0] = DIRTY; // the layout dirtyRecord() builds on
-    const { first, last } = touchedSegments(bs, at, piece.length, previous);
-    const seg = segmentSize(bs);
-    const from = first * seg;
-    const to = (last + 1) * seg;
-    const bytes = from === at && to === at + piece.length ? piece : await this.#files.read(index, from, to - from);
-    return dirtyRecord(bs, previous, first, bytes);
   }
 
   /** Checks a block once per mount: true when zeroed, false for data, undefined when it has no record. */
