@@ -62,6 +62,14 @@ async function makeImage(name: string, size: number, dataBlocks: number[]): Prom
   return file;
 }
 
+/** A 4 MiB image of random bytes (every block stored), and those bytes. */
+async function randomImage(name: string): Promise<{ img: string; bytes: Buffer }> {
+  const img = path.join(dir, name);
+  const bytes = randomBytes(4 * 1024 * 1024);
+  await writeFile(img, bytes);
+  return { img, bytes };
+}
+
 async function volume(size = '4M'): Promise<string> {
   const url = s3.url();
   const c = await cli('create', url, '--size', size, '--block-size', '64K');
@@ -160,9 +168,7 @@ test('put reads and get writes a file on disk with direct I/O: right bytes, and 
 
 test('put and get through two buffers at a time: every block of a full image round-trips (buffers are used again)', async () => {
   const url = await volume();
-  const img = path.join(dir, 'full.img');
-  const bytes = randomBytes(4 * 1024 * 1024);
-  await writeFile(img, bytes);
+  const { img, bytes } = await randomImage('full.img');
   const p = await cli('put', img, url, '--concurrency', '2');
   assert.equal(p.code, 0, p.stderr);
   assert.match(p.stdout, /64 uploaded, 0 unchanged, 0 zero/);
@@ -236,9 +242,7 @@ test('get --force resumes: blocks already right are not fetched again', async ()
 
 test('get onto a disk that fills up: one line saying so and how to go on; with room again, get --force finishes it', async () => {
   const url = await volume();
-  const img = path.join(dir, 'fill.img');
-  const bytes = randomBytes(4 * 1024 * 1024);
-  await writeFile(img, bytes);
+  const { img, bytes } = await randomImage('fill.img');
   assert.equal((await cli('put', img, url)).code, 0);
   // A 1 MiB disk for a 4 MiB image (tmpfs: a mount of its own, removed whatever happens).
   const small = await mkdtemp(path.join(tmpdir(), 's3z-full-'));
@@ -259,9 +263,7 @@ test('get onto a disk that fills up: one line saying so and how to go on; with r
 
 test('S3 refusing one block mid-way: put and get stop with one line saying to run them again, and the second run does only what is left', async () => {
   const url = await volume();
-  const img = path.join(dir, 'cut.img');
-  const bytes = randomBytes(4 * 1024 * 1024);
-  await writeFile(img, bytes);
+  const { img, bytes } = await randomImage('cut.img');
   // Block 30 (0x1e): refused for good (403 is not retried), so the run stops there.
   const block30 = /\/blocks\/0*1e$/;
   const putRule = proxy.addRule({ method: 'PUT', key: block30, times: Infinity, action: { status: 403, code: 'AccessDenied' } });
