@@ -11,7 +11,10 @@
 //             so a slow reader overshoots the end of what it needs by a few blocks, and
 //             a fast one (dd) gets the deepest window. A reader that keeps several
 //             reads in flight reads ahead itself (ZFS's prefetcher, which knows the
-//             file's blocks): no read-ahead is added to its stream.
+//             file's blocks), but only as far as its vdev queue lets it (about 1.5
+//             blocks of 1 MiB): its stream gets a fixed, shallow window
+//             (parallelWindow) that hides one GET round trip and overshoots the end
+//             of the file by at most that many blocks.
 //   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
 //   inflight  read-ahead requests on their way from the store below
 //   held      read-ahead results waiting to be read (oldest dropped first)
@@ -54,6 +57,8 @@ export interface PrefetchConfig {
   readonly streams: number;
   /** Reads in a row (i, i+1, ...) that make a stream sequential. */
   readonly triggerReads: number;
+  /** Read-ahead (blocks) of a sequential stream whose reader keeps several reads in flight; 0: none. */
+  readonly parallelWindow: number;
 }
 
 export const DEFAULT_PREFETCH_CONFIG: PrefetchConfig = {
@@ -63,6 +68,7 @@ export const DEFAULT_PREFETCH_CONFIG: PrefetchConfig = {
   maxHeldBytes: 64 * 1024 ** 2,
   streams: 8,
   triggerReads: 3,
+  parallelWindow: 3,
 };
 
 export interface PrefetchStats {
@@ -94,7 +100,7 @@ interface Stream {
   ahead: number;
   /** The window doubles when the reader reaches this index. */
   mark: number;
-  /** The reader keeps several reads in flight: it reads ahead itself, and gets none of ours. */
+  /** The reader keeps several reads in flight: it reads ahead itself, and gets only the parallel window of ours. */
   parallel: boolean;
 }
 
@@ -138,6 +144,7 @@ export class PrefetchStore implements BlockStore {
   #capacity: number;
   #maxStreams: number;
   #trigger: number;
+  #parallelWindow: number;
   #closed = false;
   #abort = new AbortController();
   #streams: Stream[] = [];
@@ -162,7 +169,8 @@ export class PrefetchStore implements BlockStore {
   constructor(config: Partial<PrefetchConfig>, inner: BlockStore, deps: { log: Logger; db?: LocalDb; skip?: (index: number) => boolean }) {
     const c = { ...DEFAULT_PREFETCH_CONFIG, ...config };
     for (const [name, v] of Object.entries(c)) {
-      if (!Number.isInteger(v) || v < 1) throw new S3zError('EUSAGE', `prefetch ${name} must be a positive integer, not ${v}`);
+      const least = name === 'parallelWindow' ? 0 : 1;
+      if (!Number.isInteger(v) || v < least) throw new S3zError('EUSAGE', `prefetch ${name} must be an integer of at least ${least}, not ${v}`);
     }
     this.blockSize = inner.blockSize;
     this.blockCount = inner.blockCount;
@@ -176,6 +184,7 @@ export class PrefetchStore implements BlockStore {
     this.#initialWindow = Math.min(c.initialWindow, this.#maxWindow);
     this.#maxStreams = c.streams;
     this.#trigger = c.triggerReads;
+    this.#parallelWindow = Math.min(c.parallelWindow, this.#maxWindow);
     // A stream keeps about a window of results in flight or held.
     this.#buffers = new BlockBuffers(this.blockSize, this.#maxWindow);
   }
@@ -288,8 +297,13 @@ export class PrefetchStore implements BlockStore {
     s.next = index + 1;
     // Once a stream's reader was seen with another read in flight, it reads ahead itself.
     if (!alone) s.parallel = true;
-    if (s.run < this.#trigger || s.parallel) return;
-    if (s.window === 0) {
+    if (s.run < this.#trigger) return;
+    if (s.parallel) {
+      // Traced on zdb -r at 20 ms: ZFS keeps about 1.5 blocks in flight and waits a GET
+      // round trip per block; 3 blocks ahead of its newest read cut the copy by 15%.
+      if (this.#parallelWindow === 0) return;
+      s.window = this.#parallelWindow;
+    } else if (s.window === 0) {
       s.window = this.#initialWindow;
       s.mark = index + 1;
     } else if (index >= s.mark && waited) {

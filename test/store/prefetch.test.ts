@@ -227,16 +227,34 @@ describe('prefetch: read-ahead', () => {
     assert.ok(lead <= 8, `the window stayed at ${lead} blocks`);
   });
 
-  test('a reader that keeps several reads in flight (ZFS prefetching a file) gets no read-ahead of ours on top', async () => {
-    const inner = await filled(512, 3);
-    const store = prefetch(inner, { concurrency: 8, maxWindowBytes: 32 * BS, maxHeldBytes: 64 * BS });
-    // Two reads at a time, in order: blocks 0,1 then 2,3 ... like a reader with its own read-ahead.
-    for (let i = 0; i < 200; i += 2) {
+  /** Two reads at a time, in order (0,1 then 2,3 ...), like ZFS reading a file with its own read-ahead. */
+  async function pairs(store: PrefetchStore, inner: SlowStore, blocks: number): Promise<void> {
+    for (let i = 0; i < blocks; i += 2) {
       inner.readerAt = i + 1;
       const [a, b] = await Promise.all([store.read(i), store.read(i + 1)]);
       assert.deepEqual(a, block(i));
       assert.deepEqual(b, block(i + 1));
     }
+  }
+
+  test('a reader that keeps several reads in flight (ZFS prefetching a file) gets only a shallow read-ahead on top', async () => {
+    const inner = await filled(512, 3);
+    const store = prefetch(inner, { concurrency: 8, maxWindowBytes: 32 * BS, maxHeldBytes: 64 * BS, parallelWindow: 3 });
+    await pairs(store, inner, 200);
+    const background = inner.requests.filter((r) => r.priority === 'background');
+    assert.ok(background.length >= 150, `read-ahead served most blocks: ${background.length} requests`);
+    const lead = Math.max(...background.map((r) => r.index - r.readerAt));
+    assert.ok(lead <= 3, `never more than 3 blocks ahead of the newest read: ${lead}`);
+    const beyond = inner.requests.filter((r) => r.index >= 200).length;
+    assert.ok(beyond <= 3, `at most 3 blocks fetched past the end of what was read: ${beyond}`);
+    assert.equal(new Set(inner.requests.map((r) => r.index)).size, inner.requests.length, 'no block fetched twice');
+    await store.close();
+  });
+
+  test('with parallelWindow 0, such a reader gets no read-ahead at all', async () => {
+    const inner = await filled(512, 3);
+    const store = prefetch(inner, { concurrency: 8, maxWindowBytes: 32 * BS, maxHeldBytes: 64 * BS, parallelWindow: 0 });
+    await pairs(store, inner, 200);
     assert.equal(inner.count('background'), 0, 'no read-ahead was sent');
     assert.equal(inner.count('foreground'), 200, 'each block fetched once, by its reader');
     await store.close();
