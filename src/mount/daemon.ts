@@ -14,6 +14,7 @@ import { S3zError } from '../errors.js';
 import { MAX_DIRECT_BLOCKS, checkMountpoint, mount, type FuseSession } from '../fuse/binding.js';
 import { DeviceOps, DISK_INO } from '../fuse/ops.js';
 import { SLAB_BYTES } from '../store/slab-file.js';
+import { warmHashing } from '../store/checksum.js';
 import type { S3Config } from '../s3/bucket.js';
 import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject } from '../volume/lease.js';
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
@@ -125,6 +126,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       log.warn({ cacheDir }, budget.warning);
       warnings.push(budget.warning);
     }
+    // The hashing threads boot while the stack opens, not on the first GET's check.
+    warmHashing();
     const stack = await composeStack({ volume, db, mode: opts.mode, cacheBytes: budget, leaseToken, newToken: lease?.token ?? null, writerLive, log, storageClass: opts.storageClass });
     undo.push(() => stack.top.close());
 

@@ -71,6 +71,11 @@ export function sha256Of(data: Buffer): Promise<Buffer> {
   return p;
 }
 
+/** Boots the hashing threads ahead of the first block (a mount, before it serves). */
+export function warmHashing(): void {
+  pool.warm();
+}
+
 /**
  * Copies a block into `into` (the same length) and returns it: its digest, when known,
  * is known for `into` too, which holds the same bytes and, by the contract above, keeps them.

@@ -9,7 +9,9 @@
 // On a loaded 2-core machine the woken worker can preempt the main thread, so a
 // profile charges postMessage with part of the hashing: the gain needs spare cores.
 //
-// States: a worker is started on first use; it is ref'd only while it has jobs
+// States: a worker is started on first use, or by warm() (a mount starts them before
+// serving: a worker takes ~100 ms to boot, which the first GET's check would wait
+// for); it is ref'd only while it has jobs
 // (an idle pool never keeps the process alive, a pending hash always does).
 // Invariants:
 // - A staging buffer belongs to at most one job from the copy until the answer;
@@ -71,6 +73,16 @@ export class HashPool {
       this.#queue.push({ data, resolve, reject, staging: undefined });
       this.#dispatch();
     });
+  }
+
+  /** Workers running now. */
+  get workers(): number {
+    return this.#slots.length;
+  }
+
+  /** Starts every worker now (idle, unref'd), so no hash waits for one to boot. */
+  warm(): void {
+    while (!this.#closing && this.#failures < MAX_FAILURES && this.#slots.length < this.#size) this.#start();
   }
 
   /** Stops the workers; hashes in flight finish through WebCrypto. */

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { sha256, sha256Of, sha256Raw } from '../../dist/store/checksum.js';
 import { HashPool } from '../../dist/store/hash-pool.js';
 
@@ -59,6 +60,22 @@ test('sha256Of: hashes run off the main thread, several at once', async (t) => {
   assert.ok(settled < blocks.length, `all ${settled} hashes were done before the loop turned: not off the main thread`);
   const got = await all;
   got.forEach((d, i) => assert.deepEqual(d, plain(blocks[i]!)));
+});
+
+test('HashPool: warm() boots every worker ahead of the first job, and an idle warm pool lets the process exit', async () => {
+  const pool = new HashPool({ workers: 2 });
+  assert.equal(pool.workers, 0, 'workers start on demand');
+  pool.warm();
+  assert.equal(pool.workers, 2);
+  const b = randomBytes(1 << 20);
+  assert.deepEqual(await pool.sha256(b), plain(b));
+  assert.equal(pool.workers, 2, 'the job went to a warm worker');
+  await pool.close();
+  assert.equal(pool.workers, 0);
+  const url = new URL('../../dist/store/hash-pool.js', import.meta.url).href;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', `const { HashPool } = await import(${JSON.stringify(url)}); new HashPool({ workers: 2 }).warm();`], { timeout: 10_000 });
+  assert.equal(child.error, undefined, 'the process exited on its own');
+  assert.equal(child.status, 0, child.stderr.toString());
 });
 
 test('HashPool: more jobs than staging slots, sizes mixed, all right; close() mid-flight loses none', async () => {
