@@ -129,7 +129,6 @@ export class HashPool {
 
   #start(): Slot {
     const worker = new Worker(new URL('./hash-worker.js', import.meta.url));
-    worker.unref();
     const slot: Slot = { worker, jobs: new Map() };
     worker.on('message', (a: HashAnswer) => {
       const job = slot.jobs.get(a.id);
@@ -158,6 +157,8 @@ export class HashPool {
     };
     worker.on('error', lost);
     worker.on('exit', lost);
+    // After the listeners: adding a 'message' listener refs the worker's port again.
+    worker.unref();
     this.#slots.push(slot);
     return slot;
   }

@@ -5,6 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sha256, sha256Of, sha256Raw } from '../../dist/store/checksum.js';
 import { HashPool } from '../../dist/store/hash-pool.js';
 
@@ -72,9 +75,21 @@ test('HashPool: warm() boots every worker ahead of the first job, and an idle wa
   assert.equal(pool.workers, 2, 'the job went to a warm worker');
   await pool.close();
   assert.equal(pool.workers, 0);
+  // A script file, not --input-type (which its workers would inherit, and fail to start with).
+  const dir = mkdtempSync(path.join(tmpdir(), 's3z-warm-'));
+  const script = path.join(dir, 'warm.mjs');
   const url = new URL('../../dist/store/hash-pool.js', import.meta.url).href;
-  const child = spawnSync(process.execPath, ['--input-type=module', '-e', `const { HashPool } = await import(${JSON.stringify(url)}); new HashPool({ workers: 2 }).warm();`], { timeout: 10_000 });
-  assert.equal(child.error, undefined, 'the process exited on its own');
+  writeFileSync(
+    script,
+    `const { HashPool } = await import(${JSON.stringify(url)});
+const pool = new HashPool({ workers: 2 });
+pool.warm();
+await new Promise((r) => setTimeout(r, 500));
+if (pool.workers !== 2) process.exit(3);`,
+  );
+  const child = spawnSync(process.execPath, [script], { timeout: 10_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(child.error, undefined, 'the process exited on its own, its workers booted and idle');
   assert.equal(child.status, 0, child.stderr.toString());
 });
 
