@@ -28,6 +28,9 @@ import { processAlive } from '../util/process.js';
 import { bootId } from './cache-recovery.js';
 import { slabDir } from './slab-file.js';
 
+/** How long close() waits for lmdb-js to close the environment (see close()). */
+const CLOSE_WAIT_MS = 5000;
+
 /** Left in the folder while commits may not be on disk; holds the boot id. */
 const UNSYNCED_MARKER = 'unsynced';
 
@@ -149,12 +152,28 @@ export class LocalDb {
   }
 
   /**
+   * Queues the async puts and removes `fn` makes (their own promises need no handling)
+   * as one atomic group; resolves once committed, rejects if the commit fails. Unlike
+   * transaction(), `fn` runs now, so it cannot read what the commit will see; but no
+   * hop to lmdb-js's write thread and back comes before the commit: measured on the
+   * cache's write journal, zfs-fuse's writes took 15% less time (docs/PERFORMANCE.md).
+   */
+  batch(fn: () => void): Promise<unknown> {
+    return this.#root.batch(fn);
+  }
+
+  /**
    * Resolves once every commit so far is on disk. Commits resolve when they are
    * visible, which a kill -9 keeps; lmdb-js syncs them afterwards (overlappingSync),
-   * and a restart of the machine may undo those not yet synced.
+   * and a restart of the machine may undo those not yet synced. A folder that commits
+   * without syncs has nothing to wait for: a restart drops it whole.
+   *
+   * Not lmdb-js's `flushed`: after a commit that failed (a full disk), it stays rejected
+   * (without syncs) or pending (with them) until another commit succeeds, which would
+   * hold every upload back, or forever.
    */
   durable(): Promise<unknown> {
-    return Promise.resolve(this.#root.flushed);
+    return this.#unsynced !== undefined ? Promise.resolve() : this.#sync();
   }
 
   /** Resolves when every write so far is committed. */
@@ -171,10 +190,18 @@ export class LocalDb {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#unsynced !== undefined) await this.#sync().catch(() => {});
-    await this.#root.close();
+    // Every commit that succeeded is on disk after this, whatever lmdb-js still waits for.
+    const synced = await this.#sync().then(
+      () => true,
+      () => false,
+    );
+    // lmdb-js's close waits for the last commit's sync, which never comes if that commit
+    // failed (a full disk) and none succeeded since: bounded, the process goes on.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#root.close(), new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
+    clearTimeout(timer);
     // Only once synced: a marker that stays makes the next mount after a restart start afresh.
-    if (this.#unsynced !== undefined) rmSync(this.#unsynced, { force: true });
+    if (this.#unsynced !== undefined && synced) rmSync(this.#unsynced, { force: true });
     rmSync(this.#pidFile, { force: true });
   }
 

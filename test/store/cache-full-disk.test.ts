@@ -22,7 +22,9 @@ const COUNT = 1024;
 const root = process.getuid?.() === 0;
 if (process.env.CI === 'true') assert.ok(root, 'CI runs as root');
 
-test('a full cache disk: ENOSPC for the writer, the process lives, acknowledged data stays, room comes back', { skip: root ? false : 'needs root' }, async (t) => {
+for (const unsynced of [false, true]) {
+const how = unsynced ? 'commits without syncs (as a mount opens it)' : 'commits synced';
+test(`a full cache disk, ${how}: ENOSPC for the writer, the process lives, acknowledged data stays, room comes back`, { skip: root ? false : 'needs root' }, async (t) => {
   const base = await mkdtemp(path.join(tmpdir(), 's3z-fulldisk-'));
   const mnt = path.join(base, 'tmpfs');
   await mkdir(mnt);
@@ -31,7 +33,8 @@ test('a full cache disk: ENOSPC for the writer, the process lives, acknowledged 
     await run('umount', ['-l', mnt]).catch(() => {});
     await rm(base, { recursive: true, force: true });
   });
-  const db = LocalDb.open(path.join(mnt, 'cache'), { uuid: randomUUID(), size: BS * COUNT, blockSize: BS });
+  const identity = { uuid: randomUUID(), size: BS * COUNT, blockSize: BS };
+  const db = unsynced ? await LocalDb.openForMount(path.join(mnt, 'cache'), identity, true) : LocalDb.open(path.join(mnt, 'cache'), identity);
   t.after(() => db.close().catch(() => {}));
   const mem = new MemoryBlockStore(BS, COUNT);
   // Uploads are held back (S3 is slow), so dirty data piles up locally.
@@ -79,4 +82,6 @@ test('a full cache disk: ENOSPC for the writer, the process lives, acknowledged 
   assert.deepEqual(await mem.read(100), later);
   for (const [i, data] of acked) assert.deepEqual(await mem.read(i), data, `block ${i} reached the store below`);
   await cache.close();
+  await db.close();
 });
+}

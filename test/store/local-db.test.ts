@@ -1,10 +1,12 @@
 // The daemon's open of a cache folder (LocalDb.openForMount): unsynced commits for
 // read-write and read-only mounts, marked by the boot id until a clean close; a folder
 // left by such a session is dropped after a restart of the machine and kept after a
-// crash of the process; a folder with overlay writes always syncs.
+// crash of the process; a folder with overlay writes always syncs. And, on a full
+// disk: a batch lands whole or not at all, and durable() and close() still end.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -76,3 +78,63 @@ test('a folder holding overlay writes always syncs', async (t) => {
   assert.equal(fast.overlay.getCount(), 1);
   await fast.close();
 });
+
+for (const unsynced of [false, true]) {
+  const how = unsynced ? 'without syncs (a mount)' : 'synced';
+  test(`commits ${how}: a batch lands whole or, on a full disk, not at all and rejected; then durable() and close() still end`, async (t) => {
+    if (process.getuid?.() !== 0) {
+      assert.notEqual(process.env.CI, 'true', 'CI runs as root');
+      t.skip('needs root (mount -t tmpfs)');
+      return;
+    }
+    const mnt = await mkdtemp(path.join(tmpdir(), 's3z-localdb-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown): void => {
+      // lmdb-js hangs a rejected `commitError` on a failed commit: what matters is the caller's rejection.
+      if (!(e instanceof Error && /No space left/.test(e.message))) unhandled.push(e);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    const identity = { uuid: randomUUID(), size: 1 << 24, blockSize: 1 << 20 };
+    const db = unsynced ? await LocalDb.openForMount(path.join(mnt, 'cache'), identity, true) : LocalDb.open(path.join(mnt, 'cache'), identity);
+    // One hook, in order: the database, the mount, then its folder.
+    t.after(async () => {
+      await db.close().catch(() => {});
+      process.off('unhandledRejection', onUnhandled);
+      execFileSync('umount', ['-l', mnt]);
+      await rm(mnt, { recursive: true, force: true });
+    });
+
+    await db.batch(() => {
+      void db.local.put(1, Buffer.alloc(100, 1));
+      void db.dirty.put(1, 7);
+    });
+    assert.equal(db.local.get(1)?.length, 100);
+    assert.equal(db.dirty.get(1), 7);
+
+    assert.throws(() => writeFileSync(path.join(mnt, 'fill'), Buffer.alloc(8 << 20)), /ENOSPC/);
+    const failed = await db
+      .batch(() => {
+        void db.local.put(2, Buffer.alloc(2 << 20, 2));
+        void db.dirty.put(2, 8);
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err as Error & { commitError?: Promise<unknown> },
+      );
+    assert.ok(failed !== undefined, 'the commit failed and said so');
+    failed.commitError?.catch(() => {});
+    assert.equal(db.local.get(2), undefined, 'neither put landed');
+    assert.equal(db.dirty.get(2), undefined, 'neither put landed');
+
+    // Nothing succeeded since: lmdb-js's own sync promise is stuck now, ours is not.
+    const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+      Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms))]);
+    assert.notEqual(await within(db.durable(), 2000), 'timeout', 'durable() ends');
+    const started = Date.now();
+    await db.close();
+    assert.ok(Date.now() - started < 8000, `close() ended after ${Date.now() - started} ms`);
+    assert.equal(existsSync(path.join(mnt, 'cache', 'daemon.pid')), false, 'released');
+    assert.deepEqual(unhandled, [], 'no other promise was left to reject unhandled');
+  });
+}
