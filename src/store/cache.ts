@@ -543,9 +543,9 @@ export class CacheStore implements RangeStore {
   async #journal(index: number, record: Buffer, seq: number): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.#db.transaction(() => {
-          this.#db.local.putSync(index, record);
-          this.#db.dirty.putSync(index, seq);
+        await this.#db.batch(() => {
+          void this.#db.local.put(index, record);
+          void this.#db.dirty.put(index, seq);
         });
         return;
       } catch (err) {
