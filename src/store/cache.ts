@@ -144,8 +144,8 @@ export class CacheStore implements RangeStore {
   #uploadBuffers: BlockBuffers;
   /**
    * What fills (and the bases of partial writes) read their block into from below, and
-   * what a write's new checksums read its segments into; the bytes never leave this
-   * layer in it: readers read the block's file once it is there.
+   * what a block's check and a write's new checksums read its file into; the bytes never
+   * leave this layer in it: readers read the block's file once it is there.
    */
   #fillBuffers: BlockBuffers;
   /** Reads answered below JS for granted blocks (useDirectReads). */
@@ -361,11 +361,17 @@ export class CacheStore implements RangeStore {
     }
     const sum = cleanSum(this.#db.local.get(index));
     if (sum !== undefined) {
-      const data = await this.#files.read(index, 0, this.blockSize);
-      if ((await sha256Of(data)).equals(sum)) {
-        this.#verified.add(index);
-        this.#grant(index);
-        return true;
+      // Pooled (shared) memory: no fresh 1 MiB per block, and the hash worker reads it in place.
+      const buf = this.#fillBuffers.acquire();
+      try {
+        const data = await this.#files.readInto(index, 0, buf);
+        if ((await sha256Of(data)).equals(sum)) {
+          this.#verified.add(index);
+          this.#grant(index);
+          return true;
+        }
+      } finally {
+        this.#fillBuffers.release(buf);
       }
     }
     this.#stats.corrupt++;
