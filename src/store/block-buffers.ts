@@ -61,6 +61,16 @@ export class BlockBuffers {
     return sab;
   }
 
+  /** Lends a buffer to `fn` for as long as it runs, and takes it back however it ends. */
+  async lend<T>(fn: (buf: Buffer) => Promise<T>): Promise<T> {
+    const buf = this.acquire();
+    try {
+      return await fn(buf);
+    } finally {
+      this.release(buf);
+    }
+  }
+
   /** Gives back a buffer from acquire(); its bytes may change from then on. */
   release(buf: Buffer): void {
     const sab = buf.buffer;

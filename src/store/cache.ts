@@ -362,16 +362,11 @@ export class CacheStore implements RangeStore {
     const sum = cleanSum(this.#db.local.get(index));
     if (sum !== undefined) {
       // Pooled (shared) memory: no fresh 1 MiB per block, and the hash worker reads it in place.
-      const buf = this.#fillBuffers.acquire();
-      try {
-        const data = await this.#files.readInto(index, 0, buf);
-        if ((await sha256Of(data)).equals(sum)) {
-          this.#verified.add(index);
-          this.#grant(index);
-          return true;
-        }
-      } finally {
-        this.#fillBuffers.release(buf);
+      const ok = await this.#fillBuffers.lend(async (buf) => (await sha256Of(await this.#files.readInto(index, 0, buf))).equals(sum));
+      if (ok) {
+        this.#verified.add(index);
+        this.#grant(index);
+        return true;
       }
     }
     this.#stats.corrupt++;
@@ -421,8 +416,7 @@ export class CacheStore implements RangeStore {
       // Filled by the one before us in the lock queue.
       return this.#zeroDirty.has(index) ? null : true;
     }
-    const buf = this.#fillBuffers.acquire();
-    try {
+    return this.#fillBuffers.lend(async (buf): Promise<Local> => {
       const data = await this.#inner.read(index, { ...opts, into: buf });
       if (data === null) return null;
       // The buffer goes back to the pool below: a reader that cannot read the file gets a copy.
@@ -441,9 +435,7 @@ export class CacheStore implements RangeStore {
       this.#lru.set(index, true);
       this.#grant(index);
       return true;
-    } finally {
-      this.#fillBuffers.release(buf);
-    }
+    });
   }
 
   /**
@@ -490,14 +482,11 @@ export class CacheStore implements RangeStore {
     const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
     if (!trusted && !whole) {
       this.#pendingEvict.delete(index);
-      const buf = this.#fillBuffers.acquire();
-      try {
+      await this.#fillBuffers.lend(async (buf) => {
         const base = await this.#inner.read(index, { into: buf });
         if (base === null) this.#files.punch(index);
         else await this.#localWrite(index, 0, base);
-      } finally {
-        this.#fillBuffers.release(buf);
-      }
+      });
     }
     let record: Buffer;
     if ((data === null || isZero(data)) && whole) {
@@ -511,12 +500,9 @@ export class CacheStore implements RangeStore {
       // The segments' bytes are read into a pooled buffer: the first write to a clean block
       // reads the whole block, and a fresh 1 MiB buffer cost ~6 ms of page faults per label
       // write (traced), more than the rest of the write.
-      const buf = this.#fillBuffers.acquire();
-      try {
-        record = await recordAfterWrite(this.blockSize, previous, at, piece, (from, length) => this.#files.readInto(index, from, buf.subarray(0, length)));
-      } finally {
-        this.#fillBuffers.release(buf);
-      }
+      record = await this.#fillBuffers.lend((buf) =>
+        recordAfterWrite(this.blockSize, previous, at, piece, (from, length) => this.#files.readInto(index, from, buf.subarray(0, length))),
+      );
     }
     const seq = this.#wb.nextSeq();
     await this.#journal(index, record, seq);
@@ -599,8 +585,7 @@ export class CacheStore implements RangeStore {
   // write-back hooks
 
   async #upload(index: number): Promise<Buffer | null> {
-    const buf = this.#uploadBuffers.acquire();
-    try {
+    return this.#uploadBuffers.lend(async (buf) => {
       // A consistent snapshot: no write of this block runs while we read it.
       const data = await this.#locks.run(index, () => (this.#zeroDirty.has(index) ? null : this.#files.readInto(index, 0, buf)));
       // Nothing goes up before the journal entry of what goes up is on disk: a restart of
@@ -611,9 +596,7 @@ export class CacheStore implements RangeStore {
       await this.#inner.write(index, data);
       // Hashed below for the PUT (memoized per buffer object): no new hash.
       return data === null ? null : await sha256Of(data);
-    } finally {
-      this.#uploadBuffers.release(buf);
-    }
+    });
   }
 
   async #clean(index: number, seq: number, sent: Buffer | null): Promise<void> {

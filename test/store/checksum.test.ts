@@ -157,3 +157,14 @@ test('BlockBuffers: memory used again comes back as a new Buffer object, so no d
   huge.release(huge.acquire());
   assert.equal(huge.idle, 1);
 });
+
+test('BlockBuffers.lend: the buffer comes back to the pool whether its user returns or throws', async () => {
+  const { BlockBuffers } = await import('../../dist/store/block-buffers.js');
+  const pool = new BlockBuffers(4096, 2);
+  let lent: Buffer | undefined;
+  assert.equal(await pool.lend(async (buf) => ((lent = buf), buf.length)), 4096);
+  assert.equal(pool.idle, 1, 'given back after a return');
+  assert.throws(() => pool.release(lent!), /did not lend/, 'and not lent any more');
+  await assert.rejects(pool.lend(async () => Promise.reject(new Error('boom'))), /boom/);
+  assert.equal(pool.idle, 1, 'given back after a throw, the same memory used again');
+});
