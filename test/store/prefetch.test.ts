@@ -91,8 +91,9 @@ async function filled(count: number, delay: number): Promise<SlowStore> {
   return inner;
 }
 
+/** The mechanics below are written for streams that start on their third read; the default (2) has tests of its own. */
 function prefetch(inner: BlockStore, config: Partial<PrefetchConfig> = {}): PrefetchStore {
-  return new PrefetchStore(config, inner, { log: silentLogger });
+  return new PrefetchStore({ triggerReads: 3, ...config }, inner, { log: silentLogger });
 }
 
 /** Reads `from..to` in order, one at a time, checking every block. */
@@ -324,6 +325,34 @@ describe('prefetch: read-ahead', () => {
     await store.close();
   });
 
+  test('by default two reads in a row start a stream: 4 blocks ahead, as s3backer (ZFS import: the labels, then the next blocks)', async () => {
+    const inner = await filled(256, 5);
+    const store = new PrefetchStore({}, inner, { log: silentLogger });
+    assert.deepEqual(await store.read(4), block(4));
+    await sleep(20);
+    assert.equal(inner.count('background'), 0, 'one read is not a stream');
+    assert.deepEqual(await store.read(5), block(5));
+    await until('read-ahead of 6..9', () => inner.count('background') === 4);
+    assert.deepEqual(inner.requests.filter((r) => r.priority === 'background').map((r) => r.index).sort((a, b) => a - b), [6, 7, 8, 9]);
+    await sleep(20);
+    assert.equal(inner.count('background'), 4, 'no more than the first window');
+    await store.close();
+  });
+
+  test('by default random reads (no neighbours) and strides trigger no read-ahead', async () => {
+    const inner = await filled(4096, 0);
+    const store = new PrefetchStore({}, inner, { log: silentLogger });
+    let x = 12345;
+    for (let n = 0; n < 500; n++) {
+      x = (x * 48271) % 2147483647;
+      await store.read(x % 4096);
+    }
+    for (const i of [2000, 2002, 2004, 2006, 2008]) await store.read(i);
+    await sleep(10);
+    assert.equal(inner.count('background'), 0);
+    await store.close();
+  });
+
   test('background reads from above (hydration) do not steer read-ahead', async () => {
     const inner = await filled(256, 0);
     const store = prefetch(inner);
@@ -447,8 +476,10 @@ describe('prefetch: writes, priority, failures, close', () => {
     assert.equal(store.stats.held, 0);
   });
 
-  test('defaults: 16 requests, 32 MiB window, 64 MiB held', () => {
+  test('defaults: 16 requests, 32 MiB window, 64 MiB held, the trigger and first window of s3backer', () => {
     assert.equal(DEFAULT_PREFETCH_CONFIG.concurrency, 16);
+    assert.equal(DEFAULT_PREFETCH_CONFIG.triggerReads, 2);
+    assert.equal(DEFAULT_PREFETCH_CONFIG.initialWindow, 4);
     assert.equal(DEFAULT_PREFETCH_CONFIG.maxWindowBytes, 32 * 1024 ** 2);
     assert.equal(DEFAULT_PREFETCH_CONFIG.maxHeldBytes, 64 * 1024 ** 2);
   });
