@@ -476,8 +476,8 @@ describe('prefetch: writes, priority, failures, close', () => {
     assert.equal(store.stats.held, 0);
   });
 
-  test('defaults: 16 requests, 32 MiB window, 64 MiB held, the trigger and first window of s3backer', () => {
-    assert.equal(DEFAULT_PREFETCH_CONFIG.concurrency, 16);
+  test('defaults: 32 requests, 32 MiB window, 64 MiB held, the trigger and first window of s3backer', () => {
+    assert.equal(DEFAULT_PREFETCH_CONFIG.concurrency, 32);
     assert.equal(DEFAULT_PREFETCH_CONFIG.triggerReads, 2);
     assert.equal(DEFAULT_PREFETCH_CONFIG.initialWindow, 4);
     assert.equal(DEFAULT_PREFETCH_CONFIG.maxWindowBytes, 32 * 1024 ** 2);
