@@ -140,8 +140,9 @@ program
   .addHelpText('after', `
 Without --wait it starts hydration (or finds it running) and returns; "s3zmount stats <dir>"
 follows it. Blocks already in the cache cost nothing, so after a remount of the same
---cache-dir it fetches only what is missing. Progress goes to stderr: a bar on a terminal
-(blocks, bytes, MB/s, ETA), a plain line every few seconds otherwise.`)
+--cache-dir it fetches only what is missing. It keeps 16 GETs in flight, and starts no
+more than 2 while a read of the mount waits on S3. Progress goes to stderr: a bar on a
+terminal (blocks, bytes, MB/s, ETA), a plain line every few seconds otherwise.`)
   .action((dir: string, opts: { wait?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await import('./commands/hydrate-command.js')).hydrateCommand(ctx(cmd), dir, opts)));
 
 program

@@ -100,7 +100,8 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   let direct: DirectReads | undefined;
   const overlay =
     o.mode === 'overlay' ? new OverlayStore({}, cache, { db, log, rebooted: cache.rebooted, shadow: (i) => direct?.revoke(i) }) : undefined;
-  const hydrator = new Hydrator(cache, zeroMap, log);
+  // Hydration holds back while a reader waits on S3 (hydrate.ts).
+  const hydrator = new Hydrator(cache, zeroMap, { log, foregroundIdleMs: () => prefetch.foregroundIdleMs });
   const top: BlockStore = overlay ?? cache;
 
   return {

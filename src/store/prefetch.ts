@@ -166,6 +166,8 @@ export class PrefetchStore implements BlockStore {
   #writing = new Map<number, number>();
   /** Foreground reads waiting on the store below (or on a read-ahead) right now. */
   #waiting = 0;
+  /** When the last of them stopped waiting (performance.now()). */
+  #lastWaitEnd = -Infinity;
   /** Blocks a reader is fetching itself: a read-ahead of them would be a second request. */
   #reading = new Map<number, number>();
 
@@ -193,6 +195,11 @@ export class PrefetchStore implements BlockStore {
     this.#parallelWindow = Math.min(c.parallelWindow, this.#maxWindow);
     // A stream keeps about a window of results in flight or held.
     this.#buffers = new BlockBuffers(this.blockSize, this.#maxWindow);
+  }
+
+  /** Milliseconds since a foreground read last waited on the store below; 0 while one waits. */
+  get foregroundIdleMs(): number {
+    return this.#waiting > 0 ? 0 : performance.now() - this.#lastWaitEnd;
   }
 
   async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
@@ -241,7 +248,7 @@ export class PrefetchStore implements BlockStore {
         decrement(this.#reading, index);
       }
     } finally {
-      if (steer) this.#waiting--;
+      if (steer && --this.#waiting === 0) this.#lastWaitEnd = performance.now();
     }
   }
 

@@ -150,9 +150,10 @@ describe('hydrate', { skip }, () => {
       assert.match(await runCli(['stats', m.dir], s3.env).then((s) => s.stdout), /hydration {2}failed after 0\/32 blocks/);
       proxy.clearRules();
 
-      // Each request now takes 300 ms: hydrating 32 blocks 4 at a time takes >= 2.4 s.
-      // A read of the last block (the sweep's last) must not wait for the others.
-      proxy.setLatency(300);
+      // Each request now takes 1 s: hydrating 32 blocks 16 at a time takes >= 2 s, and
+      // longer while a reader waits. A read of the last block (the sweep's last) must
+      // take one request's time, not wait for the others.
+      proxy.setLatency(1000);
       const started = await runCli(['hydrate', m.dir], s3.env);
       assert.equal(started.code, 0, started.stderr);
       const t0 = Date.now();
@@ -183,9 +184,11 @@ describe('hydrate', { skip }, () => {
     const url = s3.url('hydgone');
     await create(url, '32M');
     await fill(url, 32, 16);
-    const proxy = await startFaultProxy(s3.endpoint, { history: false, latencyMs: 500 });
+    const proxy = await startFaultProxy(s3.endpoint, { history: false });
     try {
       const m = await mount(url, 'g1', 'G', { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint });
+      // 16 blocks, all fetched at once: each GET must outlast the 1.5 s before the unmount.
+      proxy.setLatency(3000);
       const waiting = runCli(['hydrate', m.dir, '--wait', '--quiet'], s3.env, { timeoutMs: 120_000 });
       await new Promise((r) => setTimeout(r, 1500));
       await unmount(m);

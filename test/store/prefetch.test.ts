@@ -353,6 +353,21 @@ describe('prefetch: read-ahead', () => {
     await store.close();
   });
 
+  test('foregroundIdleMs: 0 while a foreground read waits below, then the time since; background reads do not count', async () => {
+    const inner = await filled(64, 40);
+    const store = prefetch(inner);
+    assert.equal(store.foregroundIdleMs, Infinity, 'no reader yet');
+    await store.read(10, { priority: 'background' });
+    assert.equal(store.foregroundIdleMs, Infinity, 'hydration is not a reader');
+    const reading = store.read(20);
+    assert.equal(store.foregroundIdleMs, 0);
+    await reading;
+    await sleep(30);
+    const idle = store.foregroundIdleMs;
+    assert.ok(idle >= 25 && idle < 1000, `idle ${idle} ms`);
+    await store.close();
+  });
+
   test('background reads from above (hydration) do not steer read-ahead', async () => {
     const inner = await filled(256, 0);
     const store = prefetch(inner);
