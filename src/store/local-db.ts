@@ -171,8 +171,12 @@ export class LocalDb {
    * Not lmdb-js's `flushed`: after a commit that failed (a full disk), it stays rejected
    * (without syncs) or pending (with them) until another commit succeeds, which would
    * hold every upload back, or forever.
+   *
+   * Rejects (ECLOSED) once close() has begun: the sync would run on a freed environment
+   * (a crash of the process, seen when an upload outlived its database).
    */
   durable(): Promise<unknown> {
+    if (this.#closed) return Promise.reject(new S3zError('ECLOSED', `the cache database in ${this.dir} is closed`));
     return this.#unsynced !== undefined ? Promise.resolve() : this.#sync();
   }
 

@@ -2,7 +2,8 @@
 // read-write and read-only mounts, marked by the boot id until a clean close; a folder
 // left by such a session is dropped after a restart of the machine and kept after a
 // crash of the process; a folder with overlay writes always syncs. And, on a full
-// disk: a batch lands whole or not at all, and durable() and close() still end.
+// disk: a batch lands whole or not at all, and durable() and close() still end; after
+// close, durable() rejects instead of syncing a freed environment (a crash).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -66,6 +67,20 @@ test('after a crash of the process (same boot) the folder is kept', async (t) =>
   assert.equal(after.dirty.get(3), 7);
   assert.equal(existsSync(marker(dir)), false, 'synced, then unmarked');
   await after.close();
+});
+
+test('durable() after close rejects ECLOSED, synced or not, and the process lives', async (t) => {
+  const { dir, identity } = await folder(t);
+  for (const fast of [false, true]) {
+    const db = fast ? await LocalDb.openForMount(dir, identity, true) : LocalDb.open(dir, identity);
+    await db.dirty.put(1, 1);
+    await db.durable();
+    const closing = db.close();
+    // An upload that outlived its database asks, during the close and after it.
+    await assert.rejects(db.durable(), { code: 'ECLOSED' });
+    await closing;
+    await assert.rejects(db.durable(), { code: 'ECLOSED' });
+  }
 });
 
 test('a folder holding overlay writes always syncs', async (t) => {
