@@ -98,11 +98,10 @@ export class Hydrator {
   #fetchedBytes = 0;
 
   constructor(cache: HydrationTarget, zeroMap: StoredBlocks, deps: { log: Logger; foregroundIdleMs: () => number }) {
-    const { log } = deps;
     this.#cache = cache;
     this.#zeroMap = zeroMap;
     this.#foregroundIdleMs = deps.foregroundIdleMs;
-    this.#log = log.child({ layer: 'hydrate' });
+    this.#log = deps.log.child({ layer: 'hydrate' });
   }
 
   get stats(): HydrationStats {
@@ -115,7 +114,7 @@ export class Hydrator {
   }
 
   /** Starts a run unless one is running or the mount is stopping. */
-  start(concurrency = HYDRATE_CONCURRENCY): void {
+  start(): void {
     if (this.#running !== undefined || this.#stop.signal.aborted) return;
     const bs = this.#cache.blockSize;
     const s = this.#stats;
@@ -151,7 +150,7 @@ export class Hydrator {
           s.bytesTotal = s.total * bs;
         }
       },
-      { concurrency, signal },
+      { concurrency: HYDRATE_CONCURRENCY, signal },
     );
     this.#running = sweep.then(
       () => {
