@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { mount, type FuseSession, type MountOptions } from '../../dist/fuse/binding.js';
 import { MemFs, type MemFsOptions } from './memfs.js';
+import { until } from '../helpers/until.js';
 
 /** True when FUSE tests can run; fails the test under CI when they cannot, else skips it. */
 export function fuseAvailable(t: TestContext): boolean {
@@ -116,13 +117,9 @@ export async function runOk(cmd: string, args: string[], options: ExecFileOption
   return r;
 }
 
-/** Polls `cond` every 10 ms until true, failing after `ms`. */
-export async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Polls `cond` until true, failing after `ms` (../helpers/until.ts). */
+export function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+  return until(what, cond, ms);
 }
 
 export const MIB = 1024 * 1024;

@@ -8,6 +8,7 @@ import type { BlockStore, ReadOptions } from '../../dist/store/types.js';
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { PrefetchStore, DEFAULT_PREFETCH_CONFIG, type PrefetchConfig } from '../../dist/store/prefetch.js';
 import { silentLogger } from '../../dist/log.js';
+import { until } from '../helpers/until.js';
 
 const BS = 4096;
 
@@ -102,14 +103,6 @@ async function scan(store: PrefetchStore, inner: SlowStore, from: number, to: nu
     inner.readerAt = i;
     assert.deepEqual(await store.read(i), block(i), `block ${i}`);
     if (pause > 0) await sleep(pause);
-  }
-}
-
-async function until(what: string, cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(1);
   }
 }
 

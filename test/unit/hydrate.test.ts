@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Hydrator, HYDRATE_CONCURRENCY, HYDRATE_QUIET_MS, HYDRATE_YIELD, type HydrationTarget, type StoredBlocks } from '../../dist/mount/hydrate.js';
 import { silentLogger } from '../../dist/log.js';
+import { until } from '../helpers/until.js';
 
 /** A cache whose fetches stay pending until settle(). */
 class ManualTarget implements HydrationTarget {
@@ -43,14 +44,6 @@ function storedBlocks(count: number): StoredBlocks {
       for (let i = 0; i < count; i++) yield i;
     },
   };
-}
-
-async function until(what: string, cond: () => boolean, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
 }
 
 /** Lands every fetch until the run ends. */
