@@ -24,6 +24,11 @@
  * Write payloads (OWNERSHIP)
  *   - owned (default): the worker copies libfuse's buffer (one memcpy) into a
  *     pooled buffer that becomes a JS Buffer, released by the GC.
+ *   - lent: the same copy, but JS only borrows it: the reply detaches the
+ *     Buffer and the buffer goes back to the pool at once. Buffers then stay
+ *     few and warm; released by the GC they came back in bursts, past what the
+ *     pool keeps, so each burst cost a munmap (a TLB shootdown) and the next
+ *     writes page faults on fresh memory.
  *   - borrowed: no copy. The worker waits in op_write (libfuse does not reuse
  *     its buffer before op_write returns) while JS sees that very memory as an
  *     external Buffer. The reply detaches the Buffer (JS sees length 0 from
@@ -109,6 +114,9 @@ enum { C_PROTO_MAJOR, C_PROTO_MINOR, C_CAPABLE, C_WANT, C_MAX_WRITE, C_MAX_READ,
 
 typedef struct session session;
 
+/* Who owns a write payload (the write mode the JS side chose; see the top). */
+enum { WRITE_OWNED = 0, WRITE_BORROWED = 1, WRITE_LENT = 2 };
+
 typedef struct request {
   session *s;
   fuse_req_t req; /* NULL for notifications (init, forget, ended) */
@@ -120,10 +128,11 @@ typedef struct request {
   int64_t off;
   uint64_t len; /* read/readdir size, fallocate length, forget nlookup */
   int flags;    /* open flags, write flags, fsync datasync, fallocate mode, to_set */
-  void *payload; /* write: copy of the data (owned) or libfuse's buffer (borrowed) */
+  void *payload; /* write: copy of the data (owned, lent) or libfuse's buffer (borrowed) */
   bool borrowed;  /* write payload is libfuse's memory; the worker waits on `done` */
+  bool lent;      /* write payload is ours, seen by JS until the reply detaches it */
   sem_t done;     /* borrowed: posted once JS has answered and let go of the payload */
-  napi_ref ab_ref; /* borrowed: the JS ArrayBuffer over the payload, to detach */
+  napi_ref ab_ref; /* borrowed, lent: the JS ArrayBuffer over the payload, to detach */
   double vec[10]; /* max(C_LEN, S_LEN) */
   char name[]; /* lookup: copy of the name */
 } request;
@@ -139,7 +148,7 @@ struct session {
   atomic_int refuse;   /* errno answered to new requests without JS (0: none) */
   atomic_long outstanding;
   uint32_t mask; /* bit (1 << op) set when JS has a handler for op */
-  bool borrow_writes;
+  uint32_t write_mode; /* WRITE_OWNED, WRITE_BORROWED or WRITE_LENT */
   bool splice_write; /* JS allows splicing file-backed read replies into /dev/fuse */
   bool splice_ok;    /* ... and a pipe can hold a whole reply here (set in op_init) */
   unsigned max_write, max_readahead, max_background, congestion, threads;
@@ -318,26 +327,27 @@ static void req_answer_err(request *r, int err) {
 }
 
 /* JS thread (or env teardown, env NULL): the request is answered; let go of
- * it. OWNERSHIP: a borrowed request goes back to its waiting worker, which
- * frees it; its JS Buffer is detached first, since libfuse reuses the memory
- * as soon as the worker returns. */
+ * it. OWNERSHIP: a borrowed or lent payload's JS Buffer is detached first,
+ * since its memory is reused as soon as we let go of it: a borrowed request
+ * goes back to its waiting worker, which frees it (libfuse reuses its
+ * buffer); a lent payload goes back to the pool with the request. */
 static void req_finish(napi_env env, request *r) {
-  if (!r->borrowed) {
-    req_free(r);
-    return;
-  }
   if (r->ab_ref) {
     napi_value ab;
     if (env == NULL || napi_get_reference_value(env, r->ab_ref, &ab) != napi_ok || ab == NULL ||
         napi_detach_arraybuffer(env, ab) != napi_ok) {
       /* Cannot happen with Node's external buffers; if it did, JS could still
-       * read memory libfuse reuses: stop rather than corrupt silently. */
-      napi_fatal_error("s3zfuse", NAPI_AUTO_LENGTH, "could not detach a borrowed write buffer",
+       * read memory that is reused: stop rather than corrupt silently. */
+      napi_fatal_error("s3zfuse", NAPI_AUTO_LENGTH, "could not detach a write buffer",
                        NAPI_AUTO_LENGTH);
     }
     if (napi_delete_reference(env, r->ab_ref) != napi_ok)
       fprintf(stderr, "s3zfuse: could not delete a buffer reference\n");
     r->ab_ref = NULL;
+  }
+  if (!r->borrowed) {
+    req_free(r);
+    return;
   }
   sem_post(&r->done);
 }
@@ -510,7 +520,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   r->off = off;
   r->len = size;
   r->flags = fi->flags;
-  if (s->borrow_writes) {
+  if (s->write_mode == WRITE_BORROWED) {
     /* OWNERSHIP: JS borrows libfuse's buffer; we do not return (so libfuse
      * does not reuse it) until JS has answered and let go of it. */
     r->borrowed = true;
@@ -529,7 +539,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     return;
   }
   /* OWNERSHIP: `buf` belongs to libfuse and is reused as soon as we return;
-   * one memcpy into a buffer of our own, which call_js hands to JS. */
+   * one memcpy into a buffer of our own, which call_js hands to JS (owned)
+   * or lends to it until the reply (lent). */
+  r->lent = s->write_mode == WRITE_LENT;
   r->payload = payload_alloc(size);
   if (!r->payload) {
     free(r);
@@ -834,8 +846,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       A(num(env, (double)r->ino, &argv[2]));
       A(num(env, (double)r->fh, &argv[3]));
       A(num(env, (double)r->off, &argv[4]));
-      if (r->borrowed) {
-        /* OWNERSHIP: JS borrows libfuse's memory until req_finish detaches it. */
+      if (r->borrowed || r->lent) {
+        /* OWNERSHIP: JS borrows the payload (libfuse's memory, or ours) until
+         * req_finish detaches it; the request keeps owning it. */
         napi_value ab;
         A(napi_create_external_buffer(env, r->len, r->payload, NULL, NULL, &argv[5]));
         A(napi_get_typedarray_info(env, argv[5], NULL, NULL, NULL, &ab, NULL));
@@ -1420,7 +1433,7 @@ static bool get_u32_prop(napi_env env, napi_value obj, const char *key, uint32_t
 }
 
 /* mount(mountpoint: string, args: string[], cfg: {maxWrite, maxReadahead,
- *       maxBackground, congestionThreshold, threads, handlerMask, borrowWrites, spliceWrite},
+ *       maxBackground, congestionThreshold, threads, handlerMask, writeMode, spliceWrite},
  *       dispatch: Function) -> session external.
  * Throws an Error (with errno/code when known) if the mount fails. */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
@@ -1468,21 +1481,25 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     }
     CHECK_GOTO(napi_get_value_string_utf8(env, el, fargv[i + 1], l + 1, &l));
   }
-  uint32_t mask = 0, borrow = 0, splice = 0;
+  uint32_t mask = 0, write_mode = 0, splice = 0;
   if (!get_u32_prop(env, argv[2], "maxWrite", &s->max_write) ||
       !get_u32_prop(env, argv[2], "maxReadahead", &s->max_readahead) ||
       !get_u32_prop(env, argv[2], "maxBackground", &s->max_background) ||
       !get_u32_prop(env, argv[2], "congestionThreshold", &s->congestion) ||
       !get_u32_prop(env, argv[2], "threads", &s->threads) ||
       !get_u32_prop(env, argv[2], "handlerMask", &mask) ||
-      !get_u32_prop(env, argv[2], "borrowWrites", &borrow) ||
+      !get_u32_prop(env, argv[2], "writeMode", &write_mode) ||
       !get_u32_prop(env, argv[2], "spliceWrite", &splice)) {
     throw_type(env, "cfg must hold unsigned integers maxWrite, maxReadahead, maxBackground, "
-                    "congestionThreshold, threads, handlerMask, borrowWrites, spliceWrite");
+                    "congestionThreshold, threads, handlerMask, writeMode, spliceWrite");
+    goto fail;
+  }
+  if (write_mode > WRITE_LENT) {
+    throw_type(env, "cfg.writeMode must be 0 (owned), 1 (borrowed) or 2 (lent)");
     goto fail;
   }
   s->mask = mask;
-  s->borrow_writes = borrow != 0;
+  s->write_mode = write_mode;
   s->splice_write = splice != 0;
   if (s->threads < 1) s->threads = 1;
   napi_valuetype ft;

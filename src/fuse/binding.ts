@@ -13,7 +13,7 @@ import { constants as osConstants } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import { S3zError } from '../errors.js';
 import { checkMountpoint, mountError, readMountInfo } from './mountpoint.js';
-import { loadNative, type NativeSession } from './native.js';
+import { loadNative, WRITE_MODES, type NativeSession } from './native.js';
 import { checkHandlers, resolveOptions, type ResolvedOptions } from './options.js';
 import { FuseSession, kDispatch, kSetDev, kStart } from './session.js';
 import type { FuseHandlers, MountOptions } from './types.js';
@@ -21,7 +21,7 @@ import { delay, errnoOf, messageOf } from './util.js';
 
 export type {
   ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, MountOptions, OpenResult, OpendirResult, SessionState, SetattrChanges, Stat, Statfs,
-  UnmountOptions,
+  UnmountOptions, WriteBuffers,
 } from './types.js';
 export { FALLOC_FL } from './types.js';
 export { ADDON_PATH } from './native.js';
@@ -65,7 +65,7 @@ async function mountChecked(dir: string, opts: ResolvedOptions, handlers: FuseHa
       congestionThreshold: opts.congestionThreshold,
       threads: opts.threads,
       handlerMask,
-      borrowWrites: opts.writeBuffers === 'borrowed' ? 1 : 0,
+      writeMode: WRITE_MODES[opts.writeBuffers],
       spliceWrite: opts.spliceReplies ? 1 : 0,
     }, session[kDispatch]);
   } catch (err) {

@@ -4,7 +4,7 @@
 // Invariant: the addon is loaded on first use, so commands without FUSE work without it.
 import { S3zError } from '../errors.js';
 import { addonPath, loadAddon } from '../util/addon.js';
-import type { HandlerName } from './types.js';
+import type { HandlerName, WriteBuffers } from './types.js';
 import { messageOf } from './util.js';
 export type NativeSession = { readonly __brand: 'NativeSession' };
 export type Dispatch = (op: number, id: number, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown) => void;
@@ -16,7 +16,8 @@ export interface NativeConfig {
   congestionThreshold: number;
   threads: number;
   handlerMask: number;
-  borrowWrites: number;
+  /** 0 owned, 1 borrowed, 2 lent (MountOptions.writeBuffers). */
+  writeMode: number;
   spliceWrite: number;
 }
 
@@ -137,3 +138,6 @@ export const SET_CTIME = 1 << 10;
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;
 export const MIB = 1024 * 1024;
+
+/** MountOptions.writeBuffers as the addon's writeMode (native/s3zfuse.c: WRITE_OWNED, ...). */
+export const WRITE_MODES: Readonly<Record<WriteBuffers, number>> = { owned: 0, borrowed: 1, lent: 2 };

@@ -1,7 +1,7 @@
 // Mount options and handler tables, checked and resolved to their defaults before
 // any native call: a bad option is a TypeError at mount(), never a half-made mount.
-import type { FuseHandlers, HandlerName, MountOptions } from './types.js';
-import { HANDLER_NAMES, HANDLER_OPS, MIB, OP } from './native.js';
+import type { FuseHandlers, HandlerName, MountOptions, WriteBuffers } from './types.js';
+import { HANDLER_NAMES, HANDLER_OPS, MIB, OP, WRITE_MODES } from './native.js';
 const OPTION_KEYS = new Set<string>([
   'readOnly', 'allowOther', 'defaultPermissions', 'fsname', 'subtype', 'maxWrite', 'maxReadahead',
   'maxBackground', 'congestionThreshold', 'threads', 'attrTimeout', 'entryTimeout', 'initTimeoutMs',
@@ -24,7 +24,7 @@ export interface ResolvedOptions {
   entryTimeout: number;
   initTimeoutMs: number;
   unmountTimeoutMs: number;
-  writeBuffers: 'owned' | 'borrowed';
+  writeBuffers: WriteBuffers;
   spliceReplies: boolean;
   onError: (err: unknown, op: HandlerName) => void;
 }
@@ -72,7 +72,7 @@ export function resolveOptions(options: MountOptions): ResolvedOptions {
   if (maxWrite % 4096 !== 0) throw new TypeError('options.maxWrite must be a multiple of 4096');
   const maxBackground = checkInt('maxBackground', options.maxBackground, 1, 65535, 64);
   const writeBuffers = options.writeBuffers ?? 'owned';
-  if (writeBuffers !== 'owned' && writeBuffers !== 'borrowed') throw new TypeError('options.writeBuffers must be "owned" or "borrowed"');
+  if (!Object.hasOwn(WRITE_MODES, writeBuffers)) throw new TypeError('options.writeBuffers must be "owned", "borrowed" or "lent"');
   const onError = options.onError ?? defaultOnError;
   if (typeof onError !== 'function') throw new TypeError('options.onError must be a function');
   return {

@@ -135,8 +135,8 @@ export interface FuseHandlers {
   read?(ino: number, fh: number, offset: number, size: number): Awaitable<Uint8Array | FileSlice>;
   /**
    * Return the number of bytes written. `data` is a copy of the request's payload; with
-   * MountOptions.writeBuffers 'owned' (default) it may be kept, with 'borrowed' it is valid
-   * only until the handler settles (then it is detached: length 0).
+   * MountOptions.writeBuffers 'owned' (default) it may be kept, with 'borrowed' or 'lent'
+   * it is valid only until the handler settles (then it is detached: length 0).
    */
   write?(ino: number, fh: number, offset: number, data: Buffer, flags: number): Awaitable<number>;
   flush?(ino: number, fh: number): Awaitable<void>;
@@ -152,6 +152,9 @@ export interface FuseHandlers {
 }
 
 export type HandlerName = keyof FuseHandlers;
+
+/** Who owns a write handler's `data` (MountOptions.writeBuffers). */
+export type WriteBuffers = 'owned' | 'borrowed' | 'lent';
 
 export interface MountOptions {
   /** Mount read-only (-o ro): the kernel refuses writes with EROFS. */
@@ -191,9 +194,11 @@ export interface MountOptions {
    * keep (native code must not hold the memory past the handler either). Each borrowed
    * write in flight holds one of the `threads`, and a session whose mount is removed from
    * outside ends only once its borrowed writes' handlers have settled (unmount() answers
-   * them after its timeout).
+   * them after its timeout). 'lent': a copy, as 'owned', valid only until the handler
+   * settles, as 'borrowed' (then detached, and its memory reused for the next write);
+   * it holds no thread, and the copies stay few and warm instead of waiting for the GC.
    */
-  writeBuffers?: 'owned' | 'borrowed';
+  writeBuffers?: WriteBuffers;
   /**
    * Let the kernel splice FileSlice replies from the file into /dev/fuse (no copy
    * in user space), when it offers that. Default true; false copies them through a

@@ -143,7 +143,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       stats: (): string => JSON.stringify(statsOf(stack, ops, volume, opts.mode, status(), fuseSession), null, 2) + '\n',
       log,
     });
-    const session: FuseSession = await mount(dir, { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false }, ops.handlers());
+    // DeviceOps.write borrows its data only until it settles, so the payload copies can
+    // be lent: reused at once rather than released by the GC (docs/PERFORMANCE.md, session 10).
+    const session: FuseSession = await mount(
+      dir,
+      { readOnly: opts.mode === 'read-only', fsname: volume.url, subtype: 's3zmount', allowNonempty: opts.allowNonempty ?? false, writeBuffers: 'lent' },
+      ops.handlers(),
+    );
     fuseSession = session;
     undo.push(() => session.unmount());
     // Reads of verified local blocks are answered by libfuse's threads from the slab files.

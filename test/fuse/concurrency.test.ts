@@ -18,6 +18,7 @@ const CASES = [
   { directIo: true, writeBuffers: 'borrowed' },
   { directIo: false, writeBuffers: 'owned' },
   { directIo: false, writeBuffers: 'borrowed' },
+  { directIo: false, writeBuffers: 'lent' },
 ] as const;
 
 for (const { directIo, writeBuffers } of CASES) {
