@@ -114,8 +114,8 @@ export class DeviceOps {
   /**
    * Writes `data` at `offset`, borrowing it until this settles (as BlockStore.write does),
    * so it settles only once every block's part has: a part that fails early never leaves
-   * another still reading `data` after the reply (a borrowed FUSE write buffer is
-   * libfuse's own memory again from then on).
+   * another still reading `data` after the reply (the daemon's FUSE write buffers are
+   * lent: detached at the reply and reused for the next write).
    */
   async write(offset: number, data: Buffer): Promise<void> {
     const bs = this.#bs;

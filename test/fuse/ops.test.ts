@@ -1,7 +1,7 @@
 // DeviceOps (src/fuse/ops.ts) over a stub range store: a write that spans blocks
 // settles only once every block's part has, even when one fails at once, so nothing
-// reads the caller's buffer after the reply (a borrowed FUSE write buffer is libfuse's
-// memory again from then on).
+// reads the caller's buffer after the reply (the daemon's lent FUSE write buffers are
+// reused for the next write from then on).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DeviceOps } from '../../dist/fuse/ops.js';
