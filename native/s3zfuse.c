@@ -766,6 +766,15 @@ static void free_external(napi_env env, void *data, void *hint) {
   payload_free(data, (size_t)(uintptr_t)hint);
 }
 
+/* After a failed N-API call: clear the exception it may have left pending.
+ * False only if there was one and it could not be cleared. */
+static bool clear_exception(napi_env env) {
+  bool pending = false;
+  napi_value ignored;
+  return !(napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+           napi_get_and_clear_last_exception(env, &ignored) != napi_ok);
+}
+
 /* napi_create_double for a uint64 that JS knows as a number. */
 static napi_status num(napi_env env, double v, napi_value *out) {
   return napi_create_double(env, v, out);
@@ -850,27 +859,27 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
         /* OWNERSHIP: JS borrows the payload (libfuse's memory, or ours) until
          * req_finish detaches it; the request keeps owning it. */
         napi_value ab;
-        A(napi_create_external_buffer(env, r->len, r->payload, NULL, NULL, &argv[5]));
-        A(napi_get_typedarray_info(env, argv[5], NULL, NULL, NULL, &ab, NULL));
-        A(napi_create_reference(env, ab, 1, &r->ab_ref));
-        A(napi_create_int32(env, r->flags, &argv[6]));
-        break;
-      }
-      /* OWNERSHIP: the payload goes to a JS Buffer, freed by the GC. */
-      napi_status st = napi_create_external_buffer(env, r->len, r->payload, free_external,
-                                                   (void *)(uintptr_t)r->len, &argv[5]);
-      if (st == napi_ok) {
-        r->payload = NULL;
+        if (napi_create_external_buffer(env, r->len, r->payload, NULL, NULL, &argv[5]) == napi_ok) {
+          A(napi_get_typedarray_info(env, argv[5], NULL, NULL, NULL, &ab, NULL));
+          A(napi_create_reference(env, ab, 1, &r->ab_ref));
+        } else {
+          /* Runtimes that forbid external buffers: a lent payload becomes a copy
+           * (the request still frees it); a borrowed one cannot. */
+          if (r->borrowed || !clear_exception(env)) goto fail;
+          A(napi_create_buffer_copy(env, r->len, r->payload, NULL, &argv[5]));
+        }
       } else {
-        /* Runtimes that forbid external buffers: copy instead. */
-        bool pending = false;
-        napi_value ignored;
-        if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
-            napi_get_and_clear_last_exception(env, &ignored) != napi_ok)
-          goto fail;
-        A(napi_create_buffer_copy(env, r->len, r->payload, NULL, &argv[5]));
-        payload_free(r->payload, r->len);
-        r->payload = NULL;
+        /* OWNERSHIP: the payload goes to a JS Buffer, freed by the GC. */
+        if (napi_create_external_buffer(env, r->len, r->payload, free_external, (void *)(uintptr_t)r->len,
+                                        &argv[5]) == napi_ok) {
+          r->payload = NULL;
+        } else {
+          /* Runtimes that forbid external buffers: copy instead. */
+          if (!clear_exception(env)) goto fail;
+          A(napi_create_buffer_copy(env, r->len, r->payload, NULL, &argv[5]));
+          payload_free(r->payload, r->len);
+          r->payload = NULL;
+        }
       }
       A(napi_create_int32(env, r->flags, &argv[6]));
       break;
