@@ -1,9 +1,10 @@
 // s3zfile: file mechanisms Node's fs lacks: punching holes in the block cache's slab
-// files, and direct I/O (O_DIRECT on an open fd, and the alignment of a buffer's
-// memory, which O_DIRECT needs). Mechanism only: which ranges to punch, and which
-// files bypass the page cache, is decided in TypeScript (src/store/slab-file.ts,
-// src/util/direct-io.ts). Every N-API status is checked; nothing is owned across
-// calls (the fd and the buffer stay the caller's).
+// files, starting the write-out of a range of them, and direct I/O (O_DIRECT on an
+// open fd, and the alignment of a buffer's memory, which O_DIRECT needs). Mechanism
+// only: which ranges to punch or write out, and which files bypass the page cache, is
+// decided in TypeScript (src/store/slab-file.ts, src/util/direct-io.ts). Every N-API
+// status is checked; nothing is owned across calls (the fd and the buffer stay the
+// caller's).
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -53,6 +54,24 @@ static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (fallocate((int)fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) != 0) return throw_errno(env, errno, "fallocate(PUNCH_HOLE)");
+  napi_value u;
+  if (napi_get_undefined(env, &u) != napi_ok) return NULL;
+  return u;
+}
+
+// writeOut(fd, offset, length): starts writing the range's dirty pages to the disk and
+// returns (sync_file_range WRITE: no wait for them, no metadata, no durability promise).
+// Synchronous: it queues the pages; it blocks only while the disk's queue is full.
+static napi_value js_write_out(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (!get_args(env, info, 3, argv, "writeOut(fd, offset, length)")) return NULL;
+  int64_t fd, offset, length;
+  if (!get_i64(env, argv[0], &fd) || !get_i64(env, argv[1], &offset) || !get_i64(env, argv[2], &length) || fd < 0 || offset < 0 ||
+      length <= 0) {
+    napi_throw_type_error(env, NULL, "writeOut: fd, offset and length must be non-negative integers (length > 0)");
+    return NULL;
+  }
+  if (sync_file_range((int)fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE) != 0) return throw_errno(env, errno, "sync_file_range");
   napi_value u;
   if (napi_get_undefined(env, &u) != napi_ok) return NULL;
   return u;
@@ -116,7 +135,7 @@ static int export_fn(napi_env env, napi_value exports, const char *name, napi_ca
 
 static napi_value init(napi_env env, napi_value exports) {
   if (!export_fn(env, exports, "punchHole", js_punch_hole) || !export_fn(env, exports, "directIO", js_direct_io) ||
-      !export_fn(env, exports, "addressMod", js_address_mod)) {
+      !export_fn(env, exports, "addressMod", js_address_mod) || !export_fn(env, exports, "writeOut", js_write_out)) {
     napi_throw_error(env, NULL, "s3zfile: init failed");
     return NULL;
   }

@@ -155,6 +155,20 @@ export class SlabFiles {
     }
   }
 
+  /**
+   * Starts writing block `index`'s dirty pages to the local disk, without waiting. Once
+   * a block is in S3 its local pages are only a cache; left dirty, they would be written
+   * 30 s later or by the next sync() of anyone (zfs-fuse calls one in `zpool export`).
+   */
+  writeOut(index: number): void {
+    const { fd, pos, file } = this.#locate(index, 0);
+    try {
+      loadNative().writeOut(fd, pos, this.blockSize);
+    } catch (err) {
+      throw localError('cannot start writing out a block of', file, err);
+    }
+  }
+
   /** Makes every write so far durable on the local disk (fdatasync of each open file). */
   async sync(): Promise<void> {
     await Promise.all(

@@ -203,3 +203,33 @@ test('reads racing writes and uploads of the same block: after flush the store b
   assert.deepEqual(inner.blocks.get(0), ref);
   await cache.close();
 });
+
+test('an uploaded block is sent on its way to the local disk; a block written as zeros has nothing to send', async (t) => {
+  const { openDb, make } = await setup(t);
+  const inner = new CountingStore(BS, COUNT);
+  const cache = make(inner, openDb());
+  await cache.start();
+  await cache.write(1, randomBytes(BS));
+  await cache.writeRange(2, 4096, randomBytes(8192), 8192);
+  await cache.write(3, Buffer.alloc(BS));
+  await cache.flush();
+  assert.equal(inner.blocks.size, 2);
+  assert.equal(cache.stats.writeOuts, 2);
+  await cache.close();
+});
+
+test('the file addon starts writing out a range of a file; bad arguments and a closed fd are refused', async (t) => {
+  const { dir } = await setup(t);
+  const { fileNative } = await import('../../dist/util/file-native.js');
+  const native = fileNative();
+  const fh = await open(path.join(dir, 'f'), 'w+');
+  await fh.write(randomBytes(64 * 1024), 0, 64 * 1024, 0);
+  native.writeOut(fh.fd, 0, 64 * 1024);
+  native.writeOut(fh.fd, 1 << 30, 4096); // past the end: nothing to write, not an error
+  assert.throws(() => native.writeOut(fh.fd, -1, 4096), TypeError);
+  assert.throws(() => native.writeOut(fh.fd, 0, 0), TypeError);
+  assert.throws(() => (native.writeOut as (...a: unknown[]) => void)(fh.fd, 0), TypeError);
+  const fd = fh.fd;
+  await fh.close();
+  assert.throws(() => native.writeOut(fd, 0, 4096), (err: NodeJS.ErrnoException & { errno?: number }) => err.errno === 9); // EBADF
+});
