@@ -42,17 +42,27 @@ static int get_args(napi_env env, napi_callback_info info, size_t want, napi_val
   return 1;
 }
 
+// (fd, offset, length) of a file range, all non-negative integers and length > 0, or a
+// TypeError naming the call `name` (and 0).
+static int get_range(napi_env env, napi_callback_info info, const char *name, int64_t *fd, int64_t *offset, int64_t *length) {
+  char usage[96];
+  napi_value argv[3];
+  snprintf(usage, sizeof usage, "%s(fd, offset, length)", name);
+  if (!get_args(env, info, 3, argv, usage)) return 0;
+  if (!get_i64(env, argv[0], fd) || !get_i64(env, argv[1], offset) || !get_i64(env, argv[2], length) || *fd < 0 || *offset < 0 ||
+      *length <= 0) {
+    snprintf(usage, sizeof usage, "%s: fd, offset and length must be non-negative integers (length > 0)", name);
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
+  return 1;
+}
+
 // punchHole(fd, offset, length): deallocates the range, which then reads as zeros;
 // the file keeps its size. Synchronous: a metadata operation of microseconds.
 static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!get_args(env, info, 3, argv, "punchHole(fd, offset, length)")) return NULL;
   int64_t fd, offset, length;
-  if (!get_i64(env, argv[0], &fd) || !get_i64(env, argv[1], &offset) || !get_i64(env, argv[2], &length) || fd < 0 || offset < 0 ||
-      length <= 0) {
-    napi_throw_type_error(env, NULL, "punchHole: fd, offset and length must be non-negative integers (length > 0)");
-    return NULL;
-  }
+  if (!get_range(env, info, "punchHole", &fd, &offset, &length)) return NULL;
   if (fallocate((int)fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length) != 0) return throw_errno(env, errno, "fallocate(PUNCH_HOLE)");
   napi_value u;
   if (napi_get_undefined(env, &u) != napi_ok) return NULL;
@@ -63,14 +73,8 @@ static napi_value js_punch_hole(napi_env env, napi_callback_info info) {
 // returns (sync_file_range WRITE: no wait for them, no metadata, no durability promise).
 // Synchronous: it queues the pages; it blocks only while the disk's queue is full.
 static napi_value js_write_out(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!get_args(env, info, 3, argv, "writeOut(fd, offset, length)")) return NULL;
   int64_t fd, offset, length;
-  if (!get_i64(env, argv[0], &fd) || !get_i64(env, argv[1], &offset) || !get_i64(env, argv[2], &length) || fd < 0 || offset < 0 ||
-      length <= 0) {
-    napi_throw_type_error(env, NULL, "writeOut: fd, offset and length must be non-negative integers (length > 0)");
-    return NULL;
-  }
+  if (!get_range(env, info, "writeOut", &fd, &offset, &length)) return NULL;
   if (sync_file_range((int)fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE) != 0) return throw_errno(env, errno, "sync_file_range");
   napi_value u;
   if (napi_get_undefined(env, &u) != napi_ok) return NULL;
