@@ -13,6 +13,7 @@ import { CacheStore, DEFAULT_CACHE_CONFIG, type CacheConfig } from '../../dist/s
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
+import { fileNative } from '../../dist/util/file-native.js';
 
 const BS = 256 * 1024;
 const COUNT = 512;
@@ -220,7 +221,6 @@ test('an uploaded block is sent on its way to the local disk; a block written as
 
 test('the file addon starts writing out a range of a file; bad arguments and a closed fd are refused', async (t) => {
   const { dir } = await setup(t);
-  const { fileNative } = await import('../../dist/util/file-native.js');
   const native = fileNative();
   const fh = await open(path.join(dir, 'f'), 'w+');
   await fh.write(randomBytes(64 * 1024), 0, 64 * 1024, 0);
