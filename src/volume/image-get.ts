@@ -20,10 +20,10 @@ import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
-import { isZero } from '../store/checksum.js';
+import { isZero, warmHashing } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
-import { countStored, type StoredBlock } from './inventory.js';
+import { listStored, type StoredBlock } from './inventory.js';
 import { imageIoError, withResumeHint, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { Volume } from './volume.js';
@@ -33,6 +33,8 @@ export interface GetOptions {
   readonly progress: ProgressDisplay;
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /** Listed entries kept from the count for the walk (inventory.ts; tests make it small). */
+  readonly keepListed?: number;
   /** Where `-` goes; default process.stdout. */
   readonly stdout?: NodeJS.WritableStream;
 }
@@ -59,14 +61,17 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     counts.fetched++;
     return data;
   };
-  // One LIST pass for the totals: 1 request per 1000 stored blocks, for an honest ETA.
-  const stored = await countStored(vol.bucket, vol.keys);
+  // The hashing threads take ~100 ms to boot: they do it during the LIST.
+  warmHashing();
+  // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
+  // whose first pages the walk below replays rather than LIST them again.
+  const stored = await listStored(vol.bucket, vol.keys, opts.keepListed);
   opts.progress.start(stored.blocks, stored.bytes);
   let ok = false;
   try {
     const handle = target.handle;
     if (handle === undefined) {
-      await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys), blockCount, buffers, fetch, opts, counts);
+      await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys, stored), blockCount, buffers, fetch, opts, counts);
       ok = true;
       return counts;
     }
@@ -76,7 +81,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     opts.log.debug({ target: target.name, direct: io.direct }, 'get: direct I/O');
     const fallback = (err: unknown): void => opts.log.warn({ target: target.name, err: (err as Error).message }, 'direct I/O refused; writing through the page cache');
     const write = (data: Buffer, pos: number): Promise<void> => directOrBuffered(handle.fd, io, () => writeAll(handle, data, pos), fallback);
-    const cursor = new StoredCursor(vol.bucket, vol.keys);
+    const cursor = new StoredCursor(vol.bucket, vol.keys, stored);
     const zeros = io.direct ? buffers.acquire().fill(0) : Buffer.alloc(blockSize);
     const mapper = async (block: { index: number; obj: StoredBlock | undefined }): Promise<void> => {
       const buf = buffers.acquire();

@@ -1,19 +1,21 @@
 // Walks a volume's LIST in step with a walk of its blocks in index order: block
 // keys sort by index (keys.ts), so `put` and `get` learn whether block i is stored,
 // and its ETag, with one LIST request per 1000 stored blocks and one page in memory,
-// however large the volume. Calls to at() must come with increasing indexes.
+// however large the volume. Given a listing made just before (inventory.ts), it walks
+// the pages that listing kept and LISTs only what follows them.
+// Calls to at() must come with increasing indexes.
 import type { S3Bucket } from '../s3/bucket.js';
 import type { BlockKeys } from './keys.js';
-import { storedBlocks, type StoredBlock } from './inventory.js';
+import { storedBlocks, type StoredBlock, type StoredListing } from './inventory.js';
 
 export class StoredCursor {
-  #pages: AsyncIterator<StoredBlock[]>;
-  #page: StoredBlock[] = [];
+  #pages: AsyncIterator<readonly StoredBlock[]>;
+  #page: readonly StoredBlock[] = [];
   #at = 0;
   #ended = false;
 
-  constructor(bucket: S3Bucket, keys: BlockKeys) {
-    this.#pages = storedBlocks(bucket, keys)[Symbol.asyncIterator]();
+  constructor(bucket: S3Bucket, keys: BlockKeys, listed?: StoredListing) {
+    this.#pages = pagesOf(bucket, keys, listed)[Symbol.asyncIterator]();
   }
 
   /** The stored object of block `index`, or undefined when it has none. */
@@ -53,6 +55,14 @@ export class StoredCursor {
     }
     return this.#page[this.#at];
   }
+}
+
+async function* pagesOf(bucket: S3Bucket, keys: BlockKeys, listed: StoredListing | undefined): AsyncGenerator<readonly StoredBlock[]> {
+  if (listed === undefined) return yield* storedBlocks(bucket, keys);
+  yield* listed.head;
+  if (listed.complete) return;
+  // Keys sort as the LIST returned them: the rest follows the last key kept.
+  yield* storedBlocks(bucket, keys, listed.head.at(-1)?.at(-1)?.key);
 }
 
 /** True when a listed ETag is the MD5 of `md5Hex`'s content (single-part uploads; S3, RGW and s3rver). */

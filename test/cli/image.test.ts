@@ -22,7 +22,7 @@ let proxy: FaultProxy;
 let dir: string;
 before(async () => {
   s3 = await startS3();
-  proxy = await startFaultProxy(s3.endpoint);
+  proxy = await startFaultProxy(s3.endpoint, { record: true });
   dir = await mkdtemp(path.join(tmpdir(), 's3z-image-'));
 });
 after(async () => {
@@ -119,9 +119,12 @@ test('put then get round-trips a sparse image byte for byte, with holes where th
   assert.deepEqual(await storedIndexes(url), [0, 7, 8, 30]);
 
   const out = path.join(dir, 'sparse.out');
+  proxy.resetCounts();
   const g = await cli('get', url, out);
   assert.equal(g.code, 0, g.stderr);
   assert.match(g.stdout, /4 blocks fetched/);
+  const blockLists = proxy.recorded('GET').filter((r) => r.key === '' && r.query.includes('blocks%2F'));
+  assert.equal(blockLists.length, 1, 'one LIST of the blocks: the walk replays the count\'s pages');
   const [a, b] = await Promise.all([readFile(img), readFile(out)]);
   assert.equal(b.length, 4 * 1024 * 1024, 'the image is the volume size');
   assert.ok(b.subarray(0, a.length).equals(a), 'same bytes');

@@ -1,0 +1,104 @@
+// The walk of a volume's LIST (stored-cursor.ts) after a counting pass (inventory.ts):
+// the pages the count kept are replayed, only what follows them is listed again, and
+// the walk sees the same blocks, in order, whichever way each page came. On a real S3
+// server (s3rver pages at 1000 keys, as S3 does), behind a proxy that counts the LISTs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import pMap from 'p-map';
+import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
+import type { S3Bucket } from '../../dist/s3/bucket.js';
+import { BlockKeys } from '../../dist/volume/keys.js';
+import { listStored, countStored } from '../../dist/volume/inventory.js';
+import { StoredCursor } from '../../dist/volume/stored-cursor.js';
+import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+
+let s3: TestS3;
+let proxy: FaultProxy;
+let bucket: S3Bucket;
+let keys: BlockKeys;
+/** Stored blocks: every third index below 4500, so 1500 keys over two pages. */
+const STORED = Array.from({ length: 1500 }, (_, i) => i * 3);
+const BLOCKS = 4500;
+
+before(async () => {
+  s3 = await startS3();
+  proxy = await startFaultProxy(s3.endpoint, { record: true });
+  bucket = testBucket(s3, { endpoint: proxy.endpoint });
+  const loc = parseS3Url(s3.url('cursor'));
+  keys = new BlockKeys(loc);
+  const body = Buffer.from('x');
+  await pMap(STORED, (i) => bucket.put(keys.key(i), body, {}), { concurrency: 16 });
+  // A stray key among the blocks: listed and counted, never walked as a block.
+  await bucket.put(`${keys.prefix}stray`, body, {});
+  // A key after the blocks' prefix: never listed.
+  await bucket.put(keyUnder(loc, 'zz'), body, {});
+});
+after(async () => {
+  bucket?.destroy();
+  await proxy?.stop();
+  await s3?.stop();
+});
+
+/** LIST requests (GETs of the bucket) since the last reset. */
+const lists = (): number => proxy.recorded('GET').filter((r) => r.key === '').length;
+
+/** Walks every block with at(), as get and put do; returns the stored indexes met and the LISTs it sent. */
+async function walk(cursor: StoredCursor): Promise<{ found: number[]; lists: number }> {
+  proxy.resetCounts();
+  const found: number[] = [];
+  for (let i = 0; i < BLOCKS; i++) {
+    const b = await cursor.at(i);
+    if (b !== undefined) {
+      assert.equal(b.index, i);
+      assert.equal(b.key, keys.key(i));
+      found.push(i);
+    }
+  }
+  return { found, lists: lists() };
+}
+
+test('count: every stored key and its bytes, stray keys too, in 1000-key pages', async () => {
+  proxy.resetCounts();
+  assert.deepEqual(await countStored(bucket, keys), { blocks: 1501, bytes: 1501 });
+  assert.equal(lists(), 2);
+});
+
+test('a walk after a complete listing sends no LIST at all', async () => {
+  const listed = await listStored(bucket, keys);
+  assert.equal(listed.complete, true);
+  assert.equal(listed.blocks, 1501);
+  const { found, lists } = await walk(new StoredCursor(bucket, keys, listed));
+  assert.deepEqual(found, STORED);
+  assert.equal(lists, 0);
+});
+
+test('a listing that kept only its first page: the walk lists the rest from where it ends', async () => {
+  const listed = await listStored(bucket, keys, 1000);
+  assert.equal(listed.complete, false);
+  assert.equal(listed.head.length, 1);
+  assert.equal(listed.blocks, 1501, 'the count still covers everything');
+  const { found, lists } = await walk(new StoredCursor(bucket, keys, listed));
+  assert.deepEqual(found, STORED);
+  assert.equal(lists, 1);
+  assert.match(proxy.recorded('GET').find((r) => r.key === '')?.query ?? '', /start-after=/);
+});
+
+test('nothing kept, or no listing: the walk lists everything itself', async () => {
+  const listed = await listStored(bucket, keys, 0);
+  assert.equal(listed.complete, false);
+  assert.equal(listed.head.length, 0);
+  for (const cursor of [new StoredCursor(bucket, keys, listed), new StoredCursor(bucket, keys)]) {
+    const { found, lists } = await walk(cursor);
+    assert.deepEqual(found, STORED);
+    assert.equal(lists, 2);
+  }
+});
+
+test('from(): every stored block from an index on, after a replayed page and a listed one', async () => {
+  const cursor = new StoredCursor(bucket, keys, await listStored(bucket, keys, 1000));
+  assert.equal(await cursor.at(2998), undefined, '2998 is not stored');
+  const rest: number[] = [];
+  for await (const b of cursor.from(2999)) rest.push(b.index ?? -1);
+  assert.deepEqual(rest, STORED.filter((i) => i >= 2999));
+});
