@@ -16,12 +16,25 @@
  *     in one total order): when it returns, no thread reads that range, and a
  *     reader that comes later sees GRANTED clear. JS may then punch or rewrite
  *     the range.
- *   - A read is answered here only if it lies within one granted block and one
- *     pread returned every byte: a short or failed read sends nothing, and the
- *     request goes to JS (which answers holes, errors and everything else).
+ *   - A read is answered here only if it lies within one granted block and its
+ *     file holds every byte of it: a read past the file's end, or a failed
+ *     pread, sends nothing, and the request goes to JS (which answers holes,
+ *     errors and everything else).
+ *   - Mapped files (map_limit > 0): each registered file is mapped read-only
+ *     once, whole, and a read is answered by handing the kernel a pointer into
+ *     the mapping: the kernel copies the file's pages straight into the reader's
+ *     buffer, with no copy in user space (a pread into a buffer, then the
+ *     writev, copied every byte twice). This thread never touches the mapping
+ *     itself, so a page the kernel cannot read ends that request with EIO, never
+ *     a signal. The pages the kernel maps for it count as this process's
+ *     resident file pages: once `map_limit` bytes were answered so since the
+ *     last time, the answering thread unmaps those pages (MADV_DONTNEED; the page
+ *     cache keeps them), which bounds them near map_limit. A mapping lives until
+ *     direct_disable (after the drain) or direct_free; a file given another fd
+ *     is answered by pread from then on.
  *   - direct_disable clears `on` and waits for `active` (threads inside
  *     direct_read) to drain: after it, no file descriptor registered here is
- *     read again, so JS may close them.
+ *     read again, and no mapping is left, so JS may close them.
  */
 #include "s3zdirect.h"
 
@@ -30,6 +43,8 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK_BITS 12u
@@ -49,6 +64,17 @@ struct direct {
   unsigned allocated; /* chunks allocated (JS thread only) */
   _Atomic(word *) *chunks;
   atomic_int fds[MAX_FILES]; /* -1: not registered */
+  /* Mappings (map_limit > 0): maps[f] is read by worker threads; mapped_fd[f] and
+   * owned[f] (what to unmap) only by the JS thread, and by direct_free. */
+  _Atomic(char *) maps[MAX_FILES];
+  int mapped_fd[MAX_FILES];
+  dev_t map_dev[MAX_FILES]; /* which file was mapped: set before maps[f] is published */
+  ino_t map_ino[MAX_FILES];
+  char *owned[MAX_FILES];
+  unsigned nfiles; /* files registered: indices below it (JS thread) */
+  uint64_t map_limit;
+  atomic_ullong mapped_since; /* bytes answered from mappings since the last unmap */
+  atomic_ullong drops;        /* times their pages were let go */
   atomic_bool on;
   atomic_long active; /* threads inside direct_read */
   atomic_ullong reads, bytes;
@@ -57,7 +83,7 @@ struct direct {
   size_t ntouched;
 };
 
-direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes) {
+direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit) {
   if (block_size == 0 || block_count == 0 || block_count > MAX_BLOCKS || file_bytes == 0 ||
       file_bytes % block_size != 0 || (block_count * block_size + file_bytes - 1) / file_bytes > MAX_FILES)
     return NULL;
@@ -74,13 +100,28 @@ direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint
   d->block_size = block_size;
   d->block_count = block_count;
   d->file_bytes = file_bytes;
-  for (unsigned i = 0; i < MAX_FILES; i++) atomic_init(&d->fds[i], -1);
+  d->map_limit = map_limit;
+  for (unsigned i = 0; i < MAX_FILES; i++) {
+    atomic_init(&d->fds[i], -1);
+    d->mapped_fd[i] = -1;
+  }
   atomic_init(&d->on, true);
   return d;
 }
 
+/* Only when no thread can read maps[] any more (after the drain of disable, or in free). */
+static void unmap_all(direct *d) {
+  for (unsigned f = 0; f < d->nfiles; f++) {
+    atomic_store(&d->maps[f], NULL);
+    /* OWNERSHIP: the mapping made in direct_file ends here. */
+    if (d->owned[f]) munmap(d->owned[f], d->file_bytes);
+    d->owned[f] = NULL;
+  }
+}
+
 void direct_free(direct *d) {
   if (!d) return;
+  unmap_all(d);
   for (uint64_t i = 0; i < d->nchunks; i++) free(atomic_load(&d->chunks[i]));
   free(d->chunks);
   pthread_mutex_destroy(&d->touch_lock);
@@ -89,6 +130,24 @@ void direct_free(direct *d) {
 
 bool direct_file(direct *d, uint64_t file, int fd) {
   if (file >= MAX_FILES || fd < -1) return false;
+  if (file >= d->nfiles) d->nfiles = (unsigned)file + 1;
+  if (d->owned[file] && d->mapped_fd[file] != fd) {
+    /* Another file now: readers in flight may still use the old mapping, so it
+     * stays (unused) until disable or free; this file is read by pread. */
+    atomic_store(&d->maps[file], NULL);
+  } else if (d->map_limit > 0 && fd >= 0 && !d->owned[file] && d->mapped_fd[file] == -1 && atomic_load(&d->on)) {
+    d->mapped_fd[file] = fd;
+    struct stat st;
+    void *m = fstat(fd, &st) == 0 ? mmap(NULL, d->file_bytes, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    /* A file that cannot be mapped (address space, a filesystem without mmap) is read by pread. */
+    if (m != MAP_FAILED) {
+      d->map_dev[file] = st.st_dev;
+      d->map_ino[file] = st.st_ino;
+      /* OWNERSHIP: the mapping belongs to the table until unmap_all. */
+      d->owned[file] = m;
+      atomic_store_explicit(&d->maps[file], (char *)m, memory_order_release);
+    }
+  }
   atomic_store(&d->fds[file], fd);
   return true;
 }
@@ -120,13 +179,14 @@ void direct_revoke(direct *d, uint64_t index) {
   word *w = entry(d, index);
   if (!w) return;
   atomic_fetch_and(w, ~W_GRANTED);
-  /* Readers hold the count only across one pread (the page cache, or one disk read). */
+  /* Readers hold the count only across one pread, or one mapped reply (the page cache, or one disk read). */
   while (atomic_load(w) & W_READERS) sched_yield();
 }
 
 void direct_disable(direct *d) {
   atomic_store(&d->on, false);
   while (atomic_load(&d->active) > 0) sched_yield();
+  unmap_all(d);
 }
 
 size_t direct_drain(direct *d, double *out, size_t cap) {
@@ -145,7 +205,8 @@ size_t direct_drain(direct *d, double *out, size_t cap) {
   return n;
 }
 
-void direct_counts(direct *d, uint64_t *reads, uint64_t *bytes) {
+void direct_counts(direct *d, uint64_t *reads, uint64_t *bytes, uint64_t *drops) {
+  *drops = atomic_load(&d->drops);
   *reads = atomic_load(&d->reads);
   *bytes = atomic_load(&d->bytes);
 }
@@ -160,6 +221,42 @@ static void note_touched(direct *d, word *w, uint64_t index) {
   pthread_mutex_unlock(&d->touch_lock);
 }
 
+/* Before the reply: whoever the reply wakes sees it counted. */
+static void count_read(direct *d, word *w, uint64_t index, size_t size) {
+  note_touched(d, w, index);
+  atomic_fetch_add(&d->reads, 1);
+  atomic_fetch_add(&d->bytes, size);
+}
+
+/* Lets go of the pages the kernel mapped for mapped answers (see the invariants). */
+static void drop_mapped_pages(direct *d) {
+  for (unsigned f = 0; f < MAX_FILES; f++) {
+    char *m = atomic_load(&d->maps[f]);
+    if (m) madvise(m, d->file_bytes, MADV_DONTNEED);
+  }
+  atomic_fetch_add(&d->drops, 1);
+}
+
+/* True when `fd` is still the file mapped as file `f` and holds [at, at+size): past its
+ * end the kernel could not read the mapping, and would answer EIO. */
+static bool can_map(direct *d, uint64_t f, int fd, uint64_t at, size_t size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_dev != d->map_dev[f] || st.st_ino != d->map_ino[f] || st.st_size < 0 ||
+      (uint64_t)st.st_size < at + size)
+    return false;
+  return true;
+}
+
+/* Counts bytes answered from mappings; past map_limit, lets go of their pages. */
+static void account_mapped(direct *d, size_t size) {
+  uint64_t before = atomic_fetch_add(&d->mapped_since, size);
+  /* Exactly one thread sees the count cross the limit. */
+  if (before < d->map_limit && before + size >= d->map_limit) {
+    atomic_fetch_sub(&d->mapped_since, before + size);
+    drop_mapped_pages(d);
+  }
+}
+
 bool direct_read(direct *d, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
   if (ino != d->ino || size == 0 || off < 0) return false;
   uint64_t index = (uint64_t)off / d->block_size;
@@ -169,23 +266,29 @@ bool direct_read(direct *d, fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
   word *w = atomic_load(&d->on) ? entry(d, index) : NULL;
   if (w) {
     char *buf = NULL;
-    bool whole = false;
+    bool whole = false, mapped = false;
     if (atomic_fetch_add(w, 1) & W_GRANTED) {
       uint64_t file = (uint64_t)off / d->file_bytes;
+      uint64_t at = (uint64_t)off % d->file_bytes;
       int fd = atomic_load(&d->fds[file]);
-      /* OWNERSHIP: buf is ours from payload_alloc to payload_free below. */
-      if (fd >= 0 && (buf = payload_alloc(size)) != NULL) {
+      char *map = atomic_load_explicit(&d->maps[file], memory_order_acquire);
+      /* The reply is sent while this thread counts as a reader: revoke waits for it. */
+      if (fd >= 0 && map && can_map(d, file, fd, at, size)) {
+        count_read(d, w, index, size);
+        fuse_reply_buf(req, map + at, size);
+        sent = mapped = true;
+      } else if (fd >= 0 && (buf = payload_alloc(size)) != NULL) {
+        /* OWNERSHIP: buf is ours from payload_alloc to payload_free below. */
         ssize_t n;
-        do n = pread(fd, buf, size, (off_t)((uint64_t)off % d->file_bytes));
+        do n = pread(fd, buf, size, (off_t)at);
         while (n < 0 && errno == EINTR);
         whole = n >= 0 && (size_t)n == size;
       }
     }
     atomic_fetch_sub(w, 1);
+    if (mapped) account_mapped(d, size);
     if (whole) {
-      note_touched(d, w, index);
-      atomic_fetch_add(&d->reads, 1);
-      atomic_fetch_add(&d->bytes, size);
+      count_read(d, w, index, size);
       fuse_reply_buf(req, buf, size);
       sent = true;
     }

@@ -15,8 +15,10 @@
 typedef struct direct direct;
 
 /* Block i of inode `ino` lies at byte (i * block_size) % file_bytes of file
- * number (i * block_size) / file_bytes. NULL on bad geometry or no memory. */
-direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes);
+ * number (i * block_size) / file_bytes. map_limit > 0: reads are answered from
+ * mappings of the files, whose resident pages are let go of after every
+ * map_limit bytes so answered; 0: by pread. NULL on bad geometry or no memory. */
+direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit);
 /* Only once no worker thread can call direct_read any more. */
 void direct_free(direct *d);
 
@@ -27,11 +29,12 @@ bool direct_file(direct *d, uint64_t file, int fd);
 int direct_grant(direct *d, uint64_t index);
 /* Returns once no thread reads the block's file range; none starts after. */
 void direct_revoke(direct *d, uint64_t index);
-/* Returns once no direct read runs; none starts ever again. */
+/* Returns once no direct read runs; none starts ever again, and no mapping is left. */
 void direct_disable(direct *d);
 /* Moves up to `cap` indices of blocks read directly since the last call into `out`. */
 size_t direct_drain(direct *d, double *out, size_t cap);
-void direct_counts(direct *d, uint64_t *reads, uint64_t *bytes);
+/* Reads and bytes answered here; times the mapped pages were let go of. */
+void direct_counts(direct *d, uint64_t *reads, uint64_t *bytes, uint64_t *drops);
 
 /* Worker threads: true if the request was answered here; false: nothing was
  * sent, the caller hands it to JS as usual. */

@@ -1672,20 +1672,21 @@ static direct *direct_of(napi_env env, napi_callback_info info, size_t want, nap
   return d;
 }
 
-/* directEnable(session, ino, blockSize, blockCount, fileBytes): from now on a
- * read of `ino` within one block granted by directGrant is answered by the
- * worker thread that got it, from the file registered for it (directFile).
+/* directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit): from
+ * now on a read of `ino` within one block granted by directGrant is answered by
+ * the worker thread that got it, from the file registered for it (directFile):
+ * from a mapping of it when mapLimit > 0 (see s3zdirect.c), else by pread.
  * Once per session. */
 static napi_value js_direct_enable(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  session *s = session_arg(env, info, 5, argv);
+  napi_value argv[6];
+  session *s = session_arg(env, info, 6, argv);
   if (!s) return NULL;
-  uint64_t ino, bs, count, file_bytes;
+  uint64_t ino, bs, count, file_bytes, map_limit;
   if (!arg_u64(env, argv[1], &ino) || !arg_u64(env, argv[2], &bs) || !arg_u64(env, argv[3], &count) ||
-      !arg_u64(env, argv[4], &file_bytes))
-    return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes)");
+      !arg_u64(env, argv[4], &file_bytes) || !arg_u64(env, argv[5], &map_limit))
+    return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit)");
   if (atomic_load(&s->direct)) return throw_type(env, "direct reads are already enabled on this session");
-  direct *d = direct_new(ino, bs, count, file_bytes);
+  direct *d = direct_new(ino, bs, count, file_bytes, map_limit);
   if (!d) return throw_type(env, "directEnable: unsupported geometry (or no memory)");
   /* OWNERSHIP: the table belongs to the session from here; session_finalize frees it. */
   atomic_store_explicit(&s->direct, d, memory_order_release);
@@ -1756,16 +1757,17 @@ static napi_value js_direct_drain(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* directCounts(session) -> Float64Array [reads, bytes] answered directly. */
+/* directCounts(session) -> Float64Array [reads, bytes] answered directly, and
+ * the times the mapped pages were let go of. */
 static napi_value js_direct_counts(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   direct *d = direct_of(env, info, 1, argv);
   if (!d) return NULL;
-  uint64_t reads, bytes;
-  direct_counts(d, &reads, &bytes);
-  double v[2] = {(double)reads, (double)bytes};
+  uint64_t reads, bytes, drops;
+  direct_counts(d, &reads, &bytes, &drops);
+  double v[3] = {(double)reads, (double)bytes, (double)drops};
   napi_value out;
-  CHECK(make_f64(env, v, 2, &out));
+  CHECK(make_f64(env, v, 3, &out));
   return out;
 }
 

@@ -1,5 +1,7 @@
 // Direct reads: reads that libfuse's worker threads answer themselves, from a file,
-// for the blocks JS has granted (native/s3zdirect.c), without waking the JS thread.
+// for the blocks JS has granted (native/s3zdirect.c), without waking the JS thread:
+// by default from a mapping of the file, which the kernel copies from straight into
+// the reader's buffer (one copy of each byte, not two as with a pread).
 // The binding gives the mechanism; which blocks are granted is the caller's policy
 // (the cache: a verified local block, until it changes or leaves).
 // Invariants: arguments are checked here before any native call; after revoke(i)
@@ -15,12 +17,27 @@ export interface DirectLayout {
   readonly blockCount: number;
   /** Bytes of the device per file: block i is at (i * blockSize) % fileBytes of file (i * blockSize) / fileBytes. */
   readonly fileBytes: number;
+  /**
+   * Answer from mappings of the files, and let go of the file pages they made resident
+   * after this many bytes (they count in the process's RSS; the page cache keeps them).
+   * 0: answer by pread. Default DIRECT_MAP_LIMIT.
+   */
+  readonly mapLimit?: number;
 }
 
 export interface DirectCounts {
   readonly reads: number;
   readonly bytes: number;
+  /** Times the mapped file pages were let go of. */
+  readonly drops: number;
 }
+
+/**
+ * Measured on a 1 GiB warm sequential read (dd bs=1M iflag=direct): 6.7–8.9 GB/s from
+ * mappings against 5.0–6.5 by pread (docs/PERFORMANCE.md, session 11). Without the
+ * limit, every page read this way would stay in the daemon's RSS (1.1 GB after 1 GiB).
+ */
+export const DIRECT_MAP_LIMIT = 32 * 1024 * 1024;
 
 /** Larger devices are refused (the table's pointer array is sized by it). */
 export const MAX_DIRECT_BLOCKS = 2 ** 32;
@@ -32,13 +49,14 @@ export class DirectReadTable implements DirectReads {
 
   /** @internal FuseSession.directReads() makes it. */
   constructor(native: Native, handle: NativeSession, layout: DirectLayout) {
-    const { ino, blockSize, blockCount, fileBytes } = layout;
+    const { ino, blockSize, blockCount, fileBytes, mapLimit = DIRECT_MAP_LIMIT } = layout;
     for (const [name, v] of Object.entries({ ino, blockSize, blockCount, fileBytes })) {
       if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`direct reads: ${name} must be a positive integer`);
     }
+    if (!Number.isSafeInteger(mapLimit) || mapLimit < 0) throw new TypeError('direct reads: mapLimit must be a non-negative integer');
     if (blockCount > MAX_DIRECT_BLOCKS) throw new RangeError(`direct reads: at most ${MAX_DIRECT_BLOCKS} blocks`);
     if (fileBytes % blockSize !== 0) throw new RangeError('direct reads: fileBytes must be a multiple of blockSize');
-    native.directEnable(handle, ino, blockSize, blockCount, fileBytes);
+    native.directEnable(handle, ino, blockSize, blockCount, fileBytes, mapLimit);
     this.#native = native;
     this.#handle = handle;
     this.#blockCount = blockCount;
@@ -69,8 +87,8 @@ export class DirectReadTable implements DirectReads {
   }
 
   get counts(): DirectCounts {
-    const [reads = 0, bytes = 0] = this.#native.directCounts(this.#handle);
-    return { reads, bytes };
+    const [reads = 0, bytes = 0, drops = 0] = this.#native.directCounts(this.#handle);
+    return { reads, bytes, drops };
   }
 
   #check(index: number): void {
