@@ -12,6 +12,7 @@ import https from 'node:https';
 import type { S3Object, PutSse } from './bucket.js';
 import { S3ResponseError, TransientError } from './errors.js';
 import { SigV4Signer, encodePath, sha256Hex, EMPTY_SHA256, type SigningCredentials } from './signed-request.js';
+import { RawGetPool, RawUnsupported } from './raw-get.js';
 
 export interface BlockHttpConfig {
   /** The bucket's URL, from the SDK's endpoint rules: path- or virtual-host style. */
@@ -22,6 +23,8 @@ export interface BlockHttpConfig {
   /** Keep-alive agent for bucketUrl's protocol, shared with the SDK's handler. */
   readonly agent: http.Agent;
   readonly connectTimeoutMs: number;
+  /** Block GETs (those with a buffer to land in) on bare sockets over http (raw-get.ts); default true. */
+  readonly rawGets?: boolean;
 }
 
 export interface LeanPut {
@@ -52,6 +55,8 @@ export class BlockHttp {
   #connectTimeoutMs: number;
   /** Server time minus ours, learnt from a skewed answer's Date (as the SDK does). */
   #clockOffsetMs = 0;
+  /** Block GETs over plain http (raw-get.ts); undefined over https. */
+  #raw: RawGetPool | undefined;
 
   constructor(config: BlockHttpConfig) {
     this.#url = config.bucketUrl;
@@ -62,19 +67,49 @@ export class BlockHttp {
     this.#signer = new SigV4Signer(config.signingRegion);
     this.#credentials = config.credentials;
     this.#connectTimeoutMs = config.connectTimeoutMs;
+    this.#raw = config.bucketUrl.protocol === 'http:' && config.rawGets !== false ? new RawGetPool(config.bucketUrl, config.connectTimeoutMs) : undefined;
+  }
+
+  /** Closes the sockets this path keeps itself (the agent's are its owner's). */
+  close(): void {
+    this.#raw?.close();
   }
 
   /** null: no such key (a missing bucket is an error, not null). A body of `into`'s length lands in `into`. */
   async get(key: string, signal: AbortSignal, into?: Buffer): Promise<S3Object | null> {
+    if (into !== undefined && this.#raw !== undefined) {
+      try {
+        return await this.#rawGet(this.#raw, key, signal, into);
+      } catch (err) {
+        if (!(err instanceof RawUnsupported)) throw err;
+      }
+    }
     const { res } = await this.#send('GET', key, {}, null, EMPTY_SHA256, signal);
     const status = res.statusCode ?? 0;
     if (status < 200 || status >= 300) {
-      const err = await this.#errorOf(res);
+      const err = this.#errorFrom(status, res.headers, await readSmall(res).catch(() => ''));
       if (status === 404 && err.name !== 'NoSuchBucket') return null;
       throw err;
     }
     const body = await readBody(res, signal, into);
     return { body, metadata: metadataOf(res.headers), etag: res.headers.etag };
+  }
+
+  async #rawGet(raw: RawGetPool, key: string, signal: AbortSignal, into: Buffer): Promise<S3Object | null> {
+    const creds = await this.#credentials();
+    signal.throwIfAborted();
+    const path = `${this.#basePath}/${encodePath(key)}`;
+    const signed = this.#signer.sign(creds, { method: 'GET', host: this.#host, path, headers: {}, payloadHash: EMPTY_SHA256 }, new Date(Date.now() + this.#clockOffsetMs));
+    const { status, headers, body } = await raw.get(path, signed, into, signal);
+    if (status < 200 || status >= 300) {
+      const err = this.#errorFrom(status, headers, body.toString('utf8'));
+      if (status === 404 && err.name !== 'NoSuchBucket') return null;
+      throw err;
+    }
+    // A new Buffer object per attempt over `into`, as readBody makes: a digest memoized
+    // for an earlier attempt's bytes (checksum.ts keys its memo by object) is never taken.
+    const out = body === into ? Buffer.from(into.buffer, into.byteOffset, into.length) : body;
+    return { body: out, metadata: metadataOf(headers), etag: headers.etag };
   }
 
   /** Returns the ETag. */
@@ -94,7 +129,7 @@ export class BlockHttp {
     // Without a known hash, hash here: only small objects (descriptor, lease) come without one.
     const { req, res } = await this.#send('PUT', key, headers, body, opts.sha256Hex ?? sha256Hex(body), signal);
     const status = res.statusCode ?? 0;
-    const failed = status < 200 || status >= 300 ? await this.#errorOf(res) : undefined;
+    const failed = status < 200 || status >= 300 ? this.#errorFrom(status, res.headers, await readSmall(res).catch(() => '')) : undefined;
     // The caller may reuse `body` once this settles (the cache's upload buffers): a server
     // that answered before taking the whole body must not go on being sent it.
     if (!req.writableFinished) req.destroy();
@@ -146,24 +181,21 @@ export class BlockHttp {
     });
   }
 
-  /** Reads an error answer's XML into an S3ResponseError; learns a clock skew from its Date. */
-  async #errorOf(res: http.IncomingMessage): Promise<S3ResponseError> {
-    const status = res.statusCode ?? 0;
-    let text = '';
-    try {
-      text = await readSmall(res);
-    } catch {
-      // The status still classifies it (5xx retried, 403 access...).
-    }
+  /**
+   * An error answer's XML as an S3ResponseError (a body that could not be read is '': the
+   * status still classifies it, 5xx retried, 403 access...); learns a clock skew from its Date.
+   */
+  #errorFrom(status: number, headers: Readonly<Record<string, string | string[] | undefined>>, text: string): S3ResponseError {
     const code = xmlField(text, 'Code');
-    const date = res.headers.date === undefined ? NaN : Date.parse(res.headers.date);
+    const dateHeader = headers.date;
+    const date = typeof dateHeader === 'string' ? Date.parse(dateHeader) : NaN;
     if (Number.isFinite(date) && Math.abs(date - (Date.now() + this.#clockOffsetMs)) > SKEW_MS) this.#clockOffsetMs = date - Date.now();
-    const requestId = res.headers['x-amz-request-id'];
+    const requestId = headers['x-amz-request-id'];
     return new S3ResponseError(status, code, xmlField(text, 'Message'), typeof requestId === 'string' ? requestId : undefined);
   }
 }
 
-function metadataOf(headers: http.IncomingHttpHeaders): Record<string, string> {
+function metadataOf(headers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(headers)) {
     if (k.startsWith('x-amz-meta-') && typeof v === 'string') out[k.slice(11)] = v;

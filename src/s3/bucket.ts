@@ -248,6 +248,7 @@ export class S3Bucket {
   }
 
   destroy(): void {
+    this.#lean?.close();
     this.#client.destroy();
   }
 }
