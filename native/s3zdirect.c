@@ -21,7 +21,8 @@
  *     pread, sends nothing, and the request goes to JS (which answers holes,
  *     errors and everything else).
  *   - Mapped files (map_limit > 0): each registered file is mapped read-only
- *     once, whole, and a read is answered by handing the kernel a pointer into
+ *     once, whole, and a read of at least map_min bytes is answered by handing
+ *     the kernel a pointer into
  *     the mapping: the kernel copies the file's pages straight into the reader's
  *     buffer, with no copy in user space (a pread into a buffer, then the
  *     writev, copied every byte twice). This thread never touches the mapping
@@ -72,7 +73,7 @@ struct direct {
   ino_t map_ino[MAX_FILES];
   char *owned[MAX_FILES];
   unsigned nfiles; /* files registered: indices below it (JS thread) */
-  uint64_t map_limit;
+  uint64_t map_limit, map_min; /* reads below map_min go by pread */
   atomic_ullong mapped_since; /* bytes answered from mappings since the last unmap */
   atomic_ullong drops;        /* times their pages were let go */
   atomic_bool on;
@@ -83,7 +84,7 @@ struct direct {
   size_t ntouched;
 };
 
-direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit) {
+direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit, uint64_t map_min) {
   if (block_size == 0 || block_count == 0 || block_count > MAX_BLOCKS || file_bytes == 0 ||
       file_bytes % block_size != 0 || (block_count * block_size + file_bytes - 1) / file_bytes > MAX_FILES)
     return NULL;
@@ -101,6 +102,7 @@ direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint
   d->block_count = block_count;
   d->file_bytes = file_bytes;
   d->map_limit = map_limit;
+  d->map_min = map_min;
   for (unsigned i = 0; i < MAX_FILES; i++) {
     atomic_init(&d->fds[i], -1);
     d->mapped_fd[i] = -1;
@@ -273,7 +275,7 @@ bool direct_read(direct *d, fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
       int fd = atomic_load(&d->fds[file]);
       char *map = atomic_load_explicit(&d->maps[file], memory_order_acquire);
       /* The reply is sent while this thread counts as a reader: revoke waits for it. */
-      if (fd >= 0 && map && can_map(d, file, fd, at, size)) {
+      if (fd >= 0 && map && size >= d->map_min && can_map(d, file, fd, at, size)) {
         count_read(d, w, index, size);
         fuse_reply_buf(req, map + at, size);
         sent = mapped = true;

@@ -15,10 +15,11 @@
 typedef struct direct direct;
 
 /* Block i of inode `ino` lies at byte (i * block_size) % file_bytes of file
- * number (i * block_size) / file_bytes. map_limit > 0: reads are answered from
- * mappings of the files, whose resident pages are let go of after every
- * map_limit bytes so answered; 0: by pread. NULL on bad geometry or no memory. */
-direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit);
+ * number (i * block_size) / file_bytes. map_limit > 0: reads of at least map_min
+ * bytes are answered from mappings of the files, whose resident pages are let go
+ * of after every map_limit bytes so answered; the others, and all with
+ * map_limit 0, by pread. NULL on bad geometry or no memory. */
+direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint64_t file_bytes, uint64_t map_limit, uint64_t map_min);
 /* Only once no worker thread can call direct_read any more. */
 void direct_free(direct *d);
 

@@ -1672,21 +1672,22 @@ static direct *direct_of(napi_env env, napi_callback_info info, size_t want, nap
   return d;
 }
 
-/* directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit): from
- * now on a read of `ino` within one block granted by directGrant is answered by
- * the worker thread that got it, from the file registered for it (directFile):
- * from a mapping of it when mapLimit > 0 (see s3zdirect.c), else by pread.
+/* directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit,
+ * mapMinRead): from now on a read of `ino` within one block granted by
+ * directGrant is answered by the worker thread that got it, from the file
+ * registered for it (directFile): from a mapping of it when mapLimit > 0 and the
+ * read is at least mapMinRead bytes (see s3zdirect.c), else by pread.
  * Once per session. */
 static napi_value js_direct_enable(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
-  session *s = session_arg(env, info, 6, argv);
+  napi_value argv[7];
+  session *s = session_arg(env, info, 7, argv);
   if (!s) return NULL;
-  uint64_t ino, bs, count, file_bytes, map_limit;
+  uint64_t ino, bs, count, file_bytes, map_limit, map_min;
   if (!arg_u64(env, argv[1], &ino) || !arg_u64(env, argv[2], &bs) || !arg_u64(env, argv[3], &count) ||
-      !arg_u64(env, argv[4], &file_bytes) || !arg_u64(env, argv[5], &map_limit))
-    return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit)");
+      !arg_u64(env, argv[4], &file_bytes) || !arg_u64(env, argv[5], &map_limit) || !arg_u64(env, argv[6], &map_min))
+    return throw_type(env, "directEnable(session, ino, blockSize, blockCount, fileBytes, mapLimit, mapMinRead)");
   if (atomic_load(&s->direct)) return throw_type(env, "direct reads are already enabled on this session");
-  direct *d = direct_new(ino, bs, count, file_bytes, map_limit);
+  direct *d = direct_new(ino, bs, count, file_bytes, map_limit, map_min);
   if (!d) return throw_type(env, "directEnable: unsupported geometry (or no memory)");
   /* OWNERSHIP: the table belongs to the session from here; session_finalize frees it. */
   atomic_store_explicit(&s->direct, d, memory_order_release);

@@ -44,7 +44,7 @@ export interface Native {
   replyStatfs(id: number, vec: Float64Array): boolean;
   replyDir(id: number, names: string[], vec: Float64Array): number | false;
   /** Direct reads (native/s3zdirect.c; direct-reads.ts checks the arguments). */
-  directEnable(session: NativeSession, ino: number, blockSize: number, blockCount: number, fileBytes: number, mapLimit: number): void;
+  directEnable(session: NativeSession, ino: number, blockSize: number, blockCount: number, fileBytes: number, mapLimit: number, mapMinRead: number): void;
   directFile(session: NativeSession, file: number, fd: number): void;
   directGrant(session: NativeSession, index: number): boolean;
   directRevoke(session: NativeSession, index: number): void;

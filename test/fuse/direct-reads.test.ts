@@ -18,6 +18,7 @@ const BS = 64 * 1024;
 const BLOCKS = 8;
 const FILE_BYTES = 4 * BS; // blocks 0-3 in file 0, 4-7 in file 1
 
+// 'mapped' maps every read, however small; 'pread' none.
 for (const [mode, mapLimit] of [['mapped', undefined], ['pread', 0]] as const) {
 test(`direct reads (${mode}): granted blocks come from their file without the handler; every other read reaches it`, async (t) => {
   if (!fuseAvailable(t)) return;
@@ -33,7 +34,7 @@ test(`direct reads (${mode}): granted blocks come from their file without the ha
     writeSync(fd, n === 0 ? part.subarray(0, 3 * BS + BS / 2) : part, 0, undefined, 0);
     return fd;
   });
-  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: BLOCKS, fileBytes: FILE_BYTES, ...(mapLimit === undefined ? {} : { mapLimit }) });
+  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: BLOCKS, fileBytes: FILE_BYTES, ...(mapLimit === undefined ? { mapMinRead: 0 } : { mapLimit }) });
   assert.throws(() => session.directReads({ ino: 2, blockSize: BS, blockCount: BLOCKS, fileBytes: FILE_BYTES }), /only once/);
   fds.forEach((fd, n) => table.file(n, fd));
   for (const i of [1, 3, 5]) table.grant(i);
@@ -104,7 +105,7 @@ test('direct reads from a mapping: the pages it makes resident are let go of aft
   defer(t, () => closeSync(fd));
   writeSync(fd, bytes, 0, undefined, 0);
   const limit = 4 * BS;
-  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: blocks, fileBytes: blocks * BS, mapLimit: limit });
+  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: blocks, fileBytes: blocks * BS, mapLimit: limit, mapMinRead: BS });
   table.file(0, fd);
   for (let i = 0; i < blocks; i++) table.grant(i);
   const dev = await open(file, 'r');
@@ -126,7 +127,7 @@ test('direct reads from a mapping: the pages it makes resident are let go of aft
   assert.equal(residentOf(slab), 0, 'unmapped at disable');
 });
 
-test('direct reads from a mapping: without the limit, what the reads touched is resident (the measure works)', async (t) => {
+test('direct reads from a mapping: reads under mapMinRead go by pread; without the limit, what larger reads touched is resident (the measure works)', async (t) => {
   if (!fuseAvailable(t)) return;
   const blocks = 16;
   const { session, file, base } = await mountMemFs(t, {}, { size: blocks * BS });
@@ -134,11 +135,14 @@ test('direct reads from a mapping: without the limit, what the reads touched is 
   const fd = openSync(slab, 'w+');
   defer(t, () => closeSync(fd));
   writeSync(fd, randomBytes(blocks * BS), 0, undefined, 0);
-  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: blocks, fileBytes: blocks * BS, mapLimit: 2 ** 40 });
+  const table = session.directReads({ ino: 2, blockSize: BS, blockCount: blocks, fileBytes: blocks * BS, mapLimit: 2 ** 40, mapMinRead: BS });
   table.file(0, fd);
   for (let i = 0; i < blocks; i++) table.grant(i);
   const dev = await open(file, 'r');
   defer(t, () => dev.close());
+  for (let i = 0; i < blocks; i++) await dev.read(Buffer.alloc(4096), 0, 4096, i * BS);
+  assert.equal(table.counts.reads, blocks);
+  assert.equal(residentOf(slab), 0, '4 KiB reads (under mapMinRead) did not go through the mapping');
   for (let i = 0; i < blocks; i++) await dev.read(Buffer.alloc(BS), 0, BS, i * BS);
   assert.equal(table.counts.drops, 0);
   assert.ok(residentOf(slab) >= (blocks / 2) * BS, `${residentOf(slab)} bytes resident`);
