@@ -2,7 +2,8 @@
 // the block path without the SDK's per-request middleware, response parsing and
 // stream wrappers, whose cost at 0 ms latency is paid on the one main thread
 // (docs/PERFORMANCE.md). One attempt per call: S3Bucket owns retries, the attempt's
-// deadline (the AbortSignal) and the counters; the SDK keeps everything else.
+// deadline (the AbortSignal) and the counters; the SDK keeps everything else. A GET
+// with a buffer to land in, over plain http, goes on raw-get.ts's bare sockets first.
 // Invariants: a GET body is exactly its Content-Length, read into one buffer, or the
 // attempt throws a TransientError; an error answer becomes an S3ResponseError named
 // by its XML Code, which errors.ts maps as it maps the SDK's; a socket goes back to
@@ -23,8 +24,6 @@ export interface BlockHttpConfig {
   /** Keep-alive agent for bucketUrl's protocol, shared with the SDK's handler. */
   readonly agent: http.Agent;
   readonly connectTimeoutMs: number;
-  /** Block GETs (those with a buffer to land in) on bare sockets over http (raw-get.ts); default true. */
-  readonly rawGets?: boolean;
 }
 
 export interface LeanPut {
@@ -67,7 +66,7 @@ export class BlockHttp {
     this.#signer = new SigV4Signer(config.signingRegion);
     this.#credentials = config.credentials;
     this.#connectTimeoutMs = config.connectTimeoutMs;
-    this.#raw = config.bucketUrl.protocol === 'http:' && config.rawGets !== false ? new RawGetPool(config.bucketUrl, config.connectTimeoutMs) : undefined;
+    this.#raw = config.bucketUrl.protocol === 'http:' ? new RawGetPool(config.bucketUrl, config.connectTimeoutMs) : undefined;
   }
 
   /** Closes the sockets this path keeps itself (the agent's are its owner's). */

@@ -33,8 +33,6 @@ export interface GetOptions {
   readonly progress: ProgressDisplay;
   readonly log: Logger;
   readonly signal?: AbortSignal;
-  /** Listed entries kept from the count for the walk (inventory.ts; tests make it small). */
-  readonly keepListed?: number;
   /** Where `-` goes; default process.stdout. */
   readonly stdout?: NodeJS.WritableStream;
 }
@@ -65,7 +63,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   warmHashing();
   // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
   // whose first pages the walk below replays rather than LIST them again.
-  const stored = await listStored(vol.bucket, vol.keys, opts.keepListed);
+  const stored = await listStored(vol.bucket, vol.keys);
   opts.progress.start(stored.blocks, stored.bytes);
   let ok = false;
   try {

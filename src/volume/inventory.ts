@@ -29,7 +29,7 @@ export async function* storedBlocks(bucket: S3Bucket, keys: BlockKeys, startAfte
 /**
  * Counts what is stored, keeping whole pages while they hold at most `keep` entries in
  * all, so that a walk after the count (get's) need not LIST them again: on s3rver a
- * 1000-key page costs ~0.3 s, 5% of a 1 GiB get at 0 ms (docs/PERFORMANCE.md).
+ * pass over 1024 keys took 0.13-0.27 s, 2-4% of a 1 GiB get at 0 ms (docs/PERFORMANCE.md).
  */
 export async function listStored(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED): Promise<StoredListing> {
   let blocks = 0;
