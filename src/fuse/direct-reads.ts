@@ -35,9 +35,10 @@ export interface DirectCounts {
 }
 
 /**
- * Measured on a 1 GiB warm sequential read (dd bs=1M iflag=direct): 6.7–8.9 GB/s from
- * mappings against 5.0–6.5 by pread (docs/PERFORMANCE.md, session 11). Without the
- * limit, every page read this way would stay in the daemon's RSS (1.1 GB after 1 GiB).
+ * With this limit, 1 GiB warm sequential reads (dd bs=1M iflag=direct, two mounts side
+ * by side) ran at a median 5.8 GB/s from mappings against 4.2 by pread, for ~32 MiB more
+ * peak RSS (docs/PERFORMANCE.md, session 11). Without a limit, every page read this way
+ * stays in the daemon's RSS (1.1 GB after 1 GiB).
  */
 export const DIRECT_MAP_LIMIT = 32 * 1024 * 1024;
 
