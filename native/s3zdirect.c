@@ -20,19 +20,20 @@
  *     file holds every byte of it: a read past the file's end, or a failed
  *     pread, sends nothing, and the request goes to JS (which answers holes,
  *     errors and everything else).
- *   - Mapped files (map_limit > 0): each registered file is mapped read-only
- *     once, whole, and a read of at least map_min bytes is answered by handing
- *     the kernel a pointer into
- *     the mapping: the kernel copies the file's pages straight into the reader's
- *     buffer, with no copy in user space (a pread into a buffer, then the
- *     writev, copied every byte twice). This thread never touches the mapping
- *     itself, so a page the kernel cannot read ends that request with EIO, never
- *     a signal. The pages the kernel maps for it count as this process's
- *     resident file pages: once `map_limit` bytes were answered so since the
- *     last time, the answering thread unmaps those pages (MADV_DONTNEED; the page
- *     cache keeps them), which bounds them near map_limit. A mapping lives until
- *     direct_disable (after the drain) or direct_free; a file given another fd
- *     is answered by pread from then on.
+ *   - Mapped files (map_limit > 0): the first file registered under each file
+ *     number is mapped read-only, whole, and a read of at least map_min bytes is
+ *     answered by handing the kernel a pointer into the mapping: the kernel
+ *     copies the file's pages straight into the reader's buffer, with no copy in
+ *     user space (a pread into a buffer, then the writev, copied every byte
+ *     twice). This thread never touches the mapping itself, so a page the kernel
+ *     cannot read ends that request with EIO, never a signal. Each such read
+ *     checks (fstat) that its fd is still the mapped file (st_dev, st_ino) and
+ *     holds the range; otherwise it goes by pread. The pages the kernel maps
+ *     count as this process's resident file pages: once `map_limit` bytes were
+ *     answered so since the last time, the answering thread unmaps those pages
+ *     (MADV_DONTNEED; the page cache keeps them), which bounds them near
+ *     map_limit. A mapping lives until direct_disable (after the drain) or
+ *     direct_free.
  *   - direct_disable clears `on` and waits for `active` (threads inside
  *     direct_read) to drain: after it, no file descriptor registered here is
  *     read again, and no mapping is left, so JS may close them.
@@ -65,10 +66,10 @@ struct direct {
   unsigned allocated; /* chunks allocated (JS thread only) */
   _Atomic(word *) *chunks;
   atomic_int fds[MAX_FILES]; /* -1: not registered */
-  /* Mappings (map_limit > 0): maps[f] is read by worker threads; mapped_fd[f] and
-   * owned[f] (what to unmap) only by the JS thread, and by direct_free. */
+  /* Mappings (map_limit > 0): maps[f] is read by worker threads; owned[f] (what
+   * to unmap) and map_tried[f] only by the JS thread, and by direct_free. */
   _Atomic(char *) maps[MAX_FILES];
-  int mapped_fd[MAX_FILES];
+  bool map_tried[MAX_FILES]; /* one mmap per file number, whether it worked or not */
   dev_t map_dev[MAX_FILES]; /* which file was mapped: set before maps[f] is published */
   ino_t map_ino[MAX_FILES];
   char *owned[MAX_FILES];
@@ -103,10 +104,7 @@ direct *direct_new(uint64_t ino, uint64_t block_size, uint64_t block_count, uint
   d->file_bytes = file_bytes;
   d->map_limit = map_limit;
   d->map_min = map_min;
-  for (unsigned i = 0; i < MAX_FILES; i++) {
-    atomic_init(&d->fds[i], -1);
-    d->mapped_fd[i] = -1;
-  }
+  for (unsigned i = 0; i < MAX_FILES; i++) atomic_init(&d->fds[i], -1);
   atomic_init(&d->on, true);
   return d;
 }
@@ -133,12 +131,10 @@ void direct_free(direct *d) {
 bool direct_file(direct *d, uint64_t file, int fd) {
   if (file >= MAX_FILES || fd < -1) return false;
   if (file >= d->nfiles) d->nfiles = (unsigned)file + 1;
-  if (d->owned[file] && d->mapped_fd[file] != fd) {
-    /* Another file now: readers in flight may still use the old mapping, so it
-     * stays (unused) until disable or free; this file is read by pread. */
-    atomic_store(&d->maps[file], NULL);
-  } else if (d->map_limit > 0 && fd >= 0 && !d->owned[file] && d->mapped_fd[file] == -1 && atomic_load(&d->on)) {
-    d->mapped_fd[file] = fd;
+  /* Mapped once per file number: another file registered later under it is read by
+   * pread (can_map compares st_dev/st_ino), so no mapping changes under a reader. */
+  if (d->map_limit > 0 && fd >= 0 && !d->map_tried[file] && atomic_load(&d->on)) {
+    d->map_tried[file] = true;
     struct stat st;
     void *m = fstat(fd, &st) == 0 ? mmap(NULL, d->file_bytes, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     /* A file that cannot be mapped (address space, a filesystem without mmap) is read by pread. */
