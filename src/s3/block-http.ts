@@ -85,26 +85,15 @@ export class BlockHttp {
     }
     const { res } = await this.#send('GET', key, {}, null, EMPTY_SHA256, signal);
     const status = res.statusCode ?? 0;
-    if (status < 200 || status >= 300) {
-      const err = this.#errorFrom(status, res.headers, await readSmall(res).catch(() => ''));
-      if (status === 404 && err.name !== 'NoSuchBucket') return null;
-      throw err;
-    }
+    if (status < 200 || status >= 300) return this.#missingOrThrow(status, res.headers, await readSmall(res).catch(() => ''));
     const body = await readBody(res, signal, into);
     return { body, metadata: metadataOf(res.headers), etag: res.headers.etag };
   }
 
   async #rawGet(raw: RawGetPool, key: string, signal: AbortSignal, into: Buffer): Promise<S3Object | null> {
-    const creds = await this.#credentials();
-    signal.throwIfAborted();
-    const path = `${this.#basePath}/${encodePath(key)}`;
-    const signed = this.#signer.sign(creds, { method: 'GET', host: this.#host, path, headers: {}, payloadHash: EMPTY_SHA256 }, new Date(Date.now() + this.#clockOffsetMs));
+    const { path, signed } = await this.#sign('GET', key, {}, EMPTY_SHA256, signal);
     const { status, headers, body } = await raw.get(path, signed, into, signal);
-    if (status < 200 || status >= 300) {
-      const err = this.#errorFrom(status, headers, body.toString('utf8'));
-      if (status === 404 && err.name !== 'NoSuchBucket') return null;
-      throw err;
-    }
+    if (status < 200 || status >= 300) return this.#missingOrThrow(status, headers, body.toString('utf8'));
     // A new Buffer object per attempt over `into`, as readBody makes: a digest memoized
     // for an earlier attempt's bytes (checksum.ts keys its memo by object) is never taken.
     const out = body === into ? Buffer.from(into.buffer, into.byteOffset, into.length) : body;
@@ -146,10 +135,7 @@ export class BlockHttp {
     payloadHash: string,
     signal: AbortSignal,
   ): Promise<{ req: http.ClientRequest; res: http.IncomingMessage }> {
-    const creds = await this.#credentials();
-    signal.throwIfAborted();
-    const path = `${this.#basePath}/${encodePath(key)}`;
-    const signed = this.#signer.sign(creds, { method, host: this.#host, path, headers, payloadHash }, new Date(Date.now() + this.#clockOffsetMs));
+    const { path, signed } = await this.#sign(method, key, headers, payloadHash, signal);
     return new Promise((resolve, reject) => {
       const req = this.#request(
         {
@@ -178,6 +164,21 @@ export class BlockHttp {
       });
       req.end(body ?? undefined);
     });
+  }
+
+  /** The request's path and its signed headers, with the credentials of now. */
+  async #sign(method: string, key: string, headers: Record<string, string>, payloadHash: string, signal: AbortSignal): Promise<{ path: string; signed: Record<string, string> }> {
+    const creds = await this.#credentials();
+    signal.throwIfAborted();
+    const path = `${this.#basePath}/${encodePath(key)}`;
+    return { path, signed: this.#signer.sign(creds, { method, host: this.#host, path, headers, payloadHash }, new Date(Date.now() + this.#clockOffsetMs)) };
+  }
+
+  /** A GET's error answer: null for a missing key (a missing bucket is an error), else thrown. */
+  #missingOrThrow(status: number, headers: Readonly<Record<string, string | string[] | undefined>>, text: string): null {
+    const err = this.#errorFrom(status, headers, text);
+    if (status === 404 && err.name !== 'NoSuchBucket') return null;
+    throw err;
   }
 
   /**
