@@ -44,8 +44,6 @@ interface Exchange {
   /** Where the body goes once the head is read. */
   body: Buffer | undefined;
   at: number;
-  /** Whether any byte of the answer came: before that, a reused socket may be replaced. */
-  answered: boolean;
 }
 
 class Connection {
@@ -53,6 +51,8 @@ class Connection {
   readonly head = Buffer.allocUnsafe(HEAD_BYTES);
   exchange: Exchange | undefined;
   reused = false;
+  /** Whether any byte of the last exchange's answer came: before that, a reused socket may be replaced. */
+  answered = false;
   #onIdleEnd: (() => void) | undefined;
 
   constructor(host: string, port: number) {
@@ -84,7 +84,7 @@ class Connection {
       this.socket.destroy();
       return;
     }
-    x.answered = true;
+    this.answered = true;
     if (x.body !== undefined) {
       x.at += n;
       if (x.at === x.body.length) this.#finish(x);
@@ -190,7 +190,7 @@ export class RawGetPool {
       return await this.#exchange(conn, head, into, signal);
     } catch (err) {
       // A kept-alive socket the server had closed: once more, on a new one.
-      if (!conn.reused || signal.aborted || !(err as { unanswered?: boolean }).unanswered) throw err;
+      if (!conn.reused || conn.answered || signal.aborted) throw err;
       return await this.#exchange(this.#connect(), head, into, signal);
     }
   }
@@ -218,12 +218,12 @@ export class RawGetPool {
     socket.on('error', (err) => {
       clearTimeout(timer);
       // The socket's own error (its code says unreachable, reset...), as node:http gives it.
-      conn.fail(unanswered(conn, err));
+      conn.fail(err);
     });
     socket.on('close', () => {
       clearTimeout(timer);
       conn.ended();
-      if (conn.exchange !== undefined) conn.fail(unanswered(conn, new TransientError(`connection closed after ${conn.exchange.answered ? 'part of' : 'none of'} the answer`)));
+      if (conn.exchange !== undefined) conn.fail(new TransientError(`connection closed after ${conn.answered ? 'part of' : 'none of'} the answer`));
     });
     return conn;
   }
@@ -251,8 +251,9 @@ export class RawGetPool {
           settle();
           reject(err);
         },
-        headLength: 0, status: 0, headers: {}, body: undefined, at: 0, answered: false,
+        headLength: 0, status: 0, headers: {}, body: undefined, at: 0,
       };
+      conn.answered = false;
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       conn.socket.write(head, 'latin1');
@@ -272,10 +273,4 @@ export class RawGetPool {
     });
     this.#idle.push(conn);
   }
-}
-
-/** Marks a failure that came before any byte of the answer (see RawGetPool.get). */
-function unanswered<E extends Error>(conn: Connection, err: E): E {
-  if (conn.exchange !== undefined && !conn.exchange.answered) Object.assign(err, { unanswered: true });
-  return err;
 }
