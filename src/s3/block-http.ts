@@ -2,8 +2,9 @@
 // the block path without the SDK's per-request middleware, response parsing and
 // stream wrappers, whose cost at 0 ms latency is paid on the one main thread
 // (docs/PERFORMANCE.md). One attempt per call: S3Bucket owns retries, the attempt's
-// deadline (the AbortSignal) and the counters; the SDK keeps everything else. A GET
-// with a buffer to land in, over plain http, goes on raw-get.ts's bare sockets first.
+// deadline (the AbortSignal) and the counters; the SDK keeps everything else. Over plain
+// http, a GET with a buffer to land in and a PUT without a condition go on raw-http.ts's
+// bare sockets first.
 // Invariants: a GET body is exactly its Content-Length, read into one buffer, or the
 // attempt throws a TransientError; an error answer becomes an S3ResponseError named
 // by its XML Code, which errors.ts maps as it maps the SDK's; a socket goes back to
@@ -13,7 +14,7 @@ import https from 'node:https';
 import type { S3Object, PutSse } from './bucket.js';
 import { S3ResponseError, TransientError } from './errors.js';
 import { SigV4Signer, encodePath, sha256Hex, EMPTY_SHA256, type SigningCredentials } from './signed-request.js';
-import { RawGetPool, RawUnsupported } from './raw-get.js';
+import { RawHttpPool, RawUnsupported } from './raw-http.js';
 
 export interface BlockHttpConfig {
   /** The bucket's URL, from the SDK's endpoint rules: path- or virtual-host style. */
@@ -54,8 +55,8 @@ export class BlockHttp {
   #connectTimeoutMs: number;
   /** Server time minus ours, learnt from a skewed answer's Date (as the SDK does). */
   #clockOffsetMs = 0;
-  /** Block GETs over plain http (raw-get.ts); undefined over https. */
-  #raw: RawGetPool | undefined;
+  /** Block GETs and PUTs over plain http (raw-http.ts); undefined over https. */
+  #raw: RawHttpPool | undefined;
 
   constructor(config: BlockHttpConfig) {
     this.#url = config.bucketUrl;
@@ -66,7 +67,7 @@ export class BlockHttp {
     this.#signer = new SigV4Signer(config.signingRegion);
     this.#credentials = config.credentials;
     this.#connectTimeoutMs = config.connectTimeoutMs;
-    this.#raw = config.bucketUrl.protocol === 'http:' ? new RawGetPool(config.bucketUrl, config.connectTimeoutMs) : undefined;
+    this.#raw = config.bucketUrl.protocol === 'http:' ? new RawHttpPool(config.bucketUrl, config.connectTimeoutMs) : undefined;
   }
 
   /** Closes the sockets this path keeps itself (the agent's are its owner's). */
@@ -90,7 +91,7 @@ export class BlockHttp {
     return { body, metadata: metadataOf(res.headers), etag: res.headers.etag };
   }
 
-  async #rawGet(raw: RawGetPool, key: string, signal: AbortSignal, into: Buffer): Promise<S3Object | null> {
+  async #rawGet(raw: RawHttpPool, key: string, signal: AbortSignal, into: Buffer): Promise<S3Object | null> {
     const { path, signed } = await this.#sign('GET', key, {}, EMPTY_SHA256, signal);
     const { status, headers, body } = await raw.get(path, signed, into, signal);
     if (status < 200 || status >= 300) return this.#missingOrThrow(status, headers, body.toString('utf8'));
@@ -115,7 +116,16 @@ export class BlockHttp {
       if (opts.sse.kmsKeyId !== undefined) headers['x-amz-server-side-encryption-aws-kms-key-id'] = opts.sse.kmsKeyId;
     }
     // Without a known hash, hash here: only small objects (descriptor, lease) come without one.
-    const { req, res } = await this.#send('PUT', key, headers, body, opts.sha256Hex ?? sha256Hex(body), signal);
+    const payloadHash = opts.sha256Hex ?? sha256Hex(body);
+    // Bare sockets may send a PUT twice (raw-http.ts): never one with a condition.
+    if (this.#raw !== undefined && !opts.ifAbsent) {
+      try {
+        return await this.#rawPut(this.#raw, key, headers, body, payloadHash, signal);
+      } catch (err) {
+        if (!(err instanceof RawUnsupported)) throw err;
+      }
+    }
+    const { req, res } = await this.#send('PUT', key, headers, body, payloadHash, signal);
     const status = res.statusCode ?? 0;
     const failed = status < 200 || status >= 300 ? this.#errorFrom(status, res.headers, await readSmall(res).catch(() => '')) : undefined;
     // The caller may reuse `body` once this settles (the cache's upload buffers): a server
@@ -124,6 +134,13 @@ export class BlockHttp {
     if (failed !== undefined) throw failed;
     // An empty body, read so the socket goes back to the agent.
     res.resume();
+    return res.headers.etag;
+  }
+
+  async #rawPut(raw: RawHttpPool, key: string, headers: Record<string, string>, body: Buffer, payloadHash: string, signal: AbortSignal): Promise<string | undefined> {
+    const { path, signed } = await this.#sign('PUT', key, headers, payloadHash, signal);
+    const res = await raw.put(path, signed, body, signal);
+    if (res.status < 200 || res.status >= 300) throw this.#errorFrom(res.status, res.headers, res.body.toString('utf8'));
     return res.headers.etag;
   }
 

@@ -1,17 +1,24 @@
-// Block GETs over plain HTTP on bare keep-alive sockets: the kernel reads the body
-// straight into the caller's buffer (net.Socket's `onread` asks us for the memory of
-// every read), so a body costs one copy. node:http's parser copies each body chunk
-// into a fresh 64 KiB Buffer that we then copied again; at 0 ms that was ~1 s of the
-// main thread per GiB, a third of it garbage collection (docs/PERFORMANCE.md, session 11).
-// Only what a block GET needs: HTTP/1.1, one request at a time per socket, a body of
-// Content-Length bytes. Anything else (chunked, no length, a head over HEAD_BYTES, a
+// Block GETs and PUTs over plain HTTP on bare keep-alive sockets.
+// - GET: the kernel reads the body straight into the caller's buffer (net.Socket's
+//   `onread` asks us for the memory of every read), so a body costs one copy. node:http's
+//   parser copied each chunk into a fresh 64 KiB Buffer that we then copied again; at
+//   0 ms that was ~1 s of the main thread per GiB, a third of it garbage collection
+//   (docs/PERFORMANCE.md, session 11).
+// - PUT: the head and the caller's body go out in one writev; the answer is a head and a
+//   small body. node:http's request, agent and response objects cost ~10% of the daemon's
+//   CPU in a sequential write (session 12).
+// Only what a block request needs: HTTP/1.1, one request at a time per socket, an answer
+// with a Content-Length body. Anything else (chunked, no length, a head over HEAD_BYTES, a
 // large error body) throws RawUnsupported before a byte is handed out, and the caller
-// asks again through node:http.
+// asks again through node:http: a PUT sent this way must be one that may be sent twice
+// (no condition).
 // States of a connection: busy (one request: its head, then its body) -> idle (in the
 // pool, unref'd) -> busy ..., or destroyed. Invariants: a socket goes back to the pool
-// only after its response was read to the end; a body is exactly its Content-Length; a
-// reused socket that fails before any byte of its answer is replaced once (GET is
-// idempotent: a server may close an idle keep-alive socket at any time).
+// only after its answer was read to the end and the whole request was written (a server
+// may answer before reading a body: the socket is then closed, so the caller's body is
+// never read after the call settles); an answer body is exactly its Content-Length; a
+// reused socket that fails before any byte of its answer is replaced once (the request
+// may be sent again: a server may close an idle keep-alive socket at any time).
 import net from 'node:net';
 import { TransientError } from './errors.js';
 
@@ -35,6 +42,7 @@ const MAX_IDLE = 64;
 const CRLF2 = Buffer.from('\r\n\r\n');
 
 interface Exchange {
+  /** Where a 2xx answer body of this length lands (empty for a PUT). */
   readonly into: Buffer;
   readonly resolve: (r: RawResponse) => void;
   readonly reject: (err: Error) => void;
@@ -53,6 +61,8 @@ class Connection {
   reused = false;
   /** Whether any byte of the last exchange's answer came: before that, a reused socket may be replaced. */
   answered = false;
+  /** A request body is still being written: the socket must not be used again. */
+  sending = false;
   #onIdleEnd: (() => void) | undefined;
 
   constructor(host: string, port: number) {
@@ -166,7 +176,9 @@ class Connection {
   }
 }
 
-export class RawGetPool {
+const NO_BODY = Buffer.alloc(0);
+
+export class RawHttpPool {
   #host: string;
   #port: number;
   #connectTimeoutMs: number;
@@ -174,24 +186,36 @@ export class RawGetPool {
   #closed = false;
 
   constructor(url: URL, connectTimeoutMs: number) {
-    if (url.protocol !== 'http:') throw new TypeError('RawGetPool: plain http: only');
+    if (url.protocol !== 'http:') throw new TypeError('RawHttpPool: plain http: only');
     this.#host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     this.#port = url.port === '' ? 80 : Number(url.port);
     this.#connectTimeoutMs = connectTimeoutMs;
   }
 
   /** One GET of `path` with these (signed) headers; a 2xx body of `into`'s length lands in `into`. */
-  async get(path: string, headers: Readonly<Record<string, string>>, into: Buffer, signal: AbortSignal): Promise<RawResponse> {
-    let head = `GET ${path} HTTP/1.1\r\n`;
+  get(path: string, headers: Readonly<Record<string, string>>, into: Buffer, signal: AbortSignal): Promise<RawResponse> {
+    return this.#request(`GET ${path} HTTP/1.1\r\n`, headers, null, into, signal);
+  }
+
+  /**
+   * One PUT of `body` (whose content-length is in the signed headers). Only for a PUT that
+   * may be sent twice. `body` is not read once this settles.
+   */
+  put(path: string, headers: Readonly<Record<string, string>>, body: Buffer, signal: AbortSignal): Promise<RawResponse> {
+    return this.#request(`PUT ${path} HTTP/1.1\r\n`, headers, body, NO_BODY, signal);
+  }
+
+  async #request(line: string, headers: Readonly<Record<string, string>>, body: Buffer | null, into: Buffer, signal: AbortSignal): Promise<RawResponse> {
+    let head = line;
     for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
     head += '\r\n';
     const conn = this.#take();
     try {
-      return await this.#exchange(conn, head, into, signal);
+      return await this.#exchange(conn, head, body, into, signal);
     } catch (err) {
       // A kept-alive socket the server had closed: once more, on a new one.
       if (!conn.reused || conn.answered || signal.aborted) throw err;
-      return await this.#exchange(this.#connect(), head, into, signal);
+      return await this.#exchange(this.#connect(), head, body, into, signal);
     }
   }
 
@@ -228,7 +252,7 @@ export class RawGetPool {
     return conn;
   }
 
-  #exchange(conn: Connection, head: string, into: Buffer, signal: AbortSignal): Promise<RawResponse> {
+  #exchange(conn: Connection, head: string, body: Buffer | null, into: Buffer, signal: AbortSignal): Promise<RawResponse> {
     return new Promise<RawResponse>((resolve, reject) => {
       // As node:http's path: an AbortError before the answer, a cut body during it.
       const onAbort = (): void => {
@@ -256,13 +280,27 @@ export class RawGetPool {
       conn.answered = false;
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
+      if (body === null) {
+        conn.socket.write(head, 'latin1');
+        return;
+      }
+      // One writev for head and body. The callback runs once the body is handed to the
+      // kernel, or with an error once the socket is gone: either way no longer read.
+      conn.sending = true;
+      conn.socket.cork();
       conn.socket.write(head, 'latin1');
+      conn.socket.write(body, () => {
+        conn.sending = false;
+      });
+      conn.socket.uncork();
     });
   }
 
   #release(conn: Connection, r: RawResponse): void {
     const close = /\bclose\b/i.test(r.headers.connection ?? '');
-    if (close || this.#closed || this.#idle.length >= MAX_IDLE || conn.socket.destroyed) {
+    // Answered before its body was all written: the rest must not be sent from a buffer
+    // the caller may now reuse, nor read by the server as a next request.
+    if (close || conn.sending || this.#closed || this.#idle.length >= MAX_IDLE || conn.socket.destroyed) {
       conn.socket.destroy();
       return;
     }

@@ -1,8 +1,9 @@
-// Block GETs on bare sockets (src/s3/raw-get.ts, through S3Bucket.get with a buffer to
-// land in), against a scripted HTTP server that answers what a real S3 server seldom
-// does on demand: a keep-alive socket closed under a request, bodies cut or too long,
-// chunked bodies, heads too large, interim answers. Each must end in the right bytes
-// (after a retry, or through node:http) or in the error node:http's path gives.
+// Block GETs and PUTs on bare sockets (src/s3/raw-http.ts, through S3Bucket.get with a
+// buffer to land in and S3Bucket.put), against a scripted HTTP server that answers what
+// a real S3 server seldom does on demand: a keep-alive socket closed under a request,
+// bodies cut or too long, chunked bodies, heads too large, interim answers, an answer
+// before the request's body was read. Each must end in the right bytes (after a retry,
+// or through node:http) or in the error node:http's path gives.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -13,13 +14,22 @@ import { silentLogger } from '../../dist/log.js';
 const BODY = 256 * 1024;
 
 interface Request {
+  readonly method: string;
   readonly path: string;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The request's body (empty for a request answered before it was read). */
+  body: Buffer;
   /** The how-manieth request on its socket (1 for the first). */
   readonly onSocket: number;
   readonly socket: net.Socket;
 }
 
-/** Answers each request with `answer(req)`: bytes to write (then keep the socket open), or 'drop' to destroy it unanswered. */
+/**
+ * Answers each request with `answer(req)`: bytes to write (then keep the socket open), or
+ * 'drop' to destroy it unanswered. A request with a body is answered once the body is in,
+ * except one whose path holds "/early": answered at its head, and its socket never read again.
+ */
 async function scripted(t: TestContext, answer: (req: Request) => Buffer | 'drop'): Promise<{ bucket: S3Bucket; connections: () => number; requests: Request[] }> {
   let connections = 0;
   const requests: Request[] = [];
@@ -31,16 +41,41 @@ async function scripted(t: TestContext, answer: (req: Request) => Buffer | 'drop
     socket.on('error', () => undefined);
     let pending = Buffer.alloc(0);
     let onSocket = 0;
+    let waiting: { req: Request; length: number } | undefined;
+    const reply = (req: Request): void => {
+      const out = answer(req);
+      if (out === 'drop') socket.destroy();
+      else socket.write(out);
+    };
     socket.on('data', (d: Buffer) => {
       pending = Buffer.concat([pending, d]);
-      for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
-        const head = pending.subarray(0, end).toString('latin1');
+      for (;;) {
+        if (waiting !== undefined) {
+          if (pending.length < waiting.length) return;
+          waiting.req.body = pending.subarray(0, waiting.length);
+          pending = pending.subarray(waiting.length);
+          const { req } = waiting;
+          waiting = undefined;
+          reply(req);
+          continue;
+        }
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const [line = '', ...lines] = pending.subarray(0, end).toString('latin1').split('\r\n');
         pending = pending.subarray(end + 4);
-        const req = { path: head.split(' ')[1] ?? '', onSocket: ++onSocket, socket };
+        const headers: Record<string, string> = {};
+        for (const l of lines) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+        const [method = '', path = ''] = line.split(' ');
+        const req: Request = { method, path, headers, body: Buffer.alloc(0), onSocket: ++onSocket, socket };
         requests.push(req);
-        const out = answer(req);
-        if (out === 'drop') socket.destroy();
-        else socket.write(out);
+        const length = Number(headers['content-length'] ?? 0);
+        if (path.includes('/early')) {
+          socket.pause();
+          reply(req);
+          return;
+        }
+        if (length > 0) waiting = { req, length };
+        else reply(req);
       }
     });
   });
@@ -180,4 +215,87 @@ test('raw GET: nothing listening is EUNREACHABLE, as through node:http', async (
   } finally {
     bucket.destroy();
   }
+});
+
+const stored = (): Buffer => answer('200 OK', { 'Content-Length': 0, ETag: '"p1"' });
+
+test('raw PUT: head and body on one kept-alive socket, the body as given, the ETag back', async (t) => {
+  const bodies = [randomBytes(BODY), randomBytes(1000), randomBytes(BODY)];
+  const { bucket, connections, requests } = await scripted(t, () => stored());
+  for (const [i, body] of bodies.entries()) {
+    assert.equal(await bucket.put(`k${i}`, body, { metadata: { 's3z-sha256': 'x' } }), '"p1"');
+  }
+  assert.equal(connections(), 1, 'one keep-alive socket for three PUTs');
+  assert.deepEqual(requests.map((r) => `${r.method} ${r.path}`), ['PUT /b/k0', 'PUT /b/k1', 'PUT /b/k2']);
+  for (const [i, r] of requests.entries()) {
+    assert.ok(r.body.equals(bodies[i]!), `body ${i}`);
+    assert.equal(r.headers['x-amz-meta-s3z-sha256'], 'x');
+    assert.match(r.headers.authorization ?? '', /^AWS4-HMAC-SHA256 Credential=AKIDSCRIPTED\//);
+    assert.equal(r.headers.connection, undefined, 'not node:http (which says Connection: keep-alive)');
+  }
+  assert.equal(bucket.stats.retries, 0);
+});
+
+test('raw PUT: a kept-alive socket closed under the next PUT is replaced at once; the whole body arrives', async (t) => {
+  const body = randomBytes(BODY);
+  let dropped = false;
+  const { bucket, connections, requests } = await scripted(t, (req) => {
+    if (req.onSocket !== 2 || dropped) return stored();
+    dropped = true;
+    return 'drop';
+  });
+  for (let i = 0; i < 3; i++) await bucket.put(`k${i}`, body, {});
+  assert.equal(connections(), 2);
+  assert.equal(bucket.stats.retries, 0, 'the pool sent it again on a new socket');
+  assert.equal(requests.length, 4);
+  for (const r of requests) assert.ok(r.body.equals(body));
+});
+
+test('raw PUT: an answer before the body was read ends that socket (never reused under a body still going out)', async (t) => {
+  // More than loopback's socket buffers hold: the client is still writing when the answer comes.
+  const big = randomBytes(32 * 1024 * 1024);
+  const xml = Buffer.from('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>m</Message></Error>');
+  const { bucket, connections, requests } = await scripted(t, (req) =>
+    req.path.includes('/early') ? answer('403 Forbidden', { 'Content-Length': xml.length }, xml) : stored(),
+  );
+  await bucket.put('first', randomBytes(1000), {});
+  assert.equal(connections(), 1);
+  await assert.rejects(bucket.put('early', big, {}), (err: { code?: string }) => err.code === 'EACCESS');
+  assert.equal(connections(), 1, 'the early answer came on the kept-alive socket');
+  await bucket.put('after', randomBytes(1000), {});
+  assert.equal(connections(), 2, 'a new socket after the one answered mid-body');
+  assert.deepEqual(requests.map((r) => r.path), ['/b/first', '/b/early', '/b/after']);
+  assert.equal(requests[2]!.body.length, 1000);
+});
+
+test('raw PUT: an answer it does not read goes through node:http, and a conditional PUT never goes on a bare socket', async (t) => {
+  const body = randomBytes(BODY);
+  const chunkedStored = (): Buffer => Buffer.concat([answer('200 OK', { 'Transfer-Encoding': 'chunked', ETag: '"c"' }), Buffer.from('0\r\n\r\n')]);
+  const { bucket, requests } = await scripted(t, (req) => (req.path === '/b/chunked' ? chunkedStored() : stored()));
+  assert.equal(await bucket.put('chunked', body, {}), '"c"');
+  assert.equal(bucket.stats.retries, 0, 'no retry: another way at once');
+  assert.deepEqual(requests.map((r) => [r.path, r.headers.connection]), [['/b/chunked', undefined], ['/b/chunked', 'keep-alive']]);
+  for (const r of requests) assert.ok(r.body.equals(body));
+  await bucket.put('lease', Buffer.from('{}'), { ifAbsent: true });
+  const lease = requests.at(-1)!;
+  assert.equal(lease.headers['if-none-match'], '*');
+  assert.equal(lease.headers.connection, 'keep-alive', 'sent by node:http: a bare socket may send a request twice');
+});
+
+test('raw PUT: 503 SlowDown is retried with the same body; a refused payload hash (400) is a failure at once', async (t) => {
+  const body = randomBytes(BODY);
+  const xml = (code: string): Buffer => Buffer.from(`<?xml version="1.0"?><Error><Code>${code}</Code><Message>m</Message></Error>`);
+  let slow = 0;
+  const { bucket, requests } = await scripted(t, (req) => {
+    const key = req.path.slice(3);
+    if (key === 'slow' && slow++ < 2) return answer('503 Slow Down', { 'Content-Length': xml('SlowDown').length }, xml('SlowDown'));
+    if (key === 'bad') return answer('400 Bad Request', { 'Content-Length': xml('XAmzContentSHA256Mismatch').length }, xml('XAmzContentSHA256Mismatch'));
+    return stored();
+  });
+  await bucket.put('slow', body, {});
+  assert.equal(bucket.stats.retries, 2);
+  assert.equal(requests.filter((r) => r.path === '/b/slow').length, 3);
+  for (const r of requests) assert.ok(r.body.equals(body));
+  await assert.rejects(bucket.put('bad', body, {}), (err: { code?: string; message?: string }) => err.code === 'ES3' && /HTTP 400 XAmzContentSHA256Mismatch/.test(err.message ?? ''));
+  assert.equal(requests.filter((r) => r.path === '/b/bad').length, 1, 'a refused body is not sent again');
 });
