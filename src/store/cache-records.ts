@@ -31,6 +31,25 @@ export function segmentSize(blockSize: number): number {
   return Math.min(SEGMENT, blockSize);
 }
 
+const zeroRecords = new Map<number, Buffer>();
+
+/**
+ * The dirty record of a block of zeros: where a piece written over a punched-out block
+ * (never written, or written as zeros) starts from, so that only the piece's segments
+ * are summed rather than the whole block read back.
+ */
+export function zeroDirtyRecord(blockSize: number): Buffer {
+  let record = zeroRecords.get(blockSize);
+  if (record === undefined) {
+    const seg = segmentSize(blockSize);
+    record = dirtyRecord(blockSize, undefined, 0, Buffer.alloc(0));
+    const sum = crc32(Buffer.alloc(seg));
+    for (let k = 0; k < blockSize / seg; k++) record.writeUInt32BE(sum, 1 + 4 * k);
+    zeroRecords.set(blockSize, record);
+  }
+  return record;
+}
+
 /**
  * Which segments a write of `length` bytes at `at` touches, and whether `previous` (the
  * block's record before it) lets the others keep their CRCs; otherwise every segment.

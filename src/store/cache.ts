@@ -43,7 +43,7 @@ import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { BlockBuffers } from './block-buffers.js';
 import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
-import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, segmentSize } from './cache-records.js';
+import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, segmentSize, zeroDirtyRecord } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
@@ -482,12 +482,18 @@ export class CacheStore implements RangeStore {
     // A partial write builds on the block as S3 holds it (absent blocks cost no request),
     // or on a clean local copy once that copy has proven itself.
     const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
+    // Whether the block's file range holds zeros but for what this write puts there.
+    let onZeros = false;
     if (!trusted && !whole) {
       this.#pendingEvict.delete(index);
       await this.#fillBuffers.lend(async (buf) => {
         const base = await this.#inner.read(index, { into: buf });
-        if (base === null) this.#files.punch(index);
-        else await this.#localWrite(index, 0, base);
+        if (base === null) {
+          this.#files.punch(index);
+          onZeros = true;
+        } else {
+          await this.#localWrite(index, 0, base);
+        }
       });
     }
     let record: Buffer;
@@ -496,9 +502,14 @@ export class CacheStore implements RangeStore {
       record = ZERO_RECORD;
     } else {
       const piece = data ?? Buffer.alloc(length);
-      if (wasZero && !whole) this.#files.punch(index); // make sure the rest reads as zeros
+      if (wasZero && !whole) {
+        this.#files.punch(index); // make sure the rest reads as zeros
+        onZeros = true;
+      }
       await this.#localWrite(index, at, piece);
-      const previous = wasDirty && !wasZero ? this.#db.local.get(index) : undefined;
+      // Over zeros, the untouched segments' sums are known: ZFS's first 128 KiB piece of a
+      // new block no longer reads the whole block back (docs/PERFORMANCE.md, session 12).
+      const previous = onZeros ? zeroDirtyRecord(this.blockSize) : wasDirty && !wasZero ? this.#db.local.get(index) : undefined;
       // The segments' bytes are read into a pooled buffer: the first write to a clean block
       // reads the whole block, and a fresh 1 MiB buffer cost ~6 ms of page faults per label
       // write (traced), more than the rest of the write.
