@@ -11,7 +11,9 @@
 //   waits for the writes queued on it when the read began.
 // - An expectation is committed to LMDB (`guard` table) before its write is sent
 //   below, so it survives a crash or restart of the process for the rest of its
-//   window. Its window is counted again from the end of the write.
+//   window. Its window runs at least `windowMs` past the end of the write: the entry
+//   committed first allows a tenth of the window for the upload, and is committed
+//   again only after an upload that took longer (one LMDB commit per block fewer).
 // - Memory holds one number (the window's end) per block written within the window,
 //   in a Map kept in window-end order so that expiry is a walk from the front; the
 //   checksums stay in LMDB and are read only when a live expectation exists.
@@ -54,6 +56,9 @@ export interface GuardStats {
   /** Expectations held (blocks written within the window, until purged). */
   guarded: number;
 }
+
+/** The share of the window that a write's first expectation adds for its upload (1/10). */
+const UPLOAD_SHARE = 10;
 
 /** A stale read: retried here, and what the caller gets once the retries are spent. */
 class StaleRead extends S3zError {}
@@ -181,10 +186,12 @@ export class GuardStore implements BlockStore {
   async #write(index: number, data: Buffer | null): Promise<void> {
     // Memoized: the S3 store below reuses it for the PUT.
     const sum = data === null || isZero(data) ? null : (await sha256Of(data)).toString('base64');
-    await this.#remember(index, { sum, until: this.#now() + this.#windowMs });
+    const until = this.#now() + this.#windowMs + this.#windowMs / UPLOAD_SHARE;
+    await this.#remember(index, { sum, until });
     await this.#inner.write(index, data);
     // The stale window follows the upload, however long it took; the earlier entry
     // covers a crash before this one commits.
+    if (this.#now() + this.#windowMs <= until) return;
     this.#remember(index, { sum, until: this.#now() + this.#windowMs }).catch((err: unknown) =>
       this.#log.warn({ err, block: index }, 'could not extend a read-after-write guard'),
     );

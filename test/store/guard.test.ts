@@ -249,7 +249,7 @@ test('the expectation is in LMDB before the write goes below', async (t) => {
   };
   const g = guard(db, below, { ...FAST, windowMs: 1000 }, () => 5000);
   await g.write(6, null);
-  assert.deepEqual(seen, { sum: null, until: 6000 });
+  assert.deepEqual(seen, { sum: null, until: 6100 }, 'the window, and a tenth of it for the upload');
   await g.write(6, Buffer.alloc(BS, 1));
   assert.match((seen as unknown as { sum: string }).sum, /^[A-Za-z0-9+/]{43}=$/);
   await g.close();
@@ -292,7 +292,7 @@ test('expectations expire after the window and are purged from memory and LMDB',
   await g.write(9, randomBytes(BS));
   below.lag = Infinity;
   below.lagLeft.set(8, Infinity);
-  now += 600; // block 8's window (ends at +1000) is over, block 9's (ends at +1500) is not
+  now += 600; // block 8's window (ends at +1100: +1000 and a tenth for the upload) is over, block 9's (+1600) is not
   assert.deepEqual(await g.read(8), v1, 'past the window, what S3 says is taken');
   assert.equal(g.purge(), 1);
   assert.equal(g.stats.guarded, 1);
@@ -312,7 +312,7 @@ test('expectations expire after the window and are purged from memory and LMDB',
   await g2.close();
 });
 
-test('the window is counted from the end of the write', async (t) => {
+test('the window is counted from the end of the write; a fast upload commits its expectation once', async (t) => {
   const db = openDb(t, await volume(t));
   let now = 0;
   const mem = new MemoryBlockStore(BS, COUNT);
@@ -329,9 +329,22 @@ test('the window is counted from the end of the write', async (t) => {
   };
   const g = guard(db, below, { ...FAST, windowMs: 1000 }, () => now);
   await g.write(1, Buffer.alloc(BS, 1));
+  await db.committed();
+  assert.equal(db.guard.get(1)?.until, 6000, 'committed again after the slow upload: 1000 ms past its end');
   mem.blocks.delete(1); // S3 "loses" it: stale
   now += 500;
   await assert.rejects(g.read(1), { code: 'ESTALE' }, 'still guarded 500 ms after the upload ended');
+  now += 499;
+  await assert.rejects(g.read(1), { code: 'ESTALE' }, 'and 999 ms after');
+
+  // An upload within the tenth of the window: one commit, whose window already covers it.
+  const puts: unknown[] = [];
+  const put = db.guard.put.bind(db.guard);
+  db.guard.put = ((k: number, v: unknown) => (puts.push(v), put(k, v as never))) as typeof db.guard.put;
+  const fast = guard(db, mem, { ...FAST, windowMs: 1000 }, () => now);
+  await fast.write(2, Buffer.alloc(BS, 2));
+  assert.deepEqual(puts.map((p) => (p as { until: number }).until), [now + 1100]);
+  await fast.close();
   await g.close();
 });
 
