@@ -8,10 +8,11 @@
 //   small body. node:http's request, agent and response objects cost ~10% of the daemon's
 //   CPU in a sequential write (session 12).
 // Only what a block request needs: HTTP/1.1, one request at a time per socket, an answer
-// with a Content-Length body. Anything else (chunked, no length, a head over HEAD_BYTES, a
-// large error body) throws RawUnsupported before a byte is handed out, and the caller
-// asks again through node:http: a PUT sent this way must be one that may be sent twice
-// (no condition).
+// with a Content-Length body, or, to a PUT, a small chunked one (a server on node:http
+// answers `writeHead(); end()` so: asking again would send every block twice). Anything
+// else (a chunked GET body, no length, a head over HEAD_BYTES, a large error body) throws
+// RawUnsupported before a byte is handed out, and the caller asks again through
+// node:http: a PUT sent this way must be one that may be sent twice (no condition).
 // States of a connection: busy (one request: its head, then its body) -> idle (in the
 // pool, unref'd) -> busy ..., or destroyed. Invariants: a socket goes back to the pool
 // only after its answer was read to the end and the whole request was written (a server
@@ -37,6 +38,8 @@ export class RawUnsupported extends Error {}
 const HEAD_BYTES = 16 * 1024;
 /** Error bodies (XML) larger than this go the other way. */
 const MAX_ERROR_BODY = 64 * 1024;
+/** A chunked answer to a PUT must fit here, framing included. */
+const CHUNKED_BYTES = MAX_ERROR_BODY;
 /** Idle sockets kept for reuse; more are closed. */
 const MAX_IDLE = 64;
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -49,9 +52,10 @@ interface Exchange {
   headLength: number;
   status: number;
   headers: Record<string, string>;
-  /** Where the body goes once the head is read. */
+  /** Where the body goes once the head is read (a chunked one: its framing too, until decoded). */
   body: Buffer | undefined;
   at: number;
+  chunked: boolean;
 }
 
 class Connection {
@@ -97,7 +101,8 @@ class Connection {
     this.answered = true;
     if (x.body !== undefined) {
       x.at += n;
-      if (x.at === x.body.length) this.#finish(x);
+      if (x.chunked) this.#unchunk(x);
+      else if (x.at === x.body.length) this.#finish(x);
       return;
     }
     const from = Math.max(0, x.headLength - 3);
@@ -114,6 +119,12 @@ class Connection {
       this.fail(err as Error);
       return;
     }
+    if (x.chunked) {
+      x.body = Buffer.allocUnsafe(CHUNKED_BYTES);
+      x.at = this.head.copy(x.body, 0, end + 4, x.headLength);
+      this.#unchunk(x);
+      return;
+    }
     const ok = x.status >= 200 && x.status < 300;
     if (!ok && length > MAX_ERROR_BODY) return this.fail(new RawUnsupported(`an error body of ${length} bytes`));
     x.body = ok && length === x.into.length ? x.into : Buffer.allocUnsafe(length);
@@ -124,7 +135,27 @@ class Connection {
     if (x.at === length) this.#finish(x);
   }
 
-  /** Fills status and headers; returns the body's length. */
+  /** Finishes a chunked answer once all of it is in (a PUT's: an empty body, or an error's XML). */
+  #unchunk(x: Exchange): void {
+    const buf = x.body!;
+    let decoded: { body: Buffer; end: number } | undefined;
+    try {
+      decoded = decodeChunked(buf.subarray(0, x.at));
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    if (decoded === undefined) {
+      if (x.at === buf.length) this.fail(new RawUnsupported(`a chunked answer over ${buf.length} bytes`));
+      return;
+    }
+    // Bytes past the answer's end: it stands, the socket is not used again.
+    if (decoded.end < x.at) x.headers.connection = 'close';
+    x.body = decoded.body;
+    this.#finish(x);
+  }
+
+  /** Fills status and headers; returns the body's length (-1: chunked, x.chunked set). */
   #parseHead(x: Exchange, text: string): number {
     const lines = text.split('\r\n');
     const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
@@ -140,7 +171,12 @@ class Connection {
       x.headers[name] = x.headers[name] === undefined ? value : `${x.headers[name]}, ${value}`;
     }
     if (x.status < 200) throw new RawUnsupported(`an interim ${x.status} answer`);
-    if (x.headers['transfer-encoding'] !== undefined) throw new RawUnsupported('a body with a transfer-encoding');
+    const coding = x.headers['transfer-encoding'];
+    if (coding !== undefined) {
+      if (x.into.length > 0 || coding.toLowerCase() !== 'chunked') throw new RawUnsupported(`a body with transfer-encoding ${coding}`);
+      x.chunked = true;
+      return -1;
+    }
     const header = x.headers['content-length'];
     const length = header === undefined ? NaN : Number(header);
     if (!(Number.isSafeInteger(length) && length >= 0)) throw new RawUnsupported(`Content-Length ${header ?? 'missing'}`);
@@ -275,7 +311,7 @@ export class RawHttpPool {
           settle();
           reject(err);
         },
-        headLength: 0, status: 0, headers: {}, body: undefined, at: 0,
+        headLength: 0, status: 0, headers: {}, body: undefined, at: 0, chunked: false,
       };
       conn.answered = false;
       if (signal.aborted) return onAbort();
@@ -310,5 +346,34 @@ export class RawHttpPool {
       if (i >= 0) this.#idle.splice(i, 1);
     });
     this.#idle.push(conn);
+  }
+}
+
+/**
+ * A whole chunked body (RFC 9112 §7.1) at the start of `buf`: its bytes and where its
+ * framing ended (trailers skipped); undefined while more is to come.
+ */
+export function decodeChunked(buf: Buffer): { body: Buffer; end: number } | undefined {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = buf.indexOf('\r\n', at);
+    if (eol < 0) return undefined;
+    const size = buf.toString('latin1', at, eol).split(';')[0]!.trim();
+    if (!/^[0-9a-fA-F]{1,8}$/.test(size)) throw new TransientError(`a malformed chunk size: ${JSON.stringify(size.slice(0, 20))}`);
+    const length = parseInt(size, 16);
+    at = eol + 2;
+    if (length === 0) {
+      for (;;) {
+        const line = buf.indexOf('\r\n', at);
+        if (line < 0) return undefined;
+        if (line === at) return { body: Buffer.concat(parts), end: line + 2 };
+        at = line + 2;
+      }
+    }
+    if (at + length + 2 > buf.length) return undefined;
+    if (buf[at + length] !== 0x0d || buf[at + length + 1] !== 0x0a) throw new TransientError('a chunk not ended by CRLF');
+    parts.push(buf.subarray(at, at + length));
+    at += length + 2;
   }
 }

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { S3Bucket, DEFAULT_S3_CONFIG } from '../../dist/s3/bucket.js';
 import { silentLogger } from '../../dist/log.js';
+import { decodeChunked } from '../../dist/s3/raw-http.js';
 
 const BODY = 256 * 1024;
 
@@ -268,13 +269,41 @@ test('raw PUT: an answer before the body was read ends that socket (never reused
   assert.equal(requests[2]!.body.length, 1000);
 });
 
+test('raw PUT: chunked answers (as a server on node:http sends) are read on the bare socket: one PUT each', async (t) => {
+  const body = randomBytes(BODY);
+  const xml = Buffer.from('<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>m</Message></Error>');
+  const chunked = (status: string, parts: Buffer[], trailer = ''): Buffer =>
+    Buffer.concat([
+      answer(status, { 'Transfer-Encoding': 'chunked', ETag: '"c"' }),
+      ...parts.map((p) => Buffer.concat([Buffer.from(`${p.length.toString(16)};ext=1\r\n`), p, Buffer.from('\r\n')])),
+      Buffer.from(`0\r\n${trailer}\r\n`),
+    ]);
+  const { bucket, connections, requests } = await scripted(t, (req) => {
+    const key = req.path.slice(3);
+    if (key === 'empty') return chunked('200 OK', []);
+    if (key === 'trailer') return chunked('200 OK', [], 'x-trailer: 1\r\n');
+    if (key === 'denied') return chunked('403 Forbidden', [xml.subarray(0, 30), xml.subarray(30)]);
+    return stored();
+  });
+  assert.equal(await bucket.put('empty', body, {}), '"c"');
+  assert.equal(await bucket.put('trailer', body, {}), '"c"');
+  await assert.rejects(bucket.put('denied', body, {}), (err: { code?: string; message?: string }) => err.code === 'EACCESS' && /AccessDenied/.test(err.message ?? ''));
+  await bucket.put('after', body, {});
+  assert.deepEqual(requests.map((r) => r.path), ['/b/empty', '/b/trailer', '/b/denied', '/b/after'], 'each sent once');
+  for (const r of requests) {
+    assert.ok(r.body.equals(body));
+    assert.equal(r.headers.connection, undefined, 'all on bare sockets');
+  }
+  assert.equal(connections(), 1, 'the socket is used again after each chunked answer');
+});
+
 test('raw PUT: an answer it does not read goes through node:http, and a conditional PUT never goes on a bare socket', async (t) => {
   const body = randomBytes(BODY);
-  const chunkedStored = (): Buffer => Buffer.concat([answer('200 OK', { 'Transfer-Encoding': 'chunked', ETag: '"c"' }), Buffer.from('0\r\n\r\n')]);
-  const { bucket, requests } = await scripted(t, (req) => (req.path === '/b/chunked' ? chunkedStored() : stored()));
-  assert.equal(await bucket.put('chunked', body, {}), '"c"');
+  const interim = (): Buffer => Buffer.concat([Buffer.from('HTTP/1.1 100 Continue\r\n\r\n'), answer('200 OK', { 'Content-Length': 0, ETag: '"i"' })]);
+  const { bucket, requests } = await scripted(t, (req) => (req.path === '/b/interim' ? interim() : stored()));
+  assert.equal(await bucket.put('interim', body, {}), '"i"');
   assert.equal(bucket.stats.retries, 0, 'no retry: another way at once');
-  assert.deepEqual(requests.map((r) => [r.path, r.headers.connection]), [['/b/chunked', undefined], ['/b/chunked', 'keep-alive']]);
+  assert.deepEqual(requests.map((r) => [r.path, r.headers.connection]), [['/b/interim', undefined], ['/b/interim', 'keep-alive']]);
   for (const r of requests) assert.ok(r.body.equals(body));
   await bucket.put('lease', Buffer.from('{}'), { ifAbsent: true });
   const lease = requests.at(-1)!;
@@ -298,4 +327,13 @@ test('raw PUT: 503 SlowDown is retried with the same body; a refused payload has
   for (const r of requests) assert.ok(r.body.equals(body));
   await assert.rejects(bucket.put('bad', body, {}), (err: { code?: string; message?: string }) => err.code === 'ES3' && /HTTP 400 XAmzContentSHA256Mismatch/.test(err.message ?? ''));
   assert.equal(requests.filter((r) => r.path === '/b/bad').length, 1, 'a refused body is not sent again');
+});
+
+test('decodeChunked: whole bodies, trailers, more to come, bad framing', () => {
+  const enc = (text: string): Buffer => Buffer.from(text, 'latin1');
+  assert.deepEqual(decodeChunked(enc('3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n')), { body: enc('abcde'), end: 24 });
+  assert.deepEqual(decodeChunked(enc('0\r\nt: 1\r\n\r\nNEXT')), { body: enc(''), end: 11 });
+  for (const partial of ['3\r\nab', '3\r\nabc\r\n', '0\r\n', '0\r\nt: 1\r\n', '']) assert.equal(decodeChunked(enc(partial)), undefined, JSON.stringify(partial));
+  assert.throws(() => decodeChunked(enc('zz\r\n')), /malformed chunk size/);
+  assert.throws(() => decodeChunked(enc('3\r\nabcd\r\n0\r\n\r\n')), /not ended by CRLF/);
 });
