@@ -40,6 +40,8 @@ const HEAD_BYTES = 16 * 1024;
 const MAX_ERROR_BODY = 64 * 1024;
 /** A chunked answer to a PUT must fit here, framing included. */
 const CHUNKED_BYTES = MAX_ERROR_BODY;
+/** #parseHead's length for a chunked body. */
+const CHUNKED = -1;
 /** Idle sockets kept for reuse; more are closed. */
 const MAX_IDLE = 64;
 const CRLF2 = Buffer.from('\r\n\r\n');
@@ -65,8 +67,6 @@ class Connection {
   reused = false;
   /** Whether any byte of the last exchange's answer came: before that, a reused socket may be replaced. */
   answered = false;
-  /** A request body is still being written: the socket must not be used again. */
-  sending = false;
   #onIdleEnd: (() => void) | undefined;
 
   constructor(host: string, port: number) {
@@ -119,7 +119,8 @@ class Connection {
       this.fail(err as Error);
       return;
     }
-    if (x.chunked) {
+    if (length === CHUNKED) {
+      x.chunked = true;
       x.body = Buffer.allocUnsafe(CHUNKED_BYTES);
       x.at = this.head.copy(x.body, 0, end + 4, x.headLength);
       this.#unchunk(x);
@@ -155,7 +156,7 @@ class Connection {
     this.#finish(x);
   }
 
-  /** Fills status and headers; returns the body's length (-1: chunked, x.chunked set). */
+  /** Fills status and headers; returns the body's length, or CHUNKED. */
   #parseHead(x: Exchange, text: string): number {
     const lines = text.split('\r\n');
     const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0] ?? '');
@@ -174,8 +175,7 @@ class Connection {
     const coding = x.headers['transfer-encoding'];
     if (coding !== undefined) {
       if (x.into.length > 0 || coding.toLowerCase() !== 'chunked') throw new RawUnsupported(`a body with transfer-encoding ${coding}`);
-      x.chunked = true;
-      return -1;
+      return CHUNKED;
     }
     const header = x.headers['content-length'];
     const length = header === undefined ? NaN : Number(header);
@@ -320,14 +320,11 @@ export class RawHttpPool {
         conn.socket.write(head, 'latin1');
         return;
       }
-      // One writev for head and body. The callback runs once the body is handed to the
-      // kernel, or with an error once the socket is gone: either way no longer read.
-      conn.sending = true;
+      // One writev for head and body; the socket holds `body` (writableLength counts it)
+      // until the kernel has taken all of it, or until the socket is destroyed.
       conn.socket.cork();
       conn.socket.write(head, 'latin1');
-      conn.socket.write(body, () => {
-        conn.sending = false;
-      });
+      conn.socket.write(body);
       conn.socket.uncork();
     });
   }
@@ -336,7 +333,7 @@ export class RawHttpPool {
     const close = /\bclose\b/i.test(r.headers.connection ?? '');
     // Answered before its body was all written: the rest must not be sent from a buffer
     // the caller may now reuse, nor read by the server as a next request.
-    if (close || conn.sending || this.#closed || this.#idle.length >= MAX_IDLE || conn.socket.destroyed) {
+    if (close || conn.socket.writableLength > 0 || this.#closed || this.#idle.length >= MAX_IDLE || conn.socket.destroyed) {
       conn.socket.destroy();
       return;
     }
