@@ -41,10 +41,7 @@ const zeroRecords = new Map<number, Buffer>();
 export function zeroDirtyRecord(blockSize: number): Buffer {
   let record = zeroRecords.get(blockSize);
   if (record === undefined) {
-    const seg = segmentSize(blockSize);
-    record = dirtyRecord(blockSize, undefined, 0, Buffer.alloc(0));
-    const sum = crc32(Buffer.alloc(seg));
-    for (let k = 0; k < blockSize / seg; k++) record.writeUInt32BE(sum, 1 + 4 * k);
+    record = dirtyRecord(blockSize, undefined, 0, Buffer.alloc(blockSize));
     zeroRecords.set(blockSize, record);
   }
   return record;
