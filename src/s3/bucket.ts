@@ -7,10 +7,9 @@
 // once retries are spent.
 import http from 'node:http';
 import https from 'node:https';
-import {
-  S3Client, DeleteObjectCommand, DeleteObjectsCommand, HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command,
-} from '@aws-sdk/client-s3';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { createRequire } from 'node:module';
+import type * as ClientS3 from '@aws-sdk/client-s3';
+import type * as SmithyHttp from '@smithy/node-http-handler';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import { withRetry } from './retry.js';
@@ -22,6 +21,14 @@ import { BlockHttp } from './block-http.js';
 
 // The SDK warns on Node 20 at every start; a CLI user must never see it (DESIGN §6).
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+// The SDK is CommonJS. Through `import`, Node first scans its bundles for their named
+// exports (cjs-module-lexer): 190 ms to load it that way against 115 ms by require(),
+// at the start of every command (docs/PERFORMANCE.md, session 13).
+const require = createRequire(import.meta.url);
+const { S3Client, DeleteObjectCommand, DeleteObjectsCommand, HeadObjectCommand, HeadBucketCommand, ListObjectsV2Command } =
+  require('@aws-sdk/client-s3') as typeof ClientS3;
+const { NodeHttpHandler } = require('@smithy/node-http-handler') as typeof SmithyHttp;
 
 export interface S3Stats {
   get: number; put: number; delete: number; list: number; head: number;
@@ -49,7 +56,7 @@ export class S3Bucket {
   readonly name: string;
   readonly endpoint: string;
   readonly stats: S3Stats = { get: 0, put: 0, delete: 0, list: 0, head: 0, bytesIn: 0, bytesOut: 0, retries: 0 };
-  #client: S3Client;
+  #client: ClientS3.S3Client;
   #lean: BlockHttp | null = null;
   #agents: { http: http.Agent; https: https.Agent };
   #config: S3Config;
