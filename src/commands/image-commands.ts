@@ -12,6 +12,7 @@ import { getImage } from '../volume/image-get.js';
 import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef } from '../volume/volume.js';
 import { keepFreedMemory } from '../util/memory.js';
+import { warmHashing } from '../store/checksum.js';
 
 export interface ImageCommandOptions {
   concurrency: string;
@@ -76,6 +77,9 @@ export async function putCommand(ctx: Context, image: string, url: string, opts:
 export async function getCommand(ctx: Context, url: string, image: string, opts: ImageCommandOptions): Promise<void> {
   const concurrency = concurrencyOf(opts.concurrency);
   keepFreedMemory();
+  // The hashing threads boot (~100 ms) while the descriptor, the target and the lease are
+  // looked at, not after: the first blocks are checked as soon as they arrive.
+  warmHashing();
   const ref = volumeRef(ctx.s3, url, ctx.log);
   try {
     // The volume first: a missing volume must not leave an empty image behind.
