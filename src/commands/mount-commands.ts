@@ -9,12 +9,12 @@ import path from 'node:path';
 import type { Context } from './context.js';
 import { S3zError, type ErrorCode } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
-import { defaultCacheRoot } from '../store/local-db.js';
 import type { MountMode, RunningMount } from '../mount/daemon.js';
 import { readStopOutcome } from '../mount/stop-outcome.js';
-import { makeDirs } from '../mount/cache-dir.js';
+import { defaultCacheRoot, makeDirs } from '../mount/cache-dir.js';
 import type { HydrationStats } from '../mount/hydrate.js';
-import { readMountInfo } from '../fuse/binding.js';
+// Not the binding: the parent of a mount only reads the mount table (no session code).
+import { readMountInfo } from '../fuse/mountpoint.js';
 import { processAlive } from '../util/process.js';
 import { keepFreedMemory } from '../util/memory.js';
 import { checkStorageClass } from '../volume/storage.js';

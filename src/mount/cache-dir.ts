@@ -4,11 +4,16 @@
 // do, not a raw errno from mkdir or LMDB halfway through the mount.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
-import { constants } from 'node:os';
+import { constants, homedir } from 'node:os';
 import path from 'node:path';
 import { S3zError } from '../errors.js';
 
 const ADVICE = 'use --cache-dir to pick a writable directory';
+
+/** Where caches and logs go without --cache-dir or --log-file: $XDG_CACHE_HOME/s3zmount, or ~/.cache/s3zmount. */
+export function defaultCacheRoot(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 's3zmount');
+}
 
 /** Makes `dir` if needed and proves a file can be written in it; resolves to its absolute path. */
 export async function checkCacheDir(dir: string): Promise<string> {

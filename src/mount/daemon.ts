@@ -18,12 +18,12 @@ import { warmHashing } from '../store/checksum.js';
 import type { S3Config } from '../s3/bucket.js';
 import { LeaseHolder, describeHolder, heldByDeadProcess, isLive, readLeaseObject } from '../volume/lease.js';
 import { openVolume, volumeRef, type Volume } from '../volume/volume.js';
-import { LocalDb, defaultCacheRoot } from '../store/local-db.js';
+import { LocalDb } from '../store/local-db.js';
 import { composeStack, type Stack } from './compose.js';
 import { probePutClass, type StorageClass } from '../volume/storage.js';
 import { cacheBudget } from './cache-budget.js';
 import { writeStopOutcome, type StopOutcome } from './stop-outcome.js';
-import { checkCacheDir } from './cache-dir.js';
+import { checkCacheDir, defaultCacheRoot } from './cache-dir.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
 

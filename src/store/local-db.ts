@@ -21,7 +21,6 @@
 // syncs every commit.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { homedir } from 'node:os';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { S3zError } from '../errors.js';
 import { processAlive } from '../util/process.js';
@@ -45,10 +44,6 @@ export interface GuardEntry {
   readonly sum: string | null;
   /** ms since epoch after which the expectation is dropped. */
   readonly until: number;
-}
-
-export function defaultCacheRoot(): string {
-  return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 's3zmount');
 }
 
 export class LocalDb {
