@@ -52,6 +52,8 @@ async function interruptible<T>(body: (signal: AbortSignal) => Promise<T>): Prom
 export async function putCommand(ctx: Context, image: string, url: string, opts: ImageCommandOptions): Promise<void> {
   const concurrency = concurrencyOf(opts.concurrency);
   keepFreedMemory();
+  // The hashing threads boot (~100 ms) while the volume and the lease are looked at.
+  warmHashing();
   const ref = volumeRef(ctx.s3, url, ctx.log);
   const src = await openSource(image).catch((err: unknown) => {
     ref.bucket.destroy();
@@ -77,8 +79,7 @@ export async function putCommand(ctx: Context, image: string, url: string, opts:
 export async function getCommand(ctx: Context, url: string, image: string, opts: ImageCommandOptions): Promise<void> {
   const concurrency = concurrencyOf(opts.concurrency);
   keepFreedMemory();
-  // The hashing threads boot (~100 ms) while the descriptor, the target and the lease are
-  // looked at, not after: the first blocks are checked as soon as they arrive.
+  // The hashing threads boot (~100 ms) while the volume and the lease are looked at.
   warmHashing();
   const ref = volumeRef(ctx.s3, url, ctx.log);
   try {

@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
-import { isZero, warmHashing } from '../store/checksum.js';
+import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { listStored, type StoredBlock } from './inventory.js';
@@ -59,8 +59,6 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     counts.fetched++;
     return data;
   };
-  // The hashing threads take ~100 ms to boot: they do it during the LIST.
-  warmHashing();
   // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
   // whose first pages the walk below replays rather than LIST them again.
   const stored = await listStored(vol.bucket, vol.keys);

@@ -23,7 +23,7 @@ import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
-import { isZero, warmHashing } from '../store/checksum.js';
+import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { LeaseHolder } from './lease.js';
@@ -68,8 +68,6 @@ export async function putImage(vol: Volume, src: ImageSource, opts: PutOptions):
   if (src.size !== undefined && src.size > volumeSize) {
     throw new S3zError('EIMAGE', `${src.name}: the image is ${src.size} bytes, larger than the volume ${vol.url} (${volumeSize} bytes)`);
   }
-  // The hashing threads take ~100 ms to boot: they do it while the lease is taken.
-  warmHashing();
   const lease = await LeaseHolder.acquire(
     vol.bucket, vol.loc,
     { holder: holderName(src.name), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 },
