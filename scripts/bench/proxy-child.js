@@ -12,12 +12,15 @@ const { startFaultProxy } = await import(pathToFileURL(join(root, 'dist-test/hel
 const proxy = await startFaultProxy(target, { latencyMs: Number(latency ?? 0), history: false });
 // A pass-through rule on bucket-level GETs (key ''), only to count LISTs apart from object GETs.
 const LIST = proxy.addRule({ name: 'list', method: 'GET', key: /^$/, times: Infinity, action: { delay: 0 } });
+// And the lease's PUTs (take, probe, renew, release), to count block PUTs apart.
+const LEASE_PUT = proxy.addRule({ name: 'lease-put', method: 'PUT', key: /(^|\/)leases\/\d+$/, times: Infinity, action: { delay: 0 } });
 
 function counts() {
   const list = proxy.fired(LIST);
   return {
     get: proxy.requests('GET') - list,
     put: proxy.requests('PUT'),
+    leasePut: proxy.fired(LEASE_PUT),
     delete: proxy.requests('DELETE'),
     post: proxy.requests('POST'),
     list,

@@ -8,9 +8,11 @@
 //   take     read the current gen n; if free (or dead, or --force) create gen
 //            n+1 with `If-None-Match: *`. The server lets exactly one taker
 //            create n+1 (AWS S3, Ceph RGW); the rest get 412 and are refused
-//            with the winner's name. Then a pause and a read-back (the highest
-//            gen must carry our token) catch the race on servers that ignore
-//            conditions (s3rver), where the lease is only best-effort.
+//            with the winner's name. The same create is then sent again: a 412
+//            proves the server enforces the condition. Where it does not
+//            (s3rver), a pause catches a simultaneous taker, and the lease is only
+//            best-effort. Last, a read-back: the highest gen must carry our token
+//            (it also refuses a stalled taker whose gen was already cleaned up).
 //   renew    only the holder writes its own gen (unconditionally), and only
 //            while no higher gen exists; a higher one means it was taken (--force).
 //   release  the holder rewrites its gen with an expiry in the past, keeping
@@ -206,16 +208,19 @@ export class LeaseHolder {
       log.warn({ holder: found.holder }, 'breaking a live lease (--force)');
     }
     const holder = new LeaseHolder(bucket, loc, opts, current.gen + 1, found?.token ?? null, log);
+    let enforced: boolean;
     try {
-      await holder.#write(Date.now() + opts.ttlMs, true);
+      enforced = await holder.#create();
     } catch (err) {
       if (!(err instanceof S3zError && err.code === 'EVOLUMEEXISTS')) throw err;
       // 412: another taker created this generation first. A retried PUT whose
       // first attempt landed also gets 412, so check whose it is.
       const taken = (await readGen(bucket, loc, holder.gen)) ?? (await readCurrentLease(bucket, loc)).lease;
       if (taken?.token !== holder.token) throw raced(url, taken);
+      enforced = true;
     }
-    await sleep(opts.settleMs);
+    // Only where the server may have let a simultaneous taker overwrite our generation.
+    if (!enforced) await sleep(opts.settleMs);
     const now = await readCurrentLease(bucket, loc);
     if (now.lease?.token !== holder.token) throw raced(url, now.lease);
     await holder.#cleanUp(now, current.legacy);
@@ -261,6 +266,25 @@ export class LeaseHolder {
     clearInterval(this.#timer);
     if (!(await this.#stillCurrent())) return; // someone else holds it now: leave theirs
     await this.#write(Date.now() - 1, false);
+  }
+
+  /**
+   * Creates this holder's generation with `If-None-Match: *`, then asks the same
+   * again: a server that enforces the condition answers the second with 412, which
+   * proves that nobody else can have created it (true: no pause is needed before the
+   * read-back). A server that ignores it overwrites our generation with our own lease
+   * again, and a taker that wrote it in between loses its read-back (false).
+   */
+  async #create(): Promise<boolean> {
+    await this.#write(Date.now() + this.#opts.ttlMs, true);
+    try {
+      await this.#write(Date.now() + this.#opts.ttlMs, true);
+    } catch (err) {
+      if (err instanceof S3zError && err.code === 'EVOLUMEEXISTS') return true;
+      throw err;
+    }
+    this.#log.debug('the server ignores If-None-Match: pausing before the read-back');
+    return false;
   }
 
   async #write(expires: number, ifAbsent: boolean): Promise<void> {

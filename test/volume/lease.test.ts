@@ -7,7 +7,8 @@
 // `external`). Where the server honours `If-None-Match: *` (rgw must; an external
 // one is probed) the races must give exactly one winner every time, and every
 // loser must name it. s3rver ignores conditions, so there the lease is
-// best-effort: at most one winner is all it promises.
+// best-effort: at most one winner is all it promises, and a taker pauses before its
+// read-back (a taker finds out which by sending its create twice).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -143,6 +144,21 @@ test('the server decides: a taker that read the lease free but created its gener
     await a.release();
   } finally {
     late.destroy();
+  }
+});
+
+test('the pause before the read-back is paid only where the server ignores If-None-Match: *', async () => {
+  const loc = parseS3Url(s3.url('settle'));
+  const settleMs = 2000;
+  const t0 = performance.now();
+  const h = await LeaseHolder.acquire(bucket, loc, { ...opts('settle'), settleMs }, silentLogger);
+  const ms = performance.now() - t0;
+  try {
+    assert.equal((await readLease(bucket, loc))?.token, h.token);
+    if (strict) assert.ok(ms < settleMs / 2, `the server's 412 to the second create proves the lease ours: no pause (${ms.toFixed(0)} ms)`);
+    else assert.ok(ms >= settleMs, `the server ignores the condition: the pause is kept (${ms.toFixed(0)} ms)`);
+  } finally {
+    await h.release();
   }
 });
 
