@@ -25,7 +25,7 @@ export type {
 } from './types.js';
 export { FALLOC_FL } from './types.js';
 export { ADDON_PATH } from './native.js';
-export { checkMountpoint, readMountInfo, type MountInfo } from './mountpoint.js';
+export { checkMountpoint } from './mountpoint.js';
 export { FuseSession } from './session.js';
 export { unmountOnSignals, type SignalOptions } from './signals.js';
 export { DirectReadTable, MAX_DIRECT_BLOCKS, type DirectLayout, type DirectCounts } from './direct-reads.js';
