@@ -128,7 +128,8 @@ program
   .option('--now', 'stop at once, even with blocks not yet in S3: the cache dir keeps them and the next read-write mount uploads them first')
   .addHelpText('after', `
 Exits 0 only once every block written through the mount is in S3. While S3 fails,
-the mount stays up and keeps retrying; run unmount again to wait again.`)
+the mount stays up and keeps retrying, and unmounts by itself once everything is in
+S3; run unmount again to wait for that.`)
   .action((dir: string, opts: { timeout: string; now?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await mountCommands()).unmountCommand(ctx(cmd), dir, opts)));
 
 program

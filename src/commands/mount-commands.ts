@@ -209,7 +209,7 @@ export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout
         throw new S3zError(
           'EMOUNT',
           `${abs}: ${blocksAndBytes(now)} not in S3 yet after ${opts.timeout} s${now.lastError ? ` (last error: ${now.lastError})` : ''}; ` +
-            `the mount stays up and keeps retrying, and ${now.cacheDir ?? 'its cache dir'} keeps them: run "s3zmount unmount ${dir}" again to wait, ` +
+            `the mount stays up and keeps retrying, ${now.cacheDir ?? 'its cache dir'} keeps them, and it unmounts by itself once they are in S3: run "s3zmount unmount ${dir}" again to wait for that, ` +
             `or "s3zmount unmount --now ${dir}" to stop and leave them to the next read-write mount`,
         );
       }

@@ -198,6 +198,7 @@ describe('trust', { skip }, () => {
       assert.equal(lines.length, 1, u.stderr);
       assert.match(lines[0] ?? '', /8 blocks \(8(\.0)? MiB\) not in S3 yet/);
       assert.match(lines[0] ?? '', /keeps retrying/);
+      assert.match(lines[0] ?? '', /unmounts by itself once they are in S3/, 'the user is told the stop goes on without them');
       assert.ok(isMounted(m.dir) && m.alive(), 'the mount stays up');
       assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 0, 'nothing reached S3 yet');
 
