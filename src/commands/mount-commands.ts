@@ -259,9 +259,11 @@ export async function statsCommand(_ctx: Context, dir: string, opts: { json?: bo
   const cache = stats.cache as Record<string, number>;
   const direct = (stats.fuse as { direct?: { reads: number } | null } | undefined)?.direct?.reads;
   const hyd = stats.hydration as HydrationStats;
+  const zmap = stats.zeroMap as { stored: number; listing?: boolean } | undefined;
   process.stdout.write(
     [
       `volume     ${stats.volume} (${stats.mode}, pid ${stats.pid})`,
+      `stored     ${zmap?.stored ?? '?'} blocks in S3${zmap?.listing ? ' so far: still listing the volume (reads of blocks not listed yet ask S3)' : ''}`,
       `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST, ${s3.head ?? 0} HEAD (~${formatUsd(Number(stats.requestCostUsd ?? 0))} at list prices); in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
       `cache      ${cache.hit} hits${direct ? ` (${direct} answered by libfuse's threads)` : ''}, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
       `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,

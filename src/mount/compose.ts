@@ -54,7 +54,7 @@ export interface StackStats {
   dirtyBytes: number;
   inflight: number;
   hydration: HydrationStats;
-  zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number };
+  zeroMap: { stored: number; zeroReads: number; loadedFrom: string; listPages: number; listing: boolean; unlistedReads: number };
   prefetch: Record<string, number>;
   overlay: Record<string, number> | null;
   /** The s3 requests (and IA retrievals) above at list prices (volume/pricing.ts). */
@@ -73,15 +73,19 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   const storageClass = o.storageClass ?? volume.descriptor.storageClass;
   const s3 = new S3BlockStore({ blockSize, blockCount, readOnly, put: { storageClass, sse: volume.descriptor.sse } }, volume.bucket, volume.keys, log);
   const zeroMap = new ZeroMapStore(DEFAULT_ZERO_MAP_CONFIG, s3, { db, log });
-  await zeroMap.load({
-    // Next to a live writer the persisted map is never reused, nor left reusable (see setToken below).
-    token: o.writerLive ? undefined : (o.leaseToken ?? undefined),
-    list: async function* () {
-      for await (const page of storedBlocks(volume.bucket, volume.keys)) {
-        yield page.flatMap((b) => (b.index !== undefined && b.index < blockCount ? [b.index] : []));
-      }
+  await zeroMap.load(
+    {
+      // Next to a live writer the persisted map is never reused, nor left reusable (see setToken below).
+      token: o.writerLive ? undefined : (o.leaseToken ?? undefined),
+      list: async function* (after?: number) {
+        for await (const page of storedBlocks(volume.bucket, volume.keys, after === undefined ? undefined : volume.keys.key(after))) {
+          yield page.flatMap((b) => (b.index !== undefined && b.index < blockCount ? [b.index] : []));
+        }
+      },
     },
-  });
+    // A big volume takes a LIST page per 1000 stored blocks (0.1-0.5 s each): serve once the first is in.
+    { background: true },
+  );
   // Only a writer changes what the next mount must trust; other modes keep the token they loaded with.
   if (o.mode === 'read-write') zeroMap.setToken(o.newToken ?? undefined);
   const guard = new GuardStore(DEFAULT_GUARD_CONFIG, zeroMap, { db, log });
@@ -122,7 +126,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
         dirtyBytes: c.dirtyBlocks * blockSize,
         inflight: c.inflight,
         hydration: hydrator.stats,
-        zeroMap: { stored: z.stored, zeroReads: z.zeroReads, loadedFrom: z.loadedFrom, listPages: z.listPages },
+        zeroMap: { stored: z.stored, zeroReads: z.zeroReads, loadedFrom: z.loadedFrom, listPages: z.listPages, listing: z.listing, unlistedReads: z.unlistedReads },
         prefetch: { ...prefetch.stats },
         overlay: overlay ? { ...overlay.stats } : null,
         requestCostUsd: requestCost(storageClass, b),

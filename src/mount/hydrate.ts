@@ -53,6 +53,8 @@ export interface HydrationTarget {
 /** Where the stored blocks are known (the zero map). */
 export interface StoredBlocks {
   readonly stats: { readonly stored: number };
+  /** Resolves once `stats.stored` and `storedIndices()` cover the whole volume (its LIST is done). */
+  readonly listed: Promise<void>;
   storedIndices(): AsyncIterable<number>;
 }
 
@@ -128,7 +130,7 @@ export class Hydrator {
     const signal = this.#stop.signal;
     this.#log.info({ blocks: total }, 'hydration started');
     const sweep = pMap(
-      this.#zeroMap.storedIndices(),
+      this.#storedOnceListed(signal),
       async (index) => {
         if (this.#cache.holds(index)) s.local++;
         else {
@@ -168,6 +170,16 @@ export class Hydrator {
 
   stop(): void {
     this.#stop.abort();
+  }
+
+  /** The stored blocks, once the zero map has them all (a mount lists the volume in the background). */
+  async *#storedOnceListed(signal: AbortSignal): AsyncGenerator<number> {
+    await this.#zeroMap.listed;
+    signal.throwIfAborted();
+    const s = this.#stats;
+    s.total = Math.max(s.total, this.#zeroMap.stats.stored);
+    s.bytesTotal = s.total * this.#cache.blockSize;
+    yield* this.#zeroMap.storedIndices();
   }
 
   /** Returns when a fetch may start: at once, unless a reader is busy on S3 and HYDRATE_YIELD are in flight. */

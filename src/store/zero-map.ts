@@ -2,7 +2,12 @@
 // block is answered with null without a request. Sits directly above the S3 store.
 //
 // States: unloaded (every call but close() refused) -> loaded (from the LIST of the
-// volume, or from the LMDB copy a clean close left behind) -> closed.
+// volume, or from the LMDB copy a clean close left behind) -> closed. A load in the
+// background (a mount) is loaded once the LIST's first page is in, and lists the rest
+// while it serves: blocks below the frontier (past the last index listed) are known;
+// a block at or past it that no write of this session touched is unknown, and a read
+// of it asks S3 (no object: zeros). The pages that arrive later leave touched blocks
+// alone: the write is newer than whatever the LIST saw.
 // Invariants:
 // - A clear bit means "no object": the bit is cleared before the DELETE is sent (so a
 //   read racing the delete gives zeros, the newest content), and set again if the
@@ -16,7 +21,8 @@
 // - Memory holds one 4 KiB bitmap per chunk of 32768 blocks that has a stored block,
 //   never a bitmap of the whole device; a chunk whose last bit clears is freed.
 // - The LMDB copy (`zmap` table) is trusted only if meta.zmap says the session that
-//   wrote it closed cleanly with the token the caller expects. Loading marks it
+//   wrote it closed cleanly with the token the caller expects, and only a map whose
+//   LIST was complete is closed clean. Loading marks it
 //   unclean (committed before load() resolves); only close() marks it clean, after
 //   every chunk is written, so a crash always leads to a rebuild from LIST.
 // - Writes of one block are assumed to arrive one at a time (the guard layer above
@@ -27,6 +33,7 @@ import type { LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero } from './checksum.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Blocks per bitmap chunk: 4 KiB of bits, one LMDB value. */
 export const CHUNK_BITS = 32768;
@@ -46,9 +53,23 @@ export interface ZeroMapSource {
    * last clean read-write session); undefined: never reuse it, always LIST.
    */
   readonly token: string | undefined;
-  /** Pages of stored block indices (the volume's LIST); called only when the map is rebuilt. */
-  readonly list: () => AsyncIterable<readonly number[]>;
+  /**
+   * Pages of stored block indices in ascending order (the volume's LIST), from the
+   * first block past `after` when given; called only when the map is rebuilt.
+   */
+  readonly list: (after?: number) => AsyncIterable<readonly number[]>;
 }
+
+export interface ZeroMapLoadOptions {
+  /**
+   * Resolve once the LIST's first page is in and list the rest while serving (a
+   * mount of a big volume is usable at once), retrying a failed page until close().
+   */
+  readonly background?: boolean;
+}
+
+/** The wait before listing again after a failed LIST page in the background: 1 s, doubling, at most this. */
+const RELIST_MAX_MS = 30_000;
 
 export interface ZeroMapStats {
   /** Blocks whose bit is set (objects believed to exist). */
@@ -61,6 +82,10 @@ export interface ZeroMapStats {
   loadedFrom: 'none' | 'list' | 'cache';
   /** LIST pages read to build the map. */
   listPages: number;
+  /** True while the rest of the LIST is read in the background. */
+  listing: boolean;
+  /** Reads of blocks not listed yet, asked of S3 since the map could not answer them. */
+  unlistedReads: number;
   /** Bitmap chunks held in memory (4 KiB each). */
   chunks: number;
 }
@@ -86,7 +111,7 @@ const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => {
 export class ZeroMapStore implements BlockStore {
   readonly blockSize: number;
   readonly blockCount: number;
-  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, missing: 0, loadedFrom: 'none', listPages: 0, chunks: 0 };
+  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, missing: 0, loadedFrom: 'none', listPages: 0, listing: false, unlistedReads: 0, chunks: 0 };
   #inner: BlockStore;
   #db: LocalDb;
   #log: Logger;
@@ -104,6 +129,13 @@ export class ZeroMapStore implements BlockStore {
   #loaded = false;
   #loading = false;
   #closed = false;
+  /** While listing in the background: every stored block below this index is in the map. */
+  #frontier = 0;
+  /** While listing in the background: blocks at or past the frontier written in this session. */
+  #touched = new Set<number>();
+  #stopListing = new AbortController();
+  #listed: Promise<void> = Promise.resolve();
+  #doneListing: () => void = () => {};
 
   constructor(config: ZeroMapConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger; now?: () => number }) {
     this.blockSize = inner.blockSize;
@@ -119,7 +151,7 @@ export class ZeroMapStore implements BlockStore {
    * else from `source.list()`; then marks the LMDB copy unclean. Must resolve before
    * any read or write.
    */
-  async load(source: ZeroMapSource): Promise<void> {
+  async load(source: ZeroMapSource, opts: ZeroMapLoadOptions = {}): Promise<void> {
     checkOpen(this.#closed);
     if (this.#loaded || this.#loading) throw new Error('ZeroMapStore.load() called twice');
     this.#loading = true;
@@ -138,7 +170,7 @@ export class ZeroMapStore implements BlockStore {
       if (reusable && this.#restore()) {
         this.stats.loadedFrom = 'cache';
       } else {
-        await this.#rebuild(source.list);
+        await this.#rebuild(source.list, opts.background === true);
         this.stats.loadedFrom = 'list';
       }
     } catch (err) {
@@ -149,7 +181,12 @@ export class ZeroMapStore implements BlockStore {
     }
     this.#loading = false;
     this.#loaded = true;
-    this.#log.info({ from: this.stats.loadedFrom, stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
+    if (!this.stats.listing) this.#log.info({ from: this.stats.loadedFrom, stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
+  }
+
+  /** Resolves once the map is complete (the background LIST done), or closed. */
+  get listed(): Promise<void> {
+    return this.#listed;
   }
 
   /** The token a clean close records (defaults to the one given to load()). */
@@ -188,6 +225,11 @@ export class ZeroMapStore implements BlockStore {
   async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
     this.#check(index);
     if (!this.has(index)) {
+      if (this.#unknown(index)) {
+        // Not listed yet: only S3 can say; no object there is a hole, as a listing would have said.
+        this.stats.unlistedReads++;
+        return this.#inner.read(index, opts);
+      }
       this.stats.zeroReads++;
       return null;
     }
@@ -207,6 +249,7 @@ export class ZeroMapStore implements BlockStore {
     checkBlock(this, index, data);
     const generation = ++this.#generation;
     this.#writing.set(index, generation);
+    if (this.stats.listing && index >= this.#frontier) this.#touched.add(index);
     const zero = data === null || isZero(data);
     // Before the call below, not after: see the invariants at the top.
     this.#set(index, !zero);
@@ -235,12 +278,15 @@ export class ZeroMapStore implements BlockStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stopListing.abort();
     this.#cancelTimer();
     // If the store below fails to close, some write may not have reached S3: leave
     // the LMDB copy unclean so the next mount lists again.
     await this.#inner.close();
     if (!this.#loaded) return;
     await this.#persist();
+    // A map whose LIST did not finish would hide blocks from the next mount.
+    if (this.stats.listing) return;
     await this.#db.meta.put(META_KEY, this.#meta(true, this.#token ?? null));
     this.#log.debug({ stored: this.stats.stored, token: this.#token }, 'zero map saved');
   }
@@ -310,19 +356,84 @@ export class ZeroMapStore implements BlockStore {
     this.stats.listPages = 0;
   }
 
-  async #rebuild(list: () => AsyncIterable<readonly number[]>): Promise<void> {
+  async #rebuild(list: ZeroMapSource['list'], background: boolean): Promise<void> {
     // The old copy may hold bits the volume no longer has.
     await this.#db.zmap.clearAsync();
+    const pages = list()[Symbol.asyncIterator]();
+    if (!background) {
+      for (let r = await pages.next(); r.done !== true; r = await pages.next()) this.#apply(r.value);
+      await this.#persist();
+      return;
+    }
+    const first = await pages.next();
+    if (first.done === true) {
+      await this.#persist();
+      return;
+    }
+    this.stats.listing = true;
+    this.#listed = new Promise((resolve) => (this.#doneListing = resolve));
+    this.#apply(first.value);
+    void this.#listRest(pages, list);
+  }
+
+  /** Sets the bits of one LIST page (ascending indices) and moves the frontier past it. */
+  #apply(page: readonly number[]): void {
+    this.stats.listPages++;
     let ignored = 0;
-    for await (const page of list()) {
-      this.stats.listPages++;
-      for (const index of page) {
-        if (Number.isInteger(index) && index >= 0 && index < this.blockCount) this.#set(index, true);
-        else ignored++;
+    let last = -1;
+    for (const index of page) {
+      if (!Number.isInteger(index) || index < 0 || index >= this.blockCount) ignored++;
+      else {
+        // A block written in this session since the LIST began: the write's bit is newer.
+        if (!this.#touched.has(index)) this.#set(index, true);
+        last = Math.max(last, index);
       }
     }
     if (ignored > 0) this.#log.warn({ ignored }, 'the listing named blocks outside the device; ignored');
-    await this.#persist();
+    if (last >= this.#frontier) {
+      this.#frontier = last + 1;
+      for (const index of this.#touched) if (index < this.#frontier) this.#touched.delete(index);
+    }
+  }
+
+  /** The background LIST past its first page; a failed page is listed again, after the last block applied. */
+  async #listRest(pages: AsyncIterator<readonly number[]>, list: ZeroMapSource['list']): Promise<void> {
+    const signal = this.#stopListing.signal;
+    let failures = 0;
+    for (;;) {
+      try {
+        for (let r = await pages.next(); r.done !== true; r = await pages.next()) {
+          if (signal.aborted) break;
+          this.#apply(r.value);
+          failures = 0;
+        }
+        break;
+      } catch (err) {
+        if (signal.aborted) break;
+        failures++;
+        const waitMs = Math.min(RELIST_MAX_MS, 1000 * 2 ** (failures - 1));
+        this.#log.warn({ err: (err as Error).message, blocksListed: this.#frontier, retryInMs: waitMs }, 'listing the volume failed; reads of blocks not listed yet ask S3 meanwhile');
+        try {
+          await sleep(waitMs, undefined, { signal });
+        } catch {
+          break;
+        }
+        pages = list(this.#frontier > 0 ? this.#frontier - 1 : undefined)[Symbol.asyncIterator]();
+      }
+    }
+    if (!signal.aborted) {
+      this.stats.listing = false;
+      this.#touched.clear();
+      this.#frontier = this.blockCount;
+      this.#log.info({ from: 'list', stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
+      await this.#persist().catch((err: unknown) => this.#log.warn({ err }, 'saving the zero map failed; will try again'));
+    }
+    this.#doneListing();
+  }
+
+  /** True for a block the background LIST has not reached and no write of this session touched. */
+  #unknown(index: number): boolean {
+    return this.stats.listing && index >= this.#frontier && !this.#touched.has(index);
   }
 
   #schedule(): void {

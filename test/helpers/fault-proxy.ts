@@ -79,6 +79,8 @@ export interface FaultRule {
   readonly method?: string;
   /** Tested against the decoded key (path after `/<bucket>/`); default any. */
   readonly key?: RegExp;
+  /** Tested against the query string (as URLSearchParams prints it: `continuation-token=…`); default any. */
+  readonly query?: RegExp;
   /** Firings before the rule goes inert; default 1; Infinity allowed. */
   readonly times?: number;
   readonly action: FaultAction;
@@ -140,6 +142,7 @@ interface LiveRule {
   readonly name: string;
   readonly method: string | undefined;
   readonly key: RegExp | undefined;
+  readonly query: RegExp | undefined;
   readonly action: FaultAction;
   left: number;
 }
@@ -251,7 +254,8 @@ class FaultProxyServer implements FaultProxy {
     const name = rule.name ?? `#${++this.#ruleSeq} ${describeAction(rule.action)}`;
     // A /g or /y regexp is stateful under test(): keep a stateless copy.
     const key = rule.key ? new RegExp(rule.key.source, rule.key.flags.replace(/[gy]/g, '')) : undefined;
-    this.#rules.push({ name, method: rule.method?.toUpperCase(), key, action: rule.action, left: times });
+    const query = rule.query ? new RegExp(rule.query.source, rule.query.flags.replace(/[gy]/g, '')) : undefined;
+    this.#rules.push({ name, method: rule.method?.toUpperCase(), key, query, action: rule.action, left: times });
     this.counts.rules[name] ??= 0;
     return name;
   }
@@ -335,6 +339,7 @@ class FaultProxyServer implements FaultProxy {
       if (r.left <= 0) continue;
       if (r.method !== undefined && r.method !== info.method) continue;
       if (r.key !== undefined && !r.key.test(info.key)) continue;
+      if (r.query !== undefined && !r.query.test(info.query.toString())) continue;
       if (r.action === 'stale' && !this.#canStale(info)) continue;
       r.left--;
       this.counts.rules[r.name] = (this.counts.rules[r.name] ?? 0) + 1;

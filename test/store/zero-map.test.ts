@@ -446,3 +446,132 @@ test('a set bit whose object is gone is EMISSING (EIO), never zeros; a later suc
   await assert.rejects(z.read(9), { code: 'EMISSING' });
   await z.close();
 });
+
+/**
+ * A LIST whose pages after the first come only when the test lets them (`release`), or
+ * fail (`fail`); `calls` records the `after` of each listing started.
+ */
+function gatedList(all: number[][]): { list: ZeroMapSource['list']; release: () => void; fail: (err: Error) => void; calls: Array<number | undefined> } {
+  const calls: Array<number | undefined> = [];
+  let gate: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  const waiters: Array<() => void> = [];
+  const list: ZeroMapSource['list'] = (after?: number) => {
+    calls.push(after);
+    const rest = all.map((p) => p.filter((i) => after === undefined || i > after)).filter((p) => p.length > 0);
+    return (async function* () {
+      for (let k = 0; k < rest.length; k++) {
+        if (k > 0) {
+          await new Promise<void>((resolve, reject) => {
+            gate = { resolve, reject };
+            for (const w of waiters.splice(0)) w();
+          });
+        }
+        yield rest[k]!;
+      }
+    })();
+  };
+  const whenWaiting = (): Promise<void> => (gate !== undefined ? Promise.resolve() : new Promise((r) => waiters.push(r)));
+  return {
+    list,
+    release: () => void whenWaiting().then(() => { const g = gate!; gate = undefined; g.resolve(); }),
+    fail: (err) => void whenWaiting().then(() => { const g = gate!; gate = undefined; g.reject(err); }),
+    calls,
+  };
+}
+
+test('a load in the background serves after the first page: blocks not listed yet are asked below, a hole is zeros', async (t) => {
+  const v = await volume(t);
+  const db = openDb(t, v);
+  const mem = new MemoryBlockStore(BS, COUNT);
+  const [a, b] = [block(), block()];
+  mem.blocks.set(3, Buffer.from(a));
+  mem.blocks.set(200, Buffer.from(b));
+  const z = make(db, mem);
+  const src = gatedList([[3], [200]]);
+  await z.load({ token: 'T1', list: src.list }, { background: true });
+  assert.equal(z.stats.listing, true);
+  let listed = false;
+  void z.listed.then(() => (listed = true));
+
+  assert.equal(await z.read(2), null, 'below the frontier: a hole, known');
+  assert.equal(mem.stats.read, 0);
+  assert.deepEqual(await z.read(3), a);
+  assert.deepEqual(await z.read(200), b, 'not listed yet, stored: read below');
+  assert.equal(await z.read(150), null, 'not listed yet, absent: zeros, not EMISSING');
+  assert.equal(z.stats.unlistedReads, 2);
+  assert.equal(listed, false);
+
+  src.release();
+  await z.listed;
+  assert.equal(z.stats.listing, false);
+  assert.deepEqual(await collect(z.storedIndices()), [3, 200]);
+  const reads = mem.stats.read;
+  assert.equal(await z.read(150), null);
+  assert.equal(mem.stats.read, reads, 'once listed, a hole costs no read');
+  await z.close();
+  await db.close();
+
+  // Complete, so closed clean: the next mount with the token reuses it.
+  const db2 = openDb(t, v);
+  const z2 = make(db2, new MemoryBlockStore(BS, COUNT));
+  await z2.load({ token: 'T1', list: noList }, { background: true });
+  assert.equal(z2.stats.loadedFrom, 'cache');
+  assert.deepEqual(await collect(z2.storedIndices()), [3, 200]);
+  await z2.close();
+});
+
+test('writes during a background listing win over the pages that arrive after them', async (t) => {
+  const v = await volume(t);
+  const db = openDb(t, v);
+  const mem = new MemoryBlockStore(BS, COUNT);
+  mem.blocks.set(100, block());
+  const z = make(db, mem);
+  // The LIST saw block 100 stored and block 120 absent; this session then deletes 100 and writes 120.
+  const src = gatedList([[1], [100, 130]]);
+  mem.blocks.set(1, block());
+  mem.blocks.set(130, block());
+  await z.load({ token: undefined, list: src.list }, { background: true });
+  await z.write(100, null);
+  const c = block();
+  await z.write(120, Buffer.from(c));
+  src.release();
+  await z.listed;
+  assert.equal(z.has(100), false, 'deleted in this session: the older page does not bring it back');
+  assert.equal(await z.read(100), null, 'zeros, not EMISSING');
+  assert.deepEqual(await z.read(120), c);
+  assert.deepEqual(await collect(z.storedIndices()), [1, 120, 130]);
+  await z.close();
+});
+
+test('a failed page in the background is listed again after the last block applied; close() during a listing leaves the copy unclean', async (t) => {
+  const v = await volume(t);
+  let db = openDb(t, v);
+  const mem = new MemoryBlockStore(BS, COUNT);
+  for (const i of [5, 6, 90, 91, 250]) mem.blocks.set(i, block());
+  const z = make(db, mem);
+  const src = gatedList([[5, 6], [90, 91], [250]]);
+  await z.load({ token: 'T1', list: src.list }, { background: true });
+  src.fail(new Error('503 Slow Down'));
+  await until('the listing to start again', () => src.calls.length === 2, 5000);
+  assert.deepEqual(src.calls, [undefined, 6], 'again from after block 6');
+  src.release();
+  await until('page 2 applied', () => z.has(91), 5000);
+  assert.equal(z.stats.listing, true);
+  await z.close();
+  await z.listed; // resolves on close too
+  await db.close();
+
+  db = openDb(t, v);
+  const z2 = make(db, new MemoryBlockStore(BS, COUNT));
+  await z2.load({ token: 'T1', list: pages([5, 6, 90, 91, 250]) });
+  assert.equal(z2.stats.loadedFrom, 'list', 'an incomplete map is never reused');
+  await z2.close();
+});
+
+async function until(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -37,11 +37,13 @@ class ManualTarget implements HydrationTarget {
   }
 }
 
-function storedBlocks(count: number): StoredBlocks {
+function storedBlocks(count: number, listed: Promise<void> = Promise.resolve()): StoredBlocks & { stats: { stored: number } } {
+  const stats = { stored: count };
   return {
-    stats: { stored: count },
+    stats,
+    listed,
     async *storedIndices() {
-      for (let i = 0; i < count; i++) yield i;
+      for (let i = 0; i < stats.stored; i++) yield i;
     },
   };
 }
@@ -69,6 +71,22 @@ describe('hydration pacing', () => {
     assert.deepEqual([s.done, s.total, s.local, s.fetched], [40, 40, 3, 37]);
     assert.equal(target.mostAtOnce, HYDRATE_CONCURRENCY);
     assert.equal(target.held.size, 40);
+  });
+
+  test('a run waits for the zero map to finish listing, then counts every stored block', async () => {
+    const target = new ManualTarget();
+    let finishListing = (): void => {};
+    const blocks = storedBlocks(3, new Promise<void>((resolve) => (finishListing = resolve)));
+    const h = new Hydrator(target, blocks, { log: silentLogger, foregroundIdleMs: () => Infinity });
+    h.start();
+    await sleep(30);
+    assert.equal(target.pending.size, 0, 'no fetch before the listing is done');
+    assert.equal(h.stats.state, 'running');
+    blocks.stats.stored = 25; // the rest of the LIST came in
+    finishListing();
+    await until('fetches in flight', () => target.pending.size > 0);
+    await drain(h, target);
+    assert.deepEqual([h.stats.state, h.stats.done, h.stats.total, h.stats.fetched], ['done', 25, 25, 25]);
   });
 
   test(`while a reader waits on S3, and for ${HYDRATE_QUIET_MS} ms after, no fetch starts unless fewer than ${HYDRATE_YIELD} are in flight`, async () => {
