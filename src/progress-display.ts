@@ -23,15 +23,17 @@ export interface ProgressDisplayOptions {
 }
 
 export interface ProgressDisplay {
-  /** Totals; 0 when not known yet (stdin): they then grow with what is done. */
+  /** Totals; 0 when not known yet (stdin, a LIST still running): they then grow with what is done, and the ETA is "?". */
   start(totalBlocks: number, totalBytes: number): void;
+  /** The totals, once known after a start() without them. */
+  setTotal(totalBlocks: number, totalBytes: number): void;
   tick(doneBlocks: number, doneBytes: number): void;
   /** Ends the display: with a last line, or (ok false: the error line says the rest) without. */
   done(ok?: boolean): void;
 }
 
 export function progressDisplay(opts: ProgressDisplayOptions): ProgressDisplay {
-  if (opts.quiet) return { start() {}, tick() {}, done() {} };
+  if (opts.quiet) return { start() {}, setTotal() {}, tick() {}, done() {} };
   const stream = opts.stream ?? process.stderr;
   const tty = opts.tty ?? stream.isTTY === true;
   return new Display(opts.label, stream, tty, opts.intervalMs ?? 5000, opts.windowMs ?? 5000, opts.now ?? Date.now);
@@ -48,6 +50,7 @@ class Display implements ProgressDisplay {
   #state: 'new' | 'started' | 'done' = 'new';
   #totalBlocks = 0;
   #totalBytes = 0;
+  #totalKnown = false;
   #blocks = 0;
   #bytes = 0;
   #samples: Array<{ t: number; bytes: number }> = [];
@@ -67,6 +70,7 @@ class Display implements ProgressDisplay {
     this.#state = 'started';
     this.#totalBlocks = totalBlocks;
     this.#totalBytes = totalBytes;
+    this.#totalKnown = totalBlocks > 0;
     this.#samples = [{ t: this.#now(), bytes: 0 }];
     this.#lastLine = this.#now();
     if (this.#tty) {
@@ -82,6 +86,19 @@ class Display implements ProgressDisplay {
       );
       this.#bar.start(Math.max(totalBlocks, 1), 0, this.#payload());
     } else if (totalBlocks > 0) {
+      this.#stream.write(`${this.#label}: ${totalBlocks} blocks (${formatSize(totalBytes)}) to do\n`);
+    }
+  }
+
+  setTotal(totalBlocks: number, totalBytes: number): void {
+    if (this.#state !== 'started' || this.#totalKnown) return;
+    this.#totalKnown = true;
+    this.#totalBlocks = Math.max(totalBlocks, this.#blocks);
+    this.#totalBytes = Math.max(totalBytes, this.#bytes);
+    if (this.#bar) {
+      this.#bar.setTotal(Math.max(this.#totalBlocks, 1));
+      this.#bar.update(this.#blocks, this.#payload());
+    } else {
       this.#stream.write(`${this.#label}: ${totalBlocks} blocks (${formatSize(totalBytes)}) to do\n`);
     }
   }
@@ -108,6 +125,8 @@ class Display implements ProgressDisplay {
   done(ok = true): void {
     if (this.#state !== 'started') return;
     this.#state = 'done';
+    // What was done is the whole of it now.
+    if (ok) this.#totalKnown = true;
     if (this.#bar) {
       if (ok) this.#bar.update(this.#blocks, this.#payload());
       this.#bar.stop();
@@ -125,6 +144,7 @@ class Display implements ProgressDisplay {
   }
 
   #eta(): string {
+    if (!this.#totalKnown) return '?';
     const rate = this.#rate();
     const left = this.#totalBytes - this.#bytes;
     if (left <= 0) return '0s';
@@ -141,7 +161,7 @@ class Display implements ProgressDisplay {
   }
 
   #line(): string {
-    const pct = this.#totalBytes > 0 ? Math.floor((this.#bytes * 100) / this.#totalBytes) : 100;
+    const pct = !this.#totalKnown ? '?' : this.#totalBytes > 0 ? Math.floor((this.#bytes * 100) / this.#totalBytes) : 100;
     const p = this.#payload();
     return `${this.#label}: ${this.#blocks}/${this.#totalBlocks} blocks, ${p.bytes} (${pct}%), ${p.rate}, ETA ${p.eta}`;
   }
@@ -160,6 +180,7 @@ export function countingProgress(display: ProgressDisplay): ProgressDisplay {
   let bytes = 0;
   return {
     start: (totalBlocks, totalBytes) => display.start(totalBlocks, totalBytes),
+    setTotal: (totalBlocks, totalBytes) => display.setTotal(totalBlocks, totalBytes),
     tick: (doneBlocks, doneBytes) => {
       blocks += doneBlocks;
       bytes += doneBytes;

@@ -23,7 +23,7 @@ import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
-import { listStored, type StoredBlock } from './inventory.js';
+import { BackgroundListing, type StoredBlock } from './inventory.js';
 import { imageIoError, withResumeHint, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { Volume } from './volume.js';
@@ -60,14 +60,21 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     return data;
   };
   // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
-  // whose first pages the walk below replays rather than LIST them again.
-  const stored = await listStored(vol.bucket, vol.keys);
-  opts.progress.start(stored.blocks, stored.bytes);
+  // run while the walk below starts on its first pages (a big volume's LIST takes
+  // minutes); the walk replays its pages rather than LIST them again.
+  const stored = new BackgroundListing(vol.bucket, vol.keys);
+  opts.progress.start(0, 0);
+  stored.totals.then(
+    (t) => opts.progress.setTotal(t.blocks, t.bytes),
+    // The walk lists for itself and fails on its own if S3 does; the display only lacks its total.
+    (err: unknown) => opts.log.debug({ err: (err as Error).message }, 'get: counting the stored blocks failed'),
+  );
   let ok = false;
   try {
     const handle = target.handle;
     if (handle === undefined) {
       await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys, stored), blockCount, buffers, fetch, opts, counts);
+      await counted(stored);
       ok = true;
       return counts;
     }
@@ -119,6 +126,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
+    await counted(stored);
     ok = true;
     return counts;
   } catch (err) {
@@ -131,6 +139,11 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   } finally {
     opts.progress.done(ok);
   }
+}
+
+/** The count has ended (it runs ahead of the walk; this is for a last line with the totals). */
+async function counted(listing: BackgroundListing): Promise<void> {
+  await listing.totals.catch(() => undefined);
 }
 
 async function* everyBlock(cursor: StoredCursor, blockCount: number): AsyncGenerator<{ index: number; obj: StoredBlock | undefined }> {

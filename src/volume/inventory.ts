@@ -52,6 +52,91 @@ export async function listStored(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_
   return { blocks, bytes, head, complete };
 }
 
+/**
+ * One LIST pass run in the background, for a walk that starts at its first page
+ * (get's) instead of after its last: `totals` resolves when the pass ends; `pages()`
+ * hands the walk the pages in order as they arrive. At most `keep` entries wait for
+ * the walk; once a page does not fit, the pass only counts, and the walk lists what
+ * follows the last page kept itself (as after listStored).
+ */
+export class BackgroundListing {
+  readonly totals: Promise<{ blocks: number; bytes: number }>;
+  #bucket: S3Bucket;
+  #keys: BlockKeys;
+  #queue: StoredBlock[][] = [];
+  #queued = 0;
+  /** False from the first page not kept on: the walk lists the rest itself. */
+  #keeping = true;
+  #lastKept: string | undefined;
+  #ended = false;
+  #failed: { err: unknown } | undefined;
+  #wake: (() => void) | undefined;
+  #walked = false;
+
+  constructor(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED) {
+    this.#bucket = bucket;
+    this.#keys = keys;
+    this.totals = this.#run(keep);
+    // Whoever waits on it sees a failure; the walk sees it through pages() when it needs the pages.
+    this.totals.catch(() => {});
+  }
+
+  /** The stored blocks' pages in order (stray keys included); one walk per listing. */
+  async *pages(): AsyncGenerator<StoredBlock[]> {
+    if (this.#walked) throw new Error('BackgroundListing.pages() called twice');
+    this.#walked = true;
+    for (;;) {
+      const page = this.#queue.shift();
+      if (page !== undefined) {
+        this.#queued -= page.length;
+        yield page;
+        continue;
+      }
+      if (!this.#keeping) break;
+      if (this.#ended) {
+        if (this.#failed !== undefined) throw this.#failed.err;
+        return;
+      }
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    yield* storedBlocks(this.#bucket, this.#keys, this.#lastKept);
+  }
+
+  async #run(keep: number): Promise<{ blocks: number; bytes: number }> {
+    let blocks = 0;
+    let bytes = 0;
+    try {
+      for await (const page of storedBlocks(this.#bucket, this.#keys)) {
+        for (const o of page) {
+          blocks++;
+          bytes += o.size;
+        }
+        if (this.#keeping && this.#queued + page.length <= keep) {
+          this.#queue.push(page);
+          this.#queued += page.length;
+          this.#lastKept = page.at(-1)?.key ?? this.#lastKept;
+        } else {
+          this.#keeping = false;
+        }
+        this.#notify();
+      }
+      return { blocks, bytes };
+    } catch (err) {
+      this.#failed = { err };
+      throw err;
+    } finally {
+      this.#ended = true;
+      this.#notify();
+    }
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
 export async function countStored(bucket: S3Bucket, keys: BlockKeys): Promise<{ blocks: number; bytes: number }> {
   const { blocks, bytes } = await listStored(bucket, keys, 0);
   return { blocks, bytes };

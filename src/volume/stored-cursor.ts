@@ -1,12 +1,12 @@
 // Walks a volume's LIST in step with a walk of its blocks in index order: block
 // keys sort by index (keys.ts), so `put` and `get` learn whether block i is stored,
 // and its ETag, with one LIST request per 1000 stored blocks and one page in memory,
-// however large the volume. Given a listing made just before (inventory.ts), it walks
-// the pages that listing kept and LISTs only what follows them.
+// however large the volume. Given a listing made just before, or one still running
+// (inventory.ts), it walks the pages that listing kept and LISTs only what follows them.
 // Calls to at() must come with increasing indexes.
 import type { S3Bucket } from '../s3/bucket.js';
 import type { BlockKeys } from './keys.js';
-import { storedBlocks, type StoredBlock, type StoredListing } from './inventory.js';
+import { BackgroundListing, storedBlocks, type StoredBlock, type StoredListing } from './inventory.js';
 
 export class StoredCursor {
   #pages: AsyncIterator<readonly StoredBlock[]>;
@@ -14,7 +14,7 @@ export class StoredCursor {
   #at = 0;
   #ended = false;
 
-  constructor(bucket: S3Bucket, keys: BlockKeys, listed?: StoredListing) {
+  constructor(bucket: S3Bucket, keys: BlockKeys, listed?: StoredListing | BackgroundListing) {
     this.#pages = pagesOf(bucket, keys, listed)[Symbol.asyncIterator]();
   }
 
@@ -57,8 +57,9 @@ export class StoredCursor {
   }
 }
 
-async function* pagesOf(bucket: S3Bucket, keys: BlockKeys, listed: StoredListing | undefined): AsyncGenerator<readonly StoredBlock[]> {
+async function* pagesOf(bucket: S3Bucket, keys: BlockKeys, listed: StoredListing | BackgroundListing | undefined): AsyncGenerator<readonly StoredBlock[]> {
   if (listed === undefined) return yield* storedBlocks(bucket, keys);
+  if (listed instanceof BackgroundListing) return yield* listed.pages();
   yield* listed.head;
   if (listed.complete) return;
   // Keys sort as the LIST returned them: the rest follows the last key kept.

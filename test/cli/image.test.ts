@@ -127,6 +127,9 @@ test('put then get round-trips a sparse image byte for byte, with holes where th
   const g = await cli('get', url, out);
   assert.equal(g.code, 0, g.stderr);
   assert.match(g.stdout, /4 blocks fetched/);
+  // Progress on a stderr that is not a terminal: the totals once the LIST has them, and a last line.
+  assert.match(g.stderr, /^get: 4 blocks \(256 KiB\) to do$/m, g.stderr);
+  assert.match(g.stderr, /^get: 4\/4 blocks, 256 KiB\/256 KiB \(100%\), [\d.]+ MB\/s, ETA 0s$/m, g.stderr);
   const blockLists = proxy.recorded('GET').filter((r) => r.key === '' && r.query.includes('blocks%2F'));
   assert.equal(blockLists.length, 1, 'one LIST of the blocks: the walk replays the count\'s pages');
   const [a, b] = await Promise.all([readFile(img), readFile(out)]);

@@ -2,13 +2,14 @@
 // the pages the count kept are replayed, only what follows them is listed again, and
 // the walk sees the same blocks, in order, whichever way each page came. On a real S3
 // server (s3rver pages at 1000 keys, as S3 does), behind a proxy that counts the LISTs.
+// A listing still running in the background (get's) hands the walk its pages as they come.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pMap from 'p-map';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import type { S3Bucket } from '../../dist/s3/bucket.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
-import { listStored, countStored } from '../../dist/volume/inventory.js';
+import { listStored, countStored, BackgroundListing } from '../../dist/volume/inventory.js';
 import { StoredCursor } from '../../dist/volume/stored-cursor.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -102,3 +103,39 @@ test('from(): every stored block from an index on, after a replayed page and a l
   for await (const b of cursor.from(2999)) rest.push(b.index ?? -1);
   assert.deepEqual(rest, STORED.filter((i) => i >= 2999));
 });
+
+test('a background listing: the walk starts at its first page, before the count ends, and sends no LIST of its own', async () => {
+  proxy.resetCounts();
+  // The count's second page is held: the walk must not wait for it to begin.
+  proxy.addRule({ name: 'hold page 2', method: 'GET', key: /^$/, query: /continuation-token/, times: 1, action: { delay: 1500 } });
+  const listing = new BackgroundListing(bucket, keys);
+  let counted = false;
+  void listing.totals.then(() => (counted = true));
+  const cursor = new StoredCursor(bucket, keys, listing);
+  const t0 = Date.now();
+  assert.equal((await cursor.at(0))?.index, 0);
+  assert.ok(Date.now() - t0 < 1000, `the first block took ${Date.now() - t0} ms`);
+  assert.equal(counted, false, 'the count is still running');
+  const found = [0];
+  for (let i = 1; i < BLOCKS; i++) if ((await cursor.at(i)) !== undefined) found.push(i);
+  assert.deepEqual(found, STORED);
+  assert.deepEqual(await listing.totals, { blocks: 1501, bytes: 1501 });
+  assert.equal(lists(), 2, 'one LIST pass in all');
+});
+
+test('a background listing that could keep only one page for a walk behind it: the walk lists what follows it', async () => {
+  proxy.resetCounts();
+  const listing = new BackgroundListing(bucket, keys, 1000);
+  // The walk starts once the count is done: page 1 waited for it, page 2 did not fit.
+  assert.deepEqual(await listing.totals, { blocks: 1501, bytes: 1501 });
+  const { found } = await walkNoReset(new StoredCursor(bucket, keys, listing));
+  assert.deepEqual(found, STORED);
+  assert.equal(lists(), 3, 'the count (2) and the rest after the kept page (1)');
+  assert.ok(proxy.recorded('GET').some((r) => r.key === '' && /start-after=/.test(r.query)));
+});
+
+async function walkNoReset(cursor: StoredCursor): Promise<{ found: number[] }> {
+  const found: number[] = [];
+  for (let i = 0; i < BLOCKS; i++) if ((await cursor.at(i)) !== undefined) found.push(i);
+  return { found };
+}
