@@ -100,6 +100,12 @@ export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'all
     }
     throw mountError(dir, E.EACCES, 'no permission to open /dev/fuse (run as root or add the user to the group owning /dev/fuse)', err);
   }
+  // Something else in its place (a file, another device bound over it) makes the kernel's
+  // mount fail with a bare EINVAL.
+  const dev = await stat('/dev/fuse').catch(() => undefined);
+  if (dev !== undefined && (!dev.isCharacterDevice() || dev.rdev !== FUSE_RDEV)) {
+    throw mountError(dir, E.ENODEV, '/dev/fuse is not the FUSE device (character device 10, 229): FUSE is not available here (in a container, pass --device /dev/fuse)');
+  }
   if (!isRoot()) {
     try {
       await access(target, fsConstants.W_OK);
@@ -116,6 +122,9 @@ export async function checkMountpoint(dir: string, opts: Pick<MountOptions, 'all
   }
   return target;
 }
+
+/** /dev/fuse's device number: major 10 (misc), minor 229, as Linux encodes it for small numbers. */
+const FUSE_RDEV = (10 << 8) | 229;
 
 async function findFusermount(): Promise<boolean> {
   for (const d of (process.env['PATH'] ?? '/usr/bin:/bin').split(':')) {

@@ -441,5 +441,14 @@ describe('device', { skip }, () => {
     );
     assert.equal(r5.code, 1);
     assert.match(r5.stderr.trim(), /^s3zmount: cannot mount on .*: \/dev\/fuse does not exist/);
+    // Something else where /dev/fuse should be (here /dev/null bound over it): one line, not the kernel's bare EINVAL.
+    const bound = `mount --bind /dev/null /dev/fuse; exec "${process.execPath}" "${path.join(ROOT, 'dist', 'cli.js')}" mount --read-only "${url}" "${m.dir}" --cache-dir "${path.join(work, 'errs4.cache')}"`;
+    const r6 = await run('unshare', ['-m', 'bash', '-c', bound], { env: { ...process.env, ...s3.env } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+    );
+    assert.equal(r6.code, 1);
+    assert.match(r6.stderr.trim(), /^s3zmount: cannot mount on .*: \/dev\/fuse is not the FUSE device/);
+    assert.equal(r6.stderr.trim().split('\n').length, 1, r6.stderr);
   });
 });
