@@ -137,6 +137,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     if (target.kind === 'device') throw withResumeHint(local, 'run the same get again to go on from where it stopped');
     throw local;
   } finally {
+    stored.stop();
     opts.progress.done(ok);
   }
 }

@@ -72,6 +72,7 @@ export class BackgroundListing {
   #failed: { err: unknown } | undefined;
   #wake: (() => void) | undefined;
   #walked = false;
+  #stopped = false;
 
   constructor(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED) {
     this.#bucket = bucket;
@@ -79,6 +80,14 @@ export class BackgroundListing {
     this.totals = this.#run(keep);
     // Whoever waits on it sees a failure; the walk sees it through pages() when it needs the pages.
     this.totals.catch(() => {});
+  }
+
+  /**
+   * Ends the count after the page in flight, so that a walk that failed or was
+   * interrupted does not keep the process waiting for the rest of a long LIST.
+   */
+  stop(): void {
+    this.#stopped = true;
   }
 
   /** The stored blocks' pages in order (stray keys included); one walk per listing. */
@@ -107,6 +116,7 @@ export class BackgroundListing {
     let bytes = 0;
     try {
       for await (const page of storedBlocks(this.#bucket, this.#keys)) {
+        if (this.#stopped) break;
         for (const o of page) {
           blocks++;
           bytes += o.size;

@@ -139,3 +139,12 @@ async function walkNoReset(cursor: StoredCursor): Promise<{ found: number[] }> {
   for (let i = 0; i < BLOCKS; i++) if ((await cursor.at(i)) !== undefined) found.push(i);
   return { found };
 }
+
+test('stop() ends a background count after the page in flight: an interrupted get does not wait for the rest of the LIST', async () => {
+  proxy.resetCounts();
+  const listing = new BackgroundListing(bucket, keys);
+  listing.stop();
+  const totals = await listing.totals;
+  assert.equal(lists(), 1, 'no page asked for after stop()');
+  assert.ok(totals.blocks <= 1000, `counted ${totals.blocks}`);
+});
