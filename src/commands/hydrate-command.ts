@@ -65,8 +65,12 @@ export async function hydrateCommand(_ctx: Context, dir: string, opts: HydrateCo
     return;
   }
   const display = progressDisplay({ label: 'hydrate', quiet: opts.quiet ?? false });
-  display.start(h.total, h.bytesTotal);
+  // While the mount still lists its volume, the run's total is only what is listed so far.
+  const listing = (s: Record<string, unknown>): boolean => (s.zeroMap as { listing?: boolean } | undefined)?.listing === true;
+  if (listing(stats)) display.start(0, 0);
+  else display.start(h.total, h.bytesTotal);
   for (;;) {
+    if (!listing(stats)) display.setTotal(h.total, h.bytesTotal);
     display.tick(h.done, h.bytesDone);
     if (h.state === 'done') break;
     if (h.state === 'failed') {

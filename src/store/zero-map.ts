@@ -421,14 +421,18 @@ export class ZeroMapStore implements BlockStore {
         pages = list(this.#frontier > 0 ? this.#frontier - 1 : undefined)[Symbol.asyncIterator]();
       }
     }
-    if (!signal.aborted) {
-      this.stats.listing = false;
-      this.#touched.clear();
-      this.#frontier = this.blockCount;
-      this.#log.info({ from: 'list', stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
-      await this.#persist().catch((err: unknown) => this.#log.warn({ err }, 'saving the zero map failed; will try again'));
+    if (signal.aborted) {
+      this.#doneListing();
+      return;
     }
+    this.stats.listing = false;
+    this.#touched.clear();
+    this.#frontier = this.blockCount;
+    this.#log.info({ from: 'list', stored: this.stats.stored, pages: this.stats.listPages }, 'zero map loaded');
+    // In the same turn as `listing` going false: whoever waits (hydration's total) is
+    // up to date before anyone can read the stats again.
     this.#doneListing();
+    await this.#persist().catch((err: unknown) => this.#log.warn({ err }, 'saving the zero map failed; will try again'));
   }
 
   /** True for a block the background LIST has not reached and no write of this session touched. */
