@@ -8,16 +8,7 @@ export interface StoredBlock extends S3Listed {
   readonly index: number | undefined;
 }
 
-/** One LIST pass: the totals, and its first pages kept for a walk to replay (stored-cursor.ts). */
-export interface StoredListing {
-  readonly blocks: number;
-  readonly bytes: number;
-  /** The first pages of the LIST, in order: all of it when `complete`. */
-  readonly head: readonly StoredBlock[][];
-  readonly complete: boolean;
-}
-
-/** Listed entries `listStored` keeps at most by default: ~10 MB, all of a 64 GiB volume of 1 MiB blocks. */
+/** Listed entries a BackgroundListing keeps waiting for its walk by default: ~10 MB, all of a 64 GiB volume of 1 MiB blocks. */
 export const KEEP_LISTED = 64_000;
 
 export async function* storedBlocks(bucket: S3Bucket, keys: BlockKeys, startAfter?: string): AsyncGenerator<StoredBlock[]> {
@@ -27,37 +18,12 @@ export async function* storedBlocks(bucket: S3Bucket, keys: BlockKeys, startAfte
 }
 
 /**
- * Counts what is stored, keeping whole pages while they hold at most `keep` entries in
- * all, so that a walk after the count (get's) need not LIST them again: on s3rver a
- * pass over 1024 keys took 0.13-0.27 s, 2-4% of a 1 GiB get at 0 ms (docs/PERFORMANCE.md).
- */
-export async function listStored(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED): Promise<StoredListing> {
-  let blocks = 0;
-  let bytes = 0;
-  let kept = 0;
-  let complete = true;
-  const head: StoredBlock[][] = [];
-  for await (const page of storedBlocks(bucket, keys)) {
-    for (const o of page) {
-      blocks++;
-      bytes += o.size;
-    }
-    if (complete && kept + page.length <= keep) {
-      head.push(page);
-      kept += page.length;
-    } else {
-      complete = false;
-    }
-  }
-  return { blocks, bytes, head, complete };
-}
-
-/**
  * One LIST pass run in the background, for a walk that starts at its first page
  * (get's) instead of after its last: `totals` resolves when the pass ends; `pages()`
  * hands the walk the pages in order as they arrive. At most `keep` entries wait for
  * the walk; once a page does not fit, the pass only counts, and the walk lists what
- * follows the last page kept itself (as after listStored).
+ * follows the last page kept itself. On s3rver a pass over 1024 keys took 0.13-0.27 s,
+ * 2-4% of a 1 GiB get at 0 ms (docs/PERFORMANCE.md): the walk does not LIST twice.
  */
 export class BackgroundListing {
   readonly totals: Promise<{ blocks: number; bytes: number }>;
@@ -147,7 +113,7 @@ export class BackgroundListing {
   }
 }
 
-export async function countStored(bucket: S3Bucket, keys: BlockKeys): Promise<{ blocks: number; bytes: number }> {
-  const { blocks, bytes } = await listStored(bucket, keys, 0);
-  return { blocks, bytes };
+export function countStored(bucket: S3Bucket, keys: BlockKeys): Promise<{ blocks: number; bytes: number }> {
+  // Nothing kept: no walk follows.
+  return new BackgroundListing(bucket, keys, 0).totals;
 }

@@ -1,12 +1,12 @@
 // Walks a volume's LIST in step with a walk of its blocks in index order: block
 // keys sort by index (keys.ts), so `put` and `get` learn whether block i is stored,
 // and its ETag, with one LIST request per 1000 stored blocks and one page in memory,
-// however large the volume. Given a listing made just before, or one still running
-// (inventory.ts), it walks the pages that listing kept and LISTs only what follows them.
+// however large the volume. Given a listing running alongside (inventory.ts), it walks
+// the pages that listing kept and LISTs only what follows them.
 // Calls to at() must come with increasing indexes.
 import type { S3Bucket } from '../s3/bucket.js';
 import type { BlockKeys } from './keys.js';
-import { BackgroundListing, storedBlocks, type StoredBlock, type StoredListing } from './inventory.js';
+import { storedBlocks, type BackgroundListing, type StoredBlock } from './inventory.js';
 
 export class StoredCursor {
   #pages: AsyncIterator<readonly StoredBlock[]>;
@@ -14,8 +14,8 @@ export class StoredCursor {
   #at = 0;
   #ended = false;
 
-  constructor(bucket: S3Bucket, keys: BlockKeys, listed?: StoredListing | BackgroundListing) {
-    this.#pages = pagesOf(bucket, keys, listed)[Symbol.asyncIterator]();
+  constructor(bucket: S3Bucket, keys: BlockKeys, listed?: BackgroundListing) {
+    this.#pages = (listed === undefined ? storedBlocks(bucket, keys) : listed.pages())[Symbol.asyncIterator]();
   }
 
   /** The stored object of block `index`, or undefined when it has none. */
@@ -55,15 +55,6 @@ export class StoredCursor {
     }
     return this.#page[this.#at];
   }
-}
-
-async function* pagesOf(bucket: S3Bucket, keys: BlockKeys, listed: StoredListing | BackgroundListing | undefined): AsyncGenerator<readonly StoredBlock[]> {
-  if (listed === undefined) return yield* storedBlocks(bucket, keys);
-  if (listed instanceof BackgroundListing) return yield* listed.pages();
-  yield* listed.head;
-  if (listed.complete) return;
-  // Keys sort as the LIST returned them: the rest follows the last key kept.
-  yield* storedBlocks(bucket, keys, listed.head.at(-1)?.at(-1)?.key);
 }
 
 /** True when a listed ETag is the MD5 of `md5Hex`'s content (single-part uploads; S3, RGW and s3rver). */

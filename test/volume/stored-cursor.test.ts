@@ -1,4 +1,4 @@
-// The walk of a volume's LIST (stored-cursor.ts) after a counting pass (inventory.ts):
+// The walk of a volume's LIST (stored-cursor.ts) alongside a counting pass (inventory.ts):
 // the pages the count kept are replayed, only what follows them is listed again, and
 // the walk sees the same blocks, in order, whichever way each page came. On a real S3
 // server (s3rver pages at 1000 keys, as S3 does), behind a proxy that counts the LISTs.
@@ -9,7 +9,7 @@ import pMap from 'p-map';
 import { parseS3Url, keyUnder } from '../../dist/s3/url.js';
 import type { S3Bucket } from '../../dist/s3/bucket.js';
 import { BlockKeys } from '../../dist/volume/keys.js';
-import { listStored, countStored, BackgroundListing } from '../../dist/volume/inventory.js';
+import { countStored, BackgroundListing } from '../../dist/volume/inventory.js';
 import { StoredCursor } from '../../dist/volume/stored-cursor.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -66,19 +66,17 @@ test('count: every stored key and its bytes, stray keys too, in 1000-key pages',
 });
 
 test('a walk after a complete listing sends no LIST at all', async () => {
-  const listed = await listStored(bucket, keys);
-  assert.equal(listed.complete, true);
-  assert.equal(listed.blocks, 1501);
+  const listed = new BackgroundListing(bucket, keys);
+  assert.deepEqual(await listed.totals, { blocks: 1501, bytes: 1501 });
   const { found, lists } = await walk(new StoredCursor(bucket, keys, listed));
   assert.deepEqual(found, STORED);
   assert.equal(lists, 0);
 });
 
-test('a listing that kept only its first page: the walk lists the rest from where it ends', async () => {
-  const listed = await listStored(bucket, keys, 1000);
-  assert.equal(listed.complete, false);
-  assert.equal(listed.head.length, 1);
-  assert.equal(listed.blocks, 1501, 'the count still covers everything');
+test('a listing that kept only its first page (the walk behind it): the walk lists the rest from where it ends', async () => {
+  const listed = new BackgroundListing(bucket, keys, 1000);
+  // The walk starts once the count is done: page 1 waited for it, page 2 did not fit.
+  assert.deepEqual(await listed.totals, { blocks: 1501, bytes: 1501 }, 'the count still covers everything');
   const { found, lists } = await walk(new StoredCursor(bucket, keys, listed));
   assert.deepEqual(found, STORED);
   assert.equal(lists, 1);
@@ -86,9 +84,8 @@ test('a listing that kept only its first page: the walk lists the rest from wher
 });
 
 test('nothing kept, or no listing: the walk lists everything itself', async () => {
-  const listed = await listStored(bucket, keys, 0);
-  assert.equal(listed.complete, false);
-  assert.equal(listed.head.length, 0);
+  const listed = new BackgroundListing(bucket, keys, 0);
+  await listed.totals;
   for (const cursor of [new StoredCursor(bucket, keys, listed), new StoredCursor(bucket, keys)]) {
     const { found, lists } = await walk(cursor);
     assert.deepEqual(found, STORED);
@@ -97,7 +94,9 @@ test('nothing kept, or no listing: the walk lists everything itself', async () =
 });
 
 test('from(): every stored block from an index on, after a replayed page and a listed one', async () => {
-  const cursor = new StoredCursor(bucket, keys, await listStored(bucket, keys, 1000));
+  const listed = new BackgroundListing(bucket, keys, 1000);
+  await listed.totals;
+  const cursor = new StoredCursor(bucket, keys, listed);
   assert.equal(await cursor.at(2998), undefined, '2998 is not stored');
   const rest: number[] = [];
   for await (const b of cursor.from(2999)) rest.push(b.index ?? -1);
@@ -122,23 +121,6 @@ test('a background listing: the walk starts at its first page, before the count 
   assert.deepEqual(await listing.totals, { blocks: 1501, bytes: 1501 });
   assert.equal(lists(), 2, 'one LIST pass in all');
 });
-
-test('a background listing that could keep only one page for a walk behind it: the walk lists what follows it', async () => {
-  proxy.resetCounts();
-  const listing = new BackgroundListing(bucket, keys, 1000);
-  // The walk starts once the count is done: page 1 waited for it, page 2 did not fit.
-  assert.deepEqual(await listing.totals, { blocks: 1501, bytes: 1501 });
-  const { found } = await walkNoReset(new StoredCursor(bucket, keys, listing));
-  assert.deepEqual(found, STORED);
-  assert.equal(lists(), 3, 'the count (2) and the rest after the kept page (1)');
-  assert.ok(proxy.recorded('GET').some((r) => r.key === '' && /start-after=/.test(r.query)));
-});
-
-async function walkNoReset(cursor: StoredCursor): Promise<{ found: number[] }> {
-  const found: number[] = [];
-  for (let i = 0; i < BLOCKS; i++) if ((await cursor.at(i)) !== undefined) found.push(i);
-  return { found };
-}
 
 test('stop() ends a background count after the page in flight: an interrupted get does not wait for the rest of the LIST', async () => {
   proxy.resetCounts();
