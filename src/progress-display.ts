@@ -1,10 +1,12 @@
-// Progress of a long block transfer (hydrate; meant for put and get too), on stderr:
+// Progress of a long block transfer (hydrate, put, get), on stderr:
 //   - a terminal gets a bar: blocks and bytes done of total, MB/s, ETA (cli-progress);
 //   - anything else (a log, a pipe) gets one plain line every `intervalMs`, and a last
 //     one at done(), so a log shows that the work moves without a line per block;
 //   - quiet shows nothing.
 // The rate is taken over the last `windowMs` of ticks, not since start(): a run that
-// begins with blocks already done (a resume) shows the speed it has now.
+// begins with blocks already done (a resume) shows the speed it has now. While the
+// totals are unknown (stdin, a LIST still running) the total, percentage and ETA read
+// "?" and the bar stays empty; done() with ok makes what was done the total.
 // Invariant: one display per start(); tick() before start() and after done() is ignored.
 import cliProgress from 'cli-progress';
 import { formatSize } from './size.js';
@@ -77,7 +79,13 @@ class Display implements ProgressDisplay {
       this.#bar = new cliProgress.SingleBar(
         {
           stream: this.#stream,
-          format: `${this.#label} [{bar}] {percentage}% | {value}/{total} blocks | {bytes} | {rate} | ETA {eta}`,
+          // Our own percentage, total and bar fill: cli-progress's would read 100% of
+          // what is done so far while the total is still unknown.
+          format: `${this.#label} [{bar}] {pct} | {value}/{of} blocks | {bytes} | {rate} | ETA {left}`,
+          formatBar: (_progress: number, o: cliProgress.Options) => {
+            const full = Math.round(this.#fraction() * (o.barsize ?? 40));
+            return (o.barCompleteString ?? '').slice(0, full) + (o.barGlue ?? '') + (o.barIncompleteString ?? '').slice(0, (o.barsize ?? 40) - full);
+          },
           hideCursor: true,
           clearOnComplete: false,
           fps: 5,
@@ -152,18 +160,29 @@ class Display implements ProgressDisplay {
     return formatDuration(left / rate);
   }
 
+  /** How much is done, 0 while the total is unknown. */
+  #fraction(): number {
+    if (!this.#totalKnown) return 0;
+    return this.#totalBytes > 0 ? Math.min(1, this.#bytes / this.#totalBytes) : 1;
+  }
+
+  #percent(): string {
+    return this.#totalKnown ? `${Math.floor(this.#fraction() * 100)}%` : '?%';
+  }
+
   #payload(): Record<string, string> {
     return {
-      bytes: `${formatSize(this.#bytes)}/${formatSize(this.#totalBytes)}`,
+      pct: this.#percent(),
+      of: this.#totalKnown ? String(this.#totalBlocks) : '?',
+      bytes: `${formatSize(this.#bytes)}/${this.#totalKnown ? formatSize(this.#totalBytes) : '?'}`,
       rate: `${(this.#rate() / 1e6).toFixed(1)} MB/s`,
-      eta: this.#eta(),
+      left: this.#eta(),
     };
   }
 
   #line(): string {
-    const pct = !this.#totalKnown ? '?' : this.#totalBytes > 0 ? Math.floor((this.#bytes * 100) / this.#totalBytes) : 100;
     const p = this.#payload();
-    return `${this.#label}: ${this.#blocks}/${this.#totalBlocks} blocks, ${p.bytes} (${pct}%), ${p.rate}, ETA ${p.eta}`;
+    return `${this.#label}: ${this.#blocks}/${p.of} blocks, ${p.bytes} (${p.pct}), ${p.rate}, ETA ${p.left}`;
   }
 }
 
