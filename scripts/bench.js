@@ -27,7 +27,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { spawnSync } from 'node:child_process';
-import { defer, dropCaches, memStatus, installSignalHandlers, log, machine, run, runCleanups, runOk } from './bench/proc.js';
+import { defer, dropCaches, memStatus, installSignalHandlers, log, machine, run, runCleanups, runOk, settle } from './bench/proc.js';
 import { rawCeiling, startS3Env } from './bench/s3env.js';
 import { imageBench } from './bench/image.js';
 import { parseSize, s3backerArgs, s3backerTool, s3zmountTool } from './bench/tools.js';
@@ -148,6 +148,7 @@ async function suite(tool, { s3, work, src, lat }) {
     await phase(res, 'write', async () => {
       vol = await tool.newVolume('seq', size);
       const m = await tool.mount(vol, join(base, 'w'));
+      settle(`${tag}: sequential write`);
       await s3.resetCounts();
       log(`${tag}: sequential write of ${size} (dd bs=1M oflag=direct conv=fsync)`);
       const t0 = performance.now();
@@ -231,6 +232,7 @@ async function suite(tool, { s3, work, src, lat }) {
       zvol = await tool.newVolume('zfs', P.zfsVol);
       const shared = join(base, 'zfs');
       mkdirSync(shared, { recursive: true });
+      settle(`${tag}: zfs`);
       await s3.resetCounts();
       log(`${tag}: zfs-fuse pool on a ${P.zfsVol} volume, ${P.zfsFiles} files of ${P.zfsFileMiB} MiB, export`);
       const z = await zfsPoolWorkload({

@@ -3,7 +3,7 @@
 // block PUTs must be 0 (the lease's own PUTs are counted apart).
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { log, runOk } from './proc.js';
+import { log, runOk, settle } from './proc.js';
 
 export async function imageBench(s3, { root, src, bytes, work, cpuProfDir }) {
   // --cpu-prof profiles put and get too: their main thread is what the image rows measure.
@@ -13,13 +13,16 @@ export async function imageBench(s3, { root, src, bytes, work, cpuProfDir }) {
   const url = `s3://${bucket}/vol`;
   await cli(['create', url, '--size', String(bytes)]);
   await s3.resetCounts();
+  settle('put');
   const put = await cli(['put', '--quiet', src, url]);
   const putCounts = await s3.counts();
   await s3.resetCounts();
+  settle('the second put');
   const again = await cli(['put', '--quiet', src, url]);
   const againCounts = await s3.counts();
   const out = join(work, `image-get-${process.pid}.img`);
   rmSync(out, { force: true });
+  settle('get');
   const get = await cli(['get', '--quiet', url, out]);
   rmSync(out, { force: true });
   const MB = (ms) => bytes / 1e6 / (ms / 1000);

@@ -227,6 +227,26 @@ export function memStatus(pid) {
   }
 }
 
+/**
+ * Writes the machine's dirty page cache to disk before a timed phase that writes or
+ * fetches in bulk, so that it does not pay for the disk writes of the phase before it
+ * (s3rver's objects stay dirty for up to 30 s, vm.dirty_expire_centisecs, and are then
+ * written back while the next phase runs). Not before the cold reads: after a sync,
+ * drop_caches would also evict s3rver's objects, which the raw GET ceiling reads from
+ * memory. Every tool and ceiling gets the same. Returns what was dirty and how long
+ * the sync took, and logs it.
+ */
+export function settle(what) {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8');
+  const kB = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1] ?? 0);
+  const dirtyMiB = (kB('Dirty') + kB('Writeback')) / 1024;
+  const t = performance.now();
+  spawnSync('sync', [], { stdio: 'ignore' });
+  const syncMs = performance.now() - t;
+  if (dirtyMiB >= 64) log(`settle before ${what}: ${dirtyMiB.toFixed(0)} MiB dirty, sync ${syncMs.toFixed(0)} ms`);
+  return { dirtyMiB, syncMs };
+}
+
 export function dropCaches() {
   try {
     writeFileSync('/proc/sys/vm/drop_caches', '3');

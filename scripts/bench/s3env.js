@@ -10,7 +10,7 @@ import { S3Client, CreateBucketCommand, PutObjectCommand, GetObjectCommand } fro
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { startChild, defer, log, waitFor, trackChild } from './proc.js';
+import { startChild, defer, log, waitFor, trackChild, settle } from './proc.js';
 
 export const CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
@@ -111,9 +111,11 @@ export async function rawCeiling(s3, { count, concurrencies = [16, 32] }) {
     const keys = Array.from({ length: count }, (_, i) => `obj/${String(i).padStart(6, '0')}`);
     // warm the connection pool
     await pool(keys.slice(0, c), c, (k, i) => s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: `warm/${k}`, Body: bodies[i % 8] })));
+    settle(`raw PUT at ${c}`);
     let t = performance.now();
     await pool(keys, c, (k, i) => s3.client.send(new PutObjectCommand({ Bucket: bucket, Key: k, Body: bodies[i % 8] })));
     const put = (count * MiB) / 1e6 / ((performance.now() - t) / 1000);
+    settle(`raw GET at ${c}`);
     t = performance.now();
     let bytes = 0;
     await pool(keys, c, async (k) => {
