@@ -84,9 +84,10 @@ program
   .command('verify')
   .description('check every block object: key in range, size, checksum; exit 1 if any is bad')
   .argument('<s3url>', 's3://BUCKET/PREFIX')
-  .option('--json', 'print the report as JSON')
+  .option('--json', 'print the report as JSON (no progress display)')
   .option('--concurrency <n>', 'parallel GETs', '16')
-  .action((url: string, opts: { json?: boolean; concurrency: string }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).verifyCommand(ctx(cmd), url, opts)));
+  .option('--quiet', 'no progress display')
+  .action((url: string, opts: { json?: boolean; quiet?: boolean; concurrency: string }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).verifyCommand(ctx(cmd), url, opts)));
 
 program
   .command('erase')
@@ -94,7 +95,8 @@ program
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .option('--yes', 'confirm: without it nothing is deleted')
   .option('--force', 'erase even while a read-write mount holds the lease')
-  .action((url: string, opts: { yes?: boolean; force?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).eraseCommand(ctx(cmd), url, opts)));
+  .option('--quiet', 'no progress display')
+  .action((url: string, opts: { yes?: boolean; force?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).eraseCommand(ctx(cmd), url, opts)));
 
 program
   .command('mount')

@@ -2,7 +2,7 @@
 import type { Context } from './context.js';
 import { S3zError } from '../errors.js';
 import { formatSize, parseSize } from '../size.js';
-import { progress } from '../progress.js';
+import { countingProgress, progressDisplay } from '../progress-display.js';
 import { createDescriptor } from '../volume/descriptor.js';
 import { countStored } from '../volume/inventory.js';
 import { readLease } from '../volume/lease.js';
@@ -78,14 +78,12 @@ export async function statusCommand(ctx: Context, url: string, opts: { json?: bo
   });
 }
 
-export async function verifyCommand(ctx: Context, url: string, opts: { json?: boolean; concurrency: string }): Promise<void> {
+export async function verifyCommand(ctx: Context, url: string, opts: { json?: boolean; quiet?: boolean; concurrency: string }): Promise<void> {
   const concurrency = Number(opts.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new S3zError('EUSAGE', '--concurrency must be a whole number from 1 to 256');
   await withRef(ctx, url, async (ref) => {
     const vol = await openVolume(ref);
-    const bar = progress('verify', { enabled: !opts.json && process.stderr.isTTY });
-    const report = await verifyVolume(vol, ctx.log, { concurrency, onProgress: (done, listed) => bar.update(done, listed) });
-    bar.stop();
+    const report = await verifyVolume(vol, ctx.log, { concurrency, progress: countingProgress(progressDisplay({ label: 'verify', quiet: (opts.json ?? false) || (opts.quiet ?? false) })) });
     if (opts.json) process.stdout.write(JSON.stringify({ url: vol.url, ...report }, null, 2) + '\n');
     else {
       for (const p of report.problems) process.stdout.write(`BAD  ${p.key}: ${p.problem}\n`);
@@ -95,13 +93,11 @@ export async function verifyCommand(ctx: Context, url: string, opts: { json?: bo
   });
 }
 
-export async function eraseCommand(ctx: Context, url: string, opts: { yes?: boolean; force?: boolean }): Promise<void> {
+export async function eraseCommand(ctx: Context, url: string, opts: { yes?: boolean; force?: boolean; quiet?: boolean }): Promise<void> {
   if (!opts.yes) throw new S3zError('EUSAGE', `erase deletes every block of ${url}: pass --yes to confirm`);
   await withRef(ctx, url, async (ref) => {
     const vol = await openVolume(ref);
-    const bar = progress('erase', { unit: 'objects' });
-    const { deleted } = await eraseVolume(vol, { force: opts.force ?? false, onProgress: (n) => bar.update(n, n) });
-    bar.stop();
+    const { deleted } = await eraseVolume(vol, { force: opts.force ?? false, progress: countingProgress(progressDisplay({ label: 'erase', quiet: opts.quiet ?? false })) });
     process.stdout.write(`erased ${vol.url}: ${deleted} block objects and the descriptor deleted\n`);
   });
 }

@@ -62,12 +62,8 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
   // run while the walk below starts on its first pages (a big volume's LIST takes
   // minutes); the walk replays its pages rather than LIST them again.
-  const stored = new BackgroundListing(vol.bucket, vol.keys);
-  opts.progress.start(0, 0);
-  stored.totals.then(
-    (t) => opts.progress.setTotal(t.blocks, t.bytes),
-    // The walk lists for itself and fails on its own if S3 does; the display only lacks its total.
-    (err: unknown) => opts.log.debug({ err: (err as Error).message }, 'get: counting the stored blocks failed'),
+  const stored = new BackgroundListing(vol.bucket, vol.keys).reportTo(opts.progress, (err) =>
+    opts.log.debug({ err: (err as Error).message }, 'get: counting the stored blocks failed'),
   );
   let ok = false;
   try {

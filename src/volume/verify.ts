@@ -1,11 +1,15 @@
 // `verify`: every block object is checked against the descriptor and its own
 // checksum: a key that names no block of this device, a wrong size, a missing or
 // wrong checksum. Reads go through the S3 store, so the check is the one a mount makes.
+// One LIST pass runs in the background (BackgroundListing): the checks start at its
+// first page, keep `concurrency` GETs in flight across page ends, and the progress
+// display gets the totals when the pass ends.
 import pMap from 'p-map';
 import type { Logger } from '../log.js';
 import { isS3zError } from '../errors.js';
+import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
-import { storedBlocks } from './inventory.js';
+import { BackgroundListing, type StoredBlock } from './inventory.js';
 import type { Volume } from './volume.js';
 
 export interface VerifyProblem {
@@ -19,19 +23,27 @@ export interface VerifyReport {
   readonly problems: VerifyProblem[];
 }
 
-export async function verifyVolume(vol: Volume, log: Logger, opts: { concurrency?: number; onProgress?: (done: number, listed: number) => void } = {}): Promise<VerifyReport> {
+export interface VerifyOptions {
+  readonly concurrency?: number;
+  /** Fed with increments (countingProgress): one object per tick. */
+  readonly progress?: ProgressDisplay;
+}
+
+export async function verifyVolume(vol: Volume, log: Logger, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const { blockSize, size } = vol.descriptor;
   const blockCount = size / blockSize;
   const store = new S3BlockStore({ blockSize, blockCount, readOnly: true }, vol.bucket, vol.keys, log);
   const problems: VerifyProblem[] = [];
   let checked = 0;
-  let listed = 0;
   let bytes = 0;
-  for await (const page of storedBlocks(vol.bucket, vol.keys)) {
-    listed += page.length;
+  const progress = opts.progress;
+  const stored = new BackgroundListing(vol.bucket, vol.keys);
+  if (progress) stored.reportTo(progress);
+  let ok = false;
+  try {
     await pMap(
-      page,
-      async (o) => {
+      objects(stored),
+      async (o: StoredBlock) => {
         if (o.index === undefined || o.index >= blockCount) {
           problems.push({ key: o.key, problem: o.index === undefined ? 'not a block key' : `block ${o.index} is beyond the end of the device` });
         } else if (o.size !== blockSize) {
@@ -47,11 +59,21 @@ export async function verifyVolume(vol: Volume, log: Logger, opts: { concurrency
         }
         checked++;
         bytes += o.size;
-        opts.onProgress?.(checked, listed);
+        progress?.tick(1, o.size);
       },
       { concurrency: opts.concurrency ?? 16 },
     );
+    ok = true;
+  } finally {
+    // A failed walk does not wait for the rest of a long LIST.
+    stored.stop();
+    progress?.done(ok);
   }
   problems.sort((a, b) => (a.key < b.key ? -1 : 1));
   return { checked, bytes, problems };
+}
+
+/** The listing's objects one by one, across its pages. */
+async function* objects(stored: BackgroundListing): AsyncGenerator<StoredBlock> {
+  for await (const page of stored.pages()) yield* page;
 }
