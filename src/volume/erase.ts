@@ -23,7 +23,8 @@ export async function eraseVolume(vol: Volume, opts: { force: boolean; progress?
   if (progress) stored.reportTo(progress);
   let ok = false;
   try {
-    // Page by page, so memory stays flat however large the volume.
+    // Page by page; the listing keeps at most KEEP_LISTED keys waiting, so memory stays
+    // bounded however large the volume.
     for await (const page of stored.pages()) {
       await vol.bucket.deleteMany(page.map((o) => o.key));
       deleted += page.length;
