@@ -208,3 +208,34 @@ export function countingProgress(display: ProgressDisplay): ProgressDisplay {
     done: (ok) => display.done(ok),
   };
 }
+
+export interface ListingNotice {
+  update(blocks: number, bytes: number): void;
+  /** Erases the line, if one was shown. */
+  clear(): void;
+}
+
+/**
+ * One line on a terminal while a long LIST counts a volume (`status`): nothing for the
+ * first `delayMs` (a small volume's count is over before), then "LABEL: listing the
+ * volume, N blocks (SIZE) so far", rewritten in place and erased by clear(), so the
+ * command's own output follows on a clean screen. Nothing at all off a terminal.
+ */
+export function listingNotice(label: string, opts: { stream?: NodeJS.WriteStream; tty?: boolean; delayMs?: number; now?: () => number } = {}): ListingNotice {
+  const stream = opts.stream ?? process.stderr;
+  if (!(opts.tty ?? stream.isTTY === true)) return { update() {}, clear() {} };
+  const now = opts.now ?? Date.now;
+  const from = now() + (opts.delayMs ?? 1000);
+  let shown = false;
+  return {
+    update(blocks, bytes) {
+      if (now() < from) return;
+      shown = true;
+      stream.write(`\r${label}: listing the volume, ${blocks} blocks (${formatSize(bytes)}) so far\x1b[K`);
+    },
+    clear() {
+      if (shown) stream.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}

@@ -2,7 +2,7 @@
 import type { Context } from './context.js';
 import { S3zError } from '../errors.js';
 import { formatSize, parseSize } from '../size.js';
-import { countingProgress, progressDisplay } from '../progress-display.js';
+import { countingProgress, listingNotice, progressDisplay } from '../progress-display.js';
 import { createDescriptor } from '../volume/descriptor.js';
 import { countStored } from '../volume/inventory.js';
 import { readLease } from '../volume/lease.js';
@@ -50,7 +50,12 @@ export async function statusCommand(ctx: Context, url: string, opts: { json?: bo
   }
   await withRef(ctx, url, async (ref) => {
     const vol = await openVolume(ref);
-    const [stored, lease] = await Promise.all([countStored(vol.bucket, vol.keys), readLease(vol.bucket, vol.loc)]);
+    // A big volume's LIST takes minutes (1000 keys a request): a terminal sees it move.
+    const notice = listingNotice('status', { tty: !opts.json && process.stderr.isTTY === true });
+    const [stored, lease] = await Promise.all([
+      countStored(vol.bucket, vol.keys, (t) => notice.update(t.blocks, t.bytes)),
+      readLease(vol.bucket, vol.loc),
+    ]).finally(() => notice.clear());
     const d = vol.descriptor;
     const status = {
       url: vol.url, format: d.format, uuid: d.uuid, size: d.size, blockSize: d.blockSize, created: d.created,

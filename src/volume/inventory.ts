@@ -41,10 +41,11 @@ export class BackgroundListing {
   #walked = false;
   #stopped = false;
 
-  constructor(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED) {
+  /** `onCount`: the running count after each page (a display of a long LIST). */
+  constructor(bucket: S3Bucket, keys: BlockKeys, keep = KEEP_LISTED, onCount?: (t: { blocks: number; bytes: number }) => void) {
     this.#bucket = bucket;
     this.#keys = keys;
-    this.totals = this.#run(keep);
+    this.totals = this.#run(keep, onCount);
     // Whoever waits on it sees a failure; the walk sees it through pages() when it needs the pages.
     this.totals.catch(() => {});
   }
@@ -89,7 +90,7 @@ export class BackgroundListing {
     yield* storedBlocks(this.#bucket, this.#keys, this.#lastKept);
   }
 
-  async #run(keep: number): Promise<{ blocks: number; bytes: number }> {
+  async #run(keep: number, onCount: ((t: { blocks: number; bytes: number }) => void) | undefined): Promise<{ blocks: number; bytes: number }> {
     let blocks = 0;
     let bytes = 0;
     try {
@@ -99,6 +100,7 @@ export class BackgroundListing {
           blocks++;
           bytes += o.size;
         }
+        onCount?.({ blocks, bytes });
         if (this.#keeping && this.#queued + page.length <= keep) {
           this.#queue.push(page);
           this.#queued += page.length;
@@ -125,7 +127,7 @@ export class BackgroundListing {
   }
 }
 
-export function countStored(bucket: S3Bucket, keys: BlockKeys): Promise<{ blocks: number; bytes: number }> {
+export function countStored(bucket: S3Bucket, keys: BlockKeys, onCount?: (t: { blocks: number; bytes: number }) => void): Promise<{ blocks: number; bytes: number }> {
   // Nothing kept: no walk follows.
-  return new BackgroundListing(bucket, keys, 0).totals;
+  return new BackgroundListing(bucket, keys, 0, onCount).totals;
 }

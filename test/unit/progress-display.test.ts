@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { progressDisplay } from '../../dist/progress-display.js';
+import { listingNotice, progressDisplay } from '../../dist/progress-display.js';
 
 const MIB = 1 << 20;
 /** cli-progress draws on its own timer (5 frames a second here), not at each update. */
@@ -65,4 +65,29 @@ test('plain lines say ? for the totals until they are known, and done() makes wh
   assert.match(lines[0]!, /^put: 3\/\? blocks, 3 MiB\/\? \(\?%\), [\d.]+ MB\/s, ETA \?$/, text());
   assert.match(lines[1]!, /^put: 3\/3 blocks, 3 MiB\/3 MiB \(100%\), [\d.]+ MB\/s, ETA 0s$/, text());
   assert.equal(lines.length, 2);
+});
+
+test('the listing notice: nothing off a terminal or before its delay, then one line rewritten in place, erased by clear()', () => {
+  let now = 0;
+  const off = sink(false);
+  const n0 = listingNotice('status', { stream: off.stream, tty: false, now: () => now });
+  now = 5000;
+  n0.update(1000, 1000 * MIB);
+  n0.clear();
+  assert.equal(off.text(), '');
+
+  now = 0;
+  const on = sink(true);
+  const n = listingNotice('status', { stream: on.stream, tty: true, delayMs: 1000, now: () => now });
+  now = 500;
+  n.update(1000, 1000 * MIB);
+  assert.equal(on.text(), '', 'a count over within the delay shows nothing');
+  n.clear();
+  assert.equal(on.text(), '', 'and erases nothing');
+  now = 1500;
+  n.update(2000, 2000 * MIB);
+  n.update(3000, 3000 * MIB);
+  assert.equal(on.text(), '\rstatus: listing the volume, 2000 blocks (2 GiB) so far\x1b[K\rstatus: listing the volume, 3000 blocks (2.9 GiB) so far\x1b[K');
+  n.clear();
+  assert.ok(on.text().endsWith('\r\x1b[K'));
 });

@@ -1,9 +1,13 @@
-// verify and erase on a volume whose LIST takes two pages, through a proxy that
-// records the requests: both start on the LIST's first page while the rest is listed
-// in the background, and both show the progress display (plain lines off a terminal,
-// with the totals once the LIST is done; nothing with --quiet, or with --json for verify).
+// The commands that walk a volume's whole LIST (status, verify, erase), on a volume
+// whose LIST takes two pages, through a proxy that records the requests:
+// - verify and erase start on the LIST's first page while the rest is listed in the
+//   background, and show the progress display (plain lines off a terminal, with the
+//   totals once the LIST is done; nothing with --quiet, or with --json for verify);
+// - status, on a terminal (a pty from util-linux's `script`), says that it is still
+//   listing when the LIST takes more than a second, and erases that line before its table.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import pMap from 'p-map';
 import { parseS3Url } from '../../dist/s3/url.js';
 import type { S3Bucket } from '../../dist/s3/bucket.js';
@@ -13,6 +17,7 @@ import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { runCli } from '../helpers/cli.js';
+import { CLI } from '../helpers/s3.js';
 import { until } from '../helpers/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -109,4 +114,43 @@ test('erase deletes from the first LIST page on and shows its progress; --quiet 
   const q = await cli('erase', again.url, '--yes', '--quiet');
   assert.equal(q.code, 0, q.stderr);
   assert.equal(q.stderr, '');
+});
+
+/** Runs the CLI on a pseudo-terminal (stdout and stderr both go to it); returns what the terminal got. */
+function onTerminal(args: string[]): Promise<{ code: number | null; out: string }> {
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+  const cmd = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+test('status on a terminal says it is still listing a slow LIST, then erases the line before its table', async () => {
+  const { url } = await volume();
+  // Each page of the blocks' LIST takes 1.2 s: the first comes after the notice's 1 s delay.
+  proxy.addRule({ name: 'slow pages', method: 'GET', key: /^$/, query: /blocks/, times: Infinity, action: { delay: 1200 } });
+  try {
+    const slow = await onTerminal(['status', url]);
+    assert.equal(slow.code, 0, slow.out);
+    assert.match(slow.out, /\rstatus: listing the volume, 1000 blocks \(3\.9 MiB\) so far\x1b\[K\rstatus: listing the volume, 1100 blocks \(4\.3 MiB\) so far\x1b\[K/, JSON.stringify(slow.out));
+    // Erased, then the table on a clean line.
+    assert.match(slow.out, new RegExp(`\\r\\x1b\\[Kvolume +${url.replace(/[/.]/g, '\\$&')}`), JSON.stringify(slow.out));
+    assert.match(slow.out, new RegExp(`stored +${STORED} blocks`));
+  } finally {
+    proxy.clearRules();
+  }
+  // Fast: no such line.
+  const fast = await onTerminal(['status', url]);
+  assert.equal(fast.code, 0, fast.out);
+  assert.doesNotMatch(fast.out, /listing the volume/);
+  assert.match(fast.out, new RegExp(`stored +${STORED} blocks`));
 });
