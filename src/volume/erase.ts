@@ -18,23 +18,16 @@ export async function eraseVolume(vol: Volume, opts: { force: boolean; progress?
     throw new S3zError('ELEASE', `${vol.url}: mounted read-write by ${lease.holder} (lease until ${lease.expires}); unmount it first, or pass --force`);
   }
   let deleted = 0;
-  const progress = opts.progress;
   const stored = new BackgroundListing(vol.bucket, vol.keys);
-  if (progress) stored.reportTo(progress);
-  let ok = false;
-  try {
+  await stored.walkWith(opts.progress, async () => {
     // Page by page; the listing keeps at most KEEP_LISTED keys waiting, so memory stays
     // bounded however large the volume.
     for await (const page of stored.pages()) {
       await vol.bucket.deleteMany(page.map((o) => o.key));
       deleted += page.length;
-      progress?.tick(page.length, page.reduce((n, o) => n + o.size, 0));
+      opts.progress?.tick(page.length, page.reduce((n, o) => n + o.size, 0));
     }
-    ok = true;
-  } finally {
-    stored.stop();
-    progress?.done(ok);
-  }
+  });
   await deleteAllLeases(vol.bucket, vol.loc);
   await vol.bucket.delete(keyUnder(vol.loc, PROBE_NAME));
   await vol.bucket.delete(keyUnder(vol.loc, DESCRIPTOR_NAME));

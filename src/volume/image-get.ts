@@ -62,16 +62,12 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
   // One LIST pass for the totals (1 request per 1000 stored blocks, for an honest ETA),
   // run while the walk below starts on its first pages (a big volume's LIST takes
   // minutes); the walk replays its pages rather than LIST them again.
-  const stored = new BackgroundListing(vol.bucket, vol.keys).reportTo(opts.progress, (err) =>
-    opts.log.debug({ err: (err as Error).message }, 'get: counting the stored blocks failed'),
-  );
-  let ok = false;
-  try {
+  const stored = new BackgroundListing(vol.bucket, vol.keys);
+  const transfer = async (): Promise<GetReport> => {
     const handle = target.handle;
     if (handle === undefined) {
       await toStream(opts.stdout ?? process.stdout, new StoredCursor(vol.bucket, vol.keys, stored), blockCount, buffers, fetch, opts, counts);
       await counted(stored);
-      ok = true;
       return counts;
     }
     // Sets the size: a new file is one hole to begin with; a longer old one is cut.
@@ -123,19 +119,32 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
     await counted(stored);
-    ok = true;
     return counts;
-  } catch (err) {
-    // What is written stays: the same get (with --force: the file exists now) compares it
-    // and fetches the rest. A stream cannot be taken up again.
-    const local = imageIoError(target.name, err);
-    if (target.kind === 'file') throw withResumeHint(local, 'run the same get with --force to go on from where it stopped');
-    if (target.kind === 'device') throw withResumeHint(local, 'run the same get again to go on from where it stopped');
-    throw local;
-  } finally {
-    stored.stop();
-    opts.progress.done(ok);
-  }
+  };
+  const countFailed = (err: unknown): void => opts.log.debug({ err: (err as Error).message }, 'get: counting the stored blocks failed');
+  return stored.walkWith(
+    opts.progress,
+    async () => {
+      try {
+        return await transfer();
+      } catch (err) {
+        throw resumable(target, err);
+      }
+    },
+    countFailed,
+  );
+}
+
+/**
+ * A failed get's error, saying how to go on: what is written stays, and the same get
+ * (with --force: the file exists now) compares it and fetches the rest. A stream
+ * cannot be taken up again.
+ */
+function resumable(target: ImageTarget, err: unknown): unknown {
+  const local = imageIoError(target.name, err);
+  if (target.kind === 'file') return withResumeHint(local, 'run the same get with --force to go on from where it stopped');
+  if (target.kind === 'device') return withResumeHint(local, 'run the same get again to go on from where it stopped');
+  return local;
 }
 
 /** The count has ended (it runs ahead of the walk; this is for a last line with the totals). */

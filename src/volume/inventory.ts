@@ -21,9 +21,9 @@ export async function* storedBlocks(bucket: S3Bucket, keys: BlockKeys, startAfte
 /**
  * One LIST pass run in the background, for a walk that starts at its first page
  * (get's, verify's, erase's) instead of after its last: `totals` resolves when the
- * pass ends; `pages()` hands the walk the pages in order as they arrive. At most `keep` entries wait for
- * the walk; once a page does not fit, the pass only counts, and the walk lists what
- * follows the last page kept itself. On s3rver a pass over 1024 keys took 0.13-0.27 s,
+ * pass ends; `pages()` hands the walk the pages in order as they arrive. At most
+ * `keep` entries wait for the walk; once a page does not fit, the pass only counts,
+ * and the walk lists what follows the last page kept itself. On s3rver a pass over 1024 keys took 0.13-0.27 s,
  * 2-4% of a 1 GiB get at 0 ms (docs/PERFORMANCE.md): the walk does not LIST twice.
  */
 export class BackgroundListing {
@@ -51,14 +51,26 @@ export class BackgroundListing {
   }
 
   /**
-   * Starts `progress` with its totals unknown and gives it them when the pass ends. A
-   * failed pass only leaves them unknown (`onError` hears of it): the walk fails on its
-   * own when it needs the pages.
+   * Runs `walk` (which takes this listing's pages) with `progress` started, its totals
+   * unknown until the pass ends. However the walk ends, the count stops after the page in
+   * flight and the display ends, with a last line only if the walk succeeded. A failed
+   * pass only leaves the totals unknown (`onCountError` hears of it): the walk fails on
+   * its own when it needs the pages.
    */
-  reportTo(progress: ProgressDisplay, onError: (err: unknown) => void = () => {}): this {
-    progress.start(0, 0);
-    this.totals.then((t) => progress.setTotal(t.blocks, t.bytes), onError);
-    return this;
+  async walkWith<T>(progress: ProgressDisplay | undefined, walk: () => Promise<T>, onCountError: (err: unknown) => void = () => {}): Promise<T> {
+    if (progress) {
+      progress.start(0, 0);
+      this.totals.then((t) => progress.setTotal(t.blocks, t.bytes), onCountError);
+    }
+    let ok = false;
+    try {
+      const result = await walk();
+      ok = true;
+      return result;
+    } finally {
+      this.stop();
+      progress?.done(ok);
+    }
   }
 
   /**

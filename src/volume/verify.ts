@@ -38,10 +38,8 @@ export async function verifyVolume(vol: Volume, log: Logger, opts: VerifyOptions
   let bytes = 0;
   const progress = opts.progress;
   const stored = new BackgroundListing(vol.bucket, vol.keys);
-  if (progress) stored.reportTo(progress);
-  let ok = false;
-  try {
-    await pMap(
+  await stored.walkWith(progress, () =>
+    pMap(
       objects(stored),
       async (o: StoredBlock) => {
         if (o.index === undefined || o.index >= blockCount) {
@@ -62,13 +60,8 @@ export async function verifyVolume(vol: Volume, log: Logger, opts: VerifyOptions
         progress?.tick(1, o.size);
       },
       { concurrency: opts.concurrency ?? 16 },
-    );
-    ok = true;
-  } finally {
-    // A failed walk does not wait for the rest of a long LIST.
-    stored.stop();
-    progress?.done(ok);
-  }
+    ),
+  );
   problems.sort((a, b) => (a.key < b.key ? -1 : 1));
   return { checked, bytes, problems };
 }
