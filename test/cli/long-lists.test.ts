@@ -7,7 +7,6 @@
 //   listing when the LIST takes more than a second, and erases that line before its table.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import pMap from 'p-map';
 import { parseS3Url } from '../../dist/s3/url.js';
 import type { S3Bucket } from '../../dist/s3/bucket.js';
@@ -17,7 +16,6 @@ import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { runCli } from '../helpers/cli.js';
-import { CLI } from '../helpers/s3.js';
 import { until } from '../helpers/until.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -116,22 +114,10 @@ test('erase deletes from the first LIST page on and shows its progress; --quiet 
   assert.equal(q.stderr, '');
 });
 
-/** Runs the CLI on a pseudo-terminal (stdout and stderr both go to it); returns what the terminal got. */
-function onTerminal(args: string[]): Promise<{ code: number | null; out: string }> {
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
-  const cmd = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    });
-  });
+/** On a pseudo-terminal: what the terminal got, stdout and stderr together. */
+async function onTerminal(args: string[]): Promise<{ code: number | null; out: string }> {
+  const r = await runCli(args, { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint }, { terminal: true });
+  return { code: r.code, out: r.stdout };
 }
 
 test('status on a terminal says it is still listing a slow LIST, then erases the line before its table', async () => {

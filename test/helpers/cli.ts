@@ -10,11 +10,17 @@ export interface CliResult {
   readonly ms: number;
 }
 
-export function runCli(args: readonly string[], env: Record<string, string> = {}, opts: { timeoutMs?: number } = {}): Promise<CliResult> {
+/**
+ * `terminal`: on a pseudo-terminal (util-linux's `script`), as a user at a terminal runs
+ * it; stdout and stderr then both arrive in `stdout`, as the terminal shows them.
+ */
+export function runCli(args: readonly string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; terminal?: boolean } = {}): Promise<CliResult> {
   const started = Date.now();
+  const argv = [process.execPath, CLI, ...args];
+  const [cmd, ...cmdArgs] = opts.terminal ? ['script', '-qec', argv.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' '), '/dev/null'] : argv;
   return new Promise((resolve, reject) => {
     // Only the variables given: the developer's own AWS settings must not leak in.
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(cmd!, cmdArgs, {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
