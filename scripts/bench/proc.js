@@ -233,8 +233,8 @@ export function memStatus(pid) {
  * (s3rver's objects stay dirty for up to 30 s, vm.dirty_expire_centisecs, and are then
  * written back while the next phase runs). Not before the cold reads: after a sync,
  * drop_caches would also evict s3rver's objects, which the raw GET ceiling reads from
- * memory. Every tool and ceiling gets the same. Returns what was dirty and how long
- * the sync took, and logs it.
+ * memory. Every tool and ceiling gets the same. Logs what was dirty and how long the
+ * sync took, when it was much.
  */
 export function settle(what) {
   const meminfo = readFileSync('/proc/meminfo', 'utf8');
@@ -244,7 +244,6 @@ export function settle(what) {
   spawnSync('sync', [], { stdio: 'ignore' });
   const syncMs = performance.now() - t;
   if (dirtyMiB >= 64) log(`settle before ${what}: ${dirtyMiB.toFixed(0)} MiB dirty, sync ${syncMs.toFixed(0)} ms`);
-  return { dirtyMiB, syncMs };
 }
 
 export function dropCaches() {
