@@ -16,7 +16,9 @@ export interface S3Config {
 
 export const DEFAULT_S3_CONFIG: S3Config = {
   region: 'us-east-1',
-  maxSockets: 64,
+  // A mount's 32 uploads and 32 read-ahead GETs leave room for hydration's 16, the
+  // reads ZFS waits for, and the lease (cache.ts, prefetch.ts, hydrate.ts).
+  maxSockets: 96,
   connectTimeoutMs: 3000,
   requestTimeoutMs: 30_000,
   retry: DEFAULT_RETRY,

@@ -14,7 +14,7 @@
 // - At most `keep` free backing stores are kept, and never more than MAX_IDLE_BYTES
 //   of them (but always one): more holders at once allocate more, which are dropped
 //   on release. Memory in use stays bounded by the callers' concurrency, idle memory
-//   by those limits (16 MiB for 16 uploads of 1 MiB blocks; one 64 MiB block).
+//   by those limits (32 MiB for 32 uploads of 1 MiB blocks; one 64 MiB block).
 // - With `align` (for O_DIRECT, util/direct-io.ts), every buffer handed out starts on
 //   that boundary, or none does (no addon to tell addresses): `aligned` says which.
 
