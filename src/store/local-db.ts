@@ -19,7 +19,7 @@
 // folder may be inconsistent, so its database and block files are dropped before
 // anything opens them. A folder holding overlay writes (local-only data) always
 // syncs every commit.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { S3zError } from '../errors.js';
@@ -29,6 +29,14 @@ import { slabDir } from './slab-file.js';
 
 /** How long close() waits for lmdb-js to close the environment (see close()). */
 const CLOSE_WAIT_MS = 5000;
+
+/**
+ * Folders whose environment this process has open. LMDB forbids opening one environment
+ * twice in a process: the second open's first write waits on the write lock, which the
+ * first one's lmdb-js writer thread holds while it waits for this (now blocked) thread,
+ * so the process hangs for good (seen as a test that reopened a cache without closing it).
+ */
+const openHere = new Set<string>();
 
 /** Left in the folder while commits may not be on disk; holds the boot id. */
 const UNSYNCED_MARKER = 'unsynced';
@@ -63,6 +71,8 @@ export class LocalDb {
   /** Set while commits are not synced: the marker to remove once they are. */
   #unsynced: string | undefined;
   #closed = false;
+  /** This folder in `openHere` while open. */
+  #key = '';
 
   private constructor(dir: string, root: RootDatabase, pidFile: string, unsynced?: string) {
     this.dir = dir;
@@ -119,6 +129,8 @@ export class LocalDb {
 
   static #open(dir: string, volume: VolumeIdentity, unsynced: string | undefined): LocalDb {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const key = realpathSync(dir);
+    if (openHere.has(key)) throw new S3zError('EMOUNT', `cache ${dir} is already open in this process (close it before opening it again)`);
     const pidFile = path.join(dir, 'daemon.pid');
     const other = readPid(pidFile);
     if (other !== undefined && other !== process.pid && processAlive(other)) {
@@ -138,6 +150,8 @@ export class LocalDb {
       rmSync(pidFile, { force: true });
       throw new S3zError('EMOUNT', `cache ${dir} belongs to volume ${known.uuid}, not ${volume.uuid}: pick another --cache-dir`);
     }
+    db.#key = key;
+    openHere.add(key);
     return db;
   }
 
@@ -202,6 +216,7 @@ export class LocalDb {
     // Only once synced: a marker that stays makes the next mount after a restart start afresh.
     if (this.#unsynced !== undefined && synced) rmSync(this.#unsynced, { force: true });
     rmSync(this.#pidFile, { force: true });
+    openHere.delete(this.#key);
   }
 
   /** Every commit so far on disk (mdb_env_sync), whatever the flags. */

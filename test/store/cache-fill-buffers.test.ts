@@ -98,6 +98,7 @@ test('fills through reused buffers: readers get their bytes, partial writes the 
   assert.ok(inner.intoMemory.size <= 24, `fill buffers used again (${inner.intoMemory.size} distinct for ${cache.stats.miss} misses)`);
   for (let i = 0; i < COUNT; i++) assert.ok(inner.blocks.get(i)?.equals(truth.get(i)!), `block ${i} as stored below`);
   await cache.close();
+  await db1.close(); // as a mount does: one environment open per folder in a process (local-db.ts)
 
   // A later mount checks each local block against its clean record before using it.
   const db2 = LocalDb.open(dir, identity);

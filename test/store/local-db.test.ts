@@ -69,6 +69,24 @@ test('after a crash of the process (same boot) the folder is kept', async (t) =>
   await after.close();
 });
 
+test('a folder open in this process is refused a second open (LMDB would hang the process), and opens again once closed', async (t) => {
+  const { dir, identity } = await folder(t);
+  const db = LocalDb.open(dir, identity);
+  t.after(() => db.close());
+  // What hung a test: writes pending in the first environment when the second one opens.
+  const pending = db.local.put(1, Buffer.from([1]));
+  assert.throws(() => LocalDb.open(dir, identity), { code: 'EMOUNT', message: /already open in this process/ });
+  // The same folder by another path is the same environment.
+  assert.throws(() => LocalDb.open(path.join(dir, '.', '..', path.basename(dir)), identity), { code: 'EMOUNT' });
+  await assert.rejects(LocalDb.openForMount(dir, identity, true), { code: 'EMOUNT' });
+  await pending;
+  assert.deepEqual(db.local.get(1), Buffer.from([1]), 'the first one is untouched');
+  await db.close();
+  const again = await LocalDb.openForMount(dir, identity, true);
+  assert.deepEqual(again.local.get(1), Buffer.from([1]));
+  await again.close();
+});
+
 test('durable() after close rejects ECLOSED, synced or not, and the process lives', async (t) => {
   const { dir, identity } = await folder(t);
   for (const fast of [false, true]) {
