@@ -385,6 +385,84 @@ describe('device', { skip }, () => {
     }
   });
 
+  test('kill -9 in a loop under 128 KiB writes: after each replay every acknowledged write is there, and S3 ends up with it', async () => {
+    const BS = 256 * 1024;
+    const SLOT = 128 * 1024; // ZFS's record size: two pieces per block, so partial writes
+    const SLOTS = 96;
+    const ROUNDS = 4;
+    const rand = seeded(Number(process.env.S3Z_TEST_SEED ?? Date.now() % 100_000));
+    const proxy: FaultProxy = await startFaultProxy(s3.endpoint, { history: false, latencyMs: 100 }); // uploads lag: kills find dirty blocks
+    try {
+      const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+      const url = s3.url('crashloop');
+      assert.equal((await runCli(['create', url, '--size', String(16 * MiB), '--block-size', String(BS)], env)).code, 0);
+      const content = (seed: number): Buffer => Buffer.alloc(SLOT, createHash('sha256').update(String(seed)).digest());
+      // Per slot: the last write that returned, and the one in flight at the kill (either may be there).
+      const acked = new Map<number, number>();
+      const inFlight = new Map<number, number>();
+      let seeds = 1;
+      /** Reads every slot and checks it against what was acknowledged; returns the slots' bytes. */
+      const check = async (disk: string, when: string): Promise<Buffer> => {
+        const all = await readFile(disk);
+        for (let slot = 0; slot < SLOTS; slot++) {
+          const got = all.subarray(slot * SLOT, (slot + 1) * SLOT);
+          const may = [acked.get(slot), inFlight.get(slot)].filter((x) => x !== undefined).map(content);
+          if (may.length === 0) may.push(Buffer.alloc(SLOT));
+          assert.ok(may.some((m) => m.equals(got)), `${when}: slot ${slot} holds neither its acknowledged write (${acked.get(slot)}) nor the one in flight (${inFlight.get(slot)})`);
+        }
+        return all.subarray(0, SLOTS * SLOT);
+      };
+      let writes = 0;
+      let dirtyAtKills = 0;
+      for (let round = 1; round <= ROUNDS; round++) {
+        const { dir, pid } = await mountVolume(url, 'crashloop', [], env);
+        await check(path.join(dir, 'disk'), `after crash ${round - 1}`);
+        // What the replay made of an in-flight write is now what the volume holds.
+        inFlight.clear();
+        const fh = await open(path.join(dir, 'disk'), 'r+');
+        const killAt = Date.now() + 300 + rand(1200);
+        try {
+          for (;;) {
+            const slot = rand(SLOTS);
+            const seed = seeds++;
+            inFlight.set(slot, seed);
+            if (Date.now() >= killAt) {
+              dirtyAtKills += (await statsOf(dir)).dirtyBlocks as number;
+              process.kill(pid, 'SIGKILL');
+            }
+            try {
+              // A write that returned is acknowledged (FUSE writes through to the daemon's
+              // journal); every eighth is also fsynced, so the kills find uploads in flight.
+              await fh.write(content(seed), 0, SLOT, slot * SLOT);
+              if (seed % 8 === 0) await fh.sync();
+            } catch {
+              break; // the daemon is gone: this write was never acknowledged
+            }
+            inFlight.delete(slot);
+            acked.set(slot, seed);
+            writes++;
+          }
+        } finally {
+          await fh.close().catch(() => {});
+        }
+        assert.ok(writes > round * 2, `writes were acknowledged before kill ${round} (${writes})`);
+        await run('fusermount3', ['-u', '-z', dir]).catch(() => {});
+        mounted.delete(dir);
+      }
+      assert.ok(dirtyAtKills > 0, 'the kills found blocks not yet in S3 (the journal had something to replay)');
+      const last = await mountVolume(url, 'crashloop', [], env);
+      const warm = await check(path.join(last.dir, 'disk'), `after crash ${ROUNDS}`);
+      await unmount(last.dir);
+      // All of it in S3: a read-only mount with an empty cache reads the same bytes.
+      const cold = await mountVolume(url, 'crashloop-cold', ['--read-only'], env);
+      const fromS3 = (await readFile(path.join(cold.dir, 'disk'))).subarray(0, SLOTS * SLOT);
+      assert.ok(fromS3.equals(warm), 'S3 holds what the last mount served');
+      await unmount(cold.dir);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('--hydrate pulls every stored block into the cache in the background', async () => {
     const BS = 64 * 1024;
     const url = s3.url('hydrate');
