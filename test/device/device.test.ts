@@ -390,7 +390,8 @@ describe('device', { skip }, () => {
     const SLOT = 128 * 1024; // ZFS's record size: two pieces per block, so partial writes
     const SLOTS = 96;
     const ROUNDS = 4;
-    const rand = seeded(Number(process.env.S3Z_TEST_SEED ?? Date.now() % 100_000));
+    const seed0 = Number(process.env.S3Z_TEST_SEED ?? Date.now() % 100_000);
+    const rand = seeded(seed0);
     const proxy: FaultProxy = await startFaultProxy(s3.endpoint, { history: false, latencyMs: 100 }); // uploads lag: kills find dirty blocks
     try {
       const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
@@ -401,35 +402,43 @@ describe('device', { skip }, () => {
       const acked = new Map<number, number>();
       const inFlight = new Map<number, number>();
       let seeds = 1;
-      /** Reads every slot and checks it against what was acknowledged; returns the slots' bytes. */
+      /**
+       * Reads every slot and checks it against what was acknowledged; an in-flight write
+       * found there is what the volume holds from now on. Returns the slots' bytes.
+       */
       const check = async (disk: string, when: string): Promise<Buffer> => {
         const all = await readFile(disk);
         for (let slot = 0; slot < SLOTS; slot++) {
           const got = all.subarray(slot * SLOT, (slot + 1) * SLOT);
-          const may = [acked.get(slot), inFlight.get(slot)].filter((x) => x !== undefined).map(content);
-          if (may.length === 0) may.push(Buffer.alloc(SLOT));
-          assert.ok(may.some((m) => m.equals(got)), `${when}: slot ${slot} holds neither its acknowledged write (${acked.get(slot)}) nor the one in flight (${inFlight.get(slot)})`);
+          const flying = inFlight.get(slot);
+          if (flying !== undefined && content(flying).equals(got)) {
+            acked.set(slot, flying);
+            continue;
+          }
+          const want = acked.has(slot) ? content(acked.get(slot)!) : Buffer.alloc(SLOT);
+          assert.ok(want.equals(got), `${when}: slot ${slot} holds neither its acknowledged write (${acked.get(slot)}) nor the one in flight (${flying})`);
         }
+        inFlight.clear();
         return all.subarray(0, SLOTS * SLOT);
       };
       let writes = 0;
       let dirtyAtKills = 0;
       for (let round = 1; round <= ROUNDS; round++) {
         const { dir, pid } = await mountVolume(url, 'crashloop', [], env);
-        await check(path.join(dir, 'disk'), `after crash ${round - 1}`);
-        // What the replay made of an in-flight write is now what the volume holds.
-        inFlight.clear();
+        await check(path.join(dir, 'disk'), `seed ${seed0}, after crash ${round - 1}`);
         const fh = await open(path.join(dir, 'disk'), 'r+');
-        const killAt = Date.now() + 300 + rand(1200);
+        // The kill lands while a write or an fsync is in flight.
+        const killer = setTimeout(() => {
+          statsOf(dir)
+            .then((st) => (dirtyAtKills += st.dirtyBlocks as number))
+            .catch(() => {})
+            .finally(() => process.kill(pid, 'SIGKILL'));
+        }, 300 + rand(1200));
         try {
           for (;;) {
             const slot = rand(SLOTS);
             const seed = seeds++;
             inFlight.set(slot, seed);
-            if (Date.now() >= killAt) {
-              dirtyAtKills += (await statsOf(dir)).dirtyBlocks as number;
-              process.kill(pid, 'SIGKILL');
-            }
             try {
               // A write that returned is acknowledged (FUSE writes through to the daemon's
               // journal); every eighth is also fsynced, so the kills find uploads in flight.
@@ -443,6 +452,7 @@ describe('device', { skip }, () => {
             writes++;
           }
         } finally {
+          clearTimeout(killer);
           await fh.close().catch(() => {});
         }
         assert.ok(writes > round * 2, `writes were acknowledged before kill ${round} (${writes})`);
@@ -451,7 +461,7 @@ describe('device', { skip }, () => {
       }
       assert.ok(dirtyAtKills > 0, 'the kills found blocks not yet in S3 (the journal had something to replay)');
       const last = await mountVolume(url, 'crashloop', [], env);
-      const warm = await check(path.join(last.dir, 'disk'), `after crash ${ROUNDS}`);
+      const warm = await check(path.join(last.dir, 'disk'), `seed ${seed0}, after crash ${ROUNDS}`);
       await unmount(last.dir);
       // All of it in S3: a read-only mount with an empty cache reads the same bytes.
       const cold = await mountVolume(url, 'crashloop-cold', ['--read-only'], env);
