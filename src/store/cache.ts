@@ -27,9 +27,9 @@
 //   - dirty data is bounded (writers wait), clean data by the cache size (LRU);
 //     memory holds indices and states, never block data beyond the requests in flight;
 //   - one block's writes, fills and upload snapshots run one at a time (a per-block
-//     lock); a range being read is never punched out under the reader;
-//   - with direct reads (useDirectReads: the FUSE binding answers reads of granted
-//     blocks from their file by itself), a block is granted only while it is held,
+//     lock); a range being read is never punched out under the reader (block-pins.ts);
+//   - with direct reads (useDirectReads, direct-grants.ts: the FUSE binding answers reads
+//     of granted blocks from their file by itself), a block is granted only while it is held,
 //     verified in this mount and not written as zeros, and revoked (which waits for
 //     the direct reads of it in progress) before a write changes its file range or
 //     before it is dropped; close() turns direct reads off before the files close.
@@ -42,6 +42,8 @@ import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
 import { BlockBuffers } from './block-buffers.js';
+import { BlockPins } from './block-pins.js';
+import { DirectGrants } from './direct-grants.js';
 import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, segmentSize, zeroDirtyRecord } from './cache-records.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
@@ -100,8 +102,6 @@ export interface CacheStats {
 
 /** Local write attempts before a writer gets ENOSPC. */
 const LOCAL_RETRIES = 4;
-/** How often blocks read below JS (direct reads) are counted as used for eviction. */
-const RECENCY_MS = 500;
 
 /** Fill buffers kept for reuse: as many as fills usually run at once (the read-ahead's). */
 const FILL_BUFFERS = 16;
@@ -139,14 +139,10 @@ export class CacheStore implements RangeStore {
   /** Misses being fetched (one request per block, whoever asks). */
   #fills = new Map<number, Promise<Local>>();
   #locks = new KeyedLock();
-  /** Reads in progress per block, and evictions waiting for them. */
-  #readers = new Map<number, number>();
-  #pendingEvict = new Set<number>();
+  /** Reads in progress per block (and slices out), and the drops waiting for them. */
+  #pins = new BlockPins();
   /** Per dirty block, the segments written since it went up (see #cover); dropped once complete or clean. */
   #covered = new Map<number, Uint8Array>();
-  /** Slices handed out and not released yet; close() waits for them. */
-  #slicesOut = 0;
-  #slicesDrained: (() => void) | undefined;
   /** What each upload reads its block into: one per upload in flight, used again. */
   #uploadBuffers: BlockBuffers;
   /**
@@ -156,8 +152,7 @@ export class CacheStore implements RangeStore {
    */
   #fillBuffers: BlockBuffers;
   /** Reads answered below JS for granted blocks (useDirectReads). */
-  #direct: DirectReads | undefined;
-  #directTimer: NodeJS.Timeout | undefined;
+  #grants: DirectGrants;
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0, writeOuts: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
@@ -175,6 +170,13 @@ export class CacheStore implements RangeStore {
       { upload: (i) => this.#upload(i), clean: (i, seq, sent) => this.#clean(i, seq, sent), canRetry: () => !this.#closed && !this.#db.closed },
       this.#log,
     );
+    this.#grants = new DirectGrants({
+      eligible: (i) => !this.#closed && this.#verified.has(i) && this.holds(i) && !this.#zeroDirty.has(i),
+      fileOf: (i) => this.#files.fileOf(i),
+      touched: (i) => {
+        if (this.#lru.has(i)) this.#lru.get(i); // recently used
+      },
+    });
     this.#lru = new LRUCache<number, true>({
       max: Math.max(1, Math.floor(config.maxBytes / this.blockSize)),
       dispose: (_v, index, reason) => {
@@ -208,16 +210,10 @@ export class CacheStore implements RangeStore {
   /**
    * From now on, verified local blocks are granted to `direct` (reads of them are then
    * answered without this layer) and revoked before their bytes change or leave. Reads
-   * answered there count as uses for eviction (drained every RECENCY_MS).
+   * answered there count as uses for eviction (direct-grants.ts).
    */
   useDirectReads(direct: DirectReads): void {
-    if (this.#closed || this.#direct !== undefined) return;
-    this.#direct = direct;
-    for (const index of this.#verified) this.#grant(index);
-    this.#directTimer = setInterval(() => {
-      for (const index of Array.from(direct.touched())) if (this.#lru.has(index)) this.#lru.get(index);
-    }, RECENCY_MS);
-    this.#directTimer.unref();
+    if (!this.#closed) this.#grants.start(direct, this.#verified);
   }
 
   /**
@@ -260,7 +256,7 @@ export class CacheStore implements RangeStore {
   async readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null> {
     checkIndex(this, index, this.#closed);
     checkRange(this, index, at, length);
-    this.#startReading(index);
+    this.#pins.pin(index);
     try {
       const local = await this.#local(index, opts);
       return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
@@ -279,7 +275,7 @@ export class CacheStore implements RangeStore {
     if (length <= SMALL_READ) return this.readRange(index, at, length, opts);
     checkIndex(this, index, this.#closed);
     checkRange(this, index, at, length);
-    this.#startReading(index);
+    this.#pins.pin(index);
     let pinned = false;
     try {
       const local = await this.#local(index, opts);
@@ -289,7 +285,7 @@ export class CacheStore implements RangeStore {
       const where = this.#files.where(index, at, length);
       if (where === undefined) return await this.#files.read(index, at, length);
       this.#stats.slices++;
-      this.#slicesOut++;
+      this.#pins.sliceOut();
       pinned = true;
       let released = false;
       return {
@@ -300,7 +296,7 @@ export class CacheStore implements RangeStore {
           if (released) return;
           released = true;
           this.#doneReading(index);
-          if (--this.#slicesOut === 0) this.#slicesDrained?.();
+          this.#pins.sliceBack();
         },
       };
     } finally {
@@ -339,9 +335,8 @@ export class CacheStore implements RangeStore {
     await this.#inner.close();
     // A slice's reader (the kernel) reads its fd: the files stay open until all are back.
     // The FUSE session releases every slice it got, even for requests it abandoned.
-    if (this.#slicesOut > 0) await new Promise<void>((res) => (this.#slicesDrained = res));
-    clearInterval(this.#directTimer);
-    this.#direct?.disable();
+    await this.#pins.slicesBack();
+    this.#grants.stop();
     this.#files.close();
   }
 
@@ -363,7 +358,7 @@ export class CacheStore implements RangeStore {
     if (this.#wb.has(index)) {
       // Dirty blocks were checked at start or written in this mount.
       this.#verified.add(index);
-      this.#grant(index);
+      this.#grants.grant(index);
       return true;
     }
     const sum = cleanSum(this.#db.local.get(index));
@@ -372,7 +367,7 @@ export class CacheStore implements RangeStore {
       const ok = await this.#fillBuffers.lend(async (buf) => (await sha256Of(await this.#files.readInto(index, 0, buf))).equals(sum));
       if (ok) {
         this.#verified.add(index);
-        this.#grant(index);
+        this.#grants.grant(index);
         return true;
       }
     }
@@ -440,36 +435,14 @@ export class CacheStore implements RangeStore {
       this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
       this.#verified.add(index);
       this.#lru.set(index, true);
-      this.#grant(index);
+      this.#grants.grant(index);
       return true;
     });
   }
 
-  /**
-   * Lets reads of a block be answered below JS while its file holds its verified bytes.
-   * Called where a block becomes verified (and when direct reads start), not per read.
-   */
-  #grant(index: number): void {
-    const direct = this.#direct;
-    if (direct === undefined || this.#closed || !this.#verified.has(index) || !this.holds(index) || this.#zeroDirty.has(index)) return;
-    const { file, fd } = this.#files.fileOf(index);
-    direct.file(file, fd);
-    direct.grant(index);
-  }
-
-  /** A reader of the block from here to #doneReading: its range is not punched out meanwhile. */
-  #startReading(index: number): void {
-    this.#readers.set(index, (this.#readers.get(index) ?? 0) + 1);
-  }
-
+  /** A reader of the block (pinned since #pins.pin) is done: a drop that waited for it happens now. */
   #doneReading(index: number): void {
-    const n = (this.#readers.get(index) ?? 1) - 1;
-    if (n > 0) {
-      this.#readers.set(index, n);
-      return;
-    }
-    this.#readers.delete(index);
-    if (this.#pendingEvict.delete(index) && !this.holds(index)) this.#punchOut(index);
+    if (this.#pins.unpin(index) && !this.holds(index)) this.#punchOut(index);
   }
 
   // -------------------------------------------------------------------------
@@ -483,14 +456,14 @@ export class CacheStore implements RangeStore {
     // No longer clean: it must not be evicted while we change it.
     const wasClean = this.#lru.delete(index);
     // Its bytes are about to change (or be punched): nothing reads them below JS meanwhile.
-    this.#direct?.revoke(index);
+    this.#grants.revoke(index);
     // A partial write builds on the block as S3 holds it (absent blocks cost no request),
     // or on a clean local copy once that copy has proven itself.
     const trusted = wasDirty || (wasClean && (await this.#ensureVerified(index)));
     // Whether the block's file range holds zeros but for what this write puts there.
     let onZeros = false;
     if (!trusted && !whole) {
-      this.#pendingEvict.delete(index);
+      this.#pins.cancelDrop(index);
       await this.#fillBuffers.lend(async (buf) => {
         const base = await this.#inner.read(index, { into: buf });
         if (base === null) {
@@ -528,7 +501,7 @@ export class CacheStore implements RangeStore {
     else this.#zeroDirty.delete(index);
     this.#verified.add(index);
     this.#wb.written(index, seq, this.#cover(index, at, length, whole));
-    this.#grant(index); // held again (dirty) from here
+    this.#grants.grant(index); // held again (dirty) from here
   }
 
   /**
@@ -654,7 +627,7 @@ export class CacheStore implements RangeStore {
   async hydrate(index: number, opts?: ReadOptions): Promise<void> {
     checkIndex(this, index, this.#closed);
     if (this.holds(index)) return;
-    this.#startReading(index);
+    this.#pins.pin(index);
     try {
       await this.#local(index, opts);
     } finally {
@@ -685,13 +658,12 @@ export class CacheStore implements RangeStore {
 
   /** Forgets a clean block locally, its record and its bytes; after its readers, if it has any. */
   #drop(index: number): void {
-    this.#direct?.revoke(index);
-    if ((this.#readers.get(index) ?? 0) > 0) this.#pendingEvict.add(index);
-    else this.#punchOut(index);
+    this.#grants.revoke(index);
+    if (!this.#pins.deferDrop(index)) this.#punchOut(index);
   }
 
   #punchOut(index: number): void {
-    this.#direct?.revoke(index);
+    this.#grants.revoke(index);
     this.#verified.delete(index);
     try {
       this.#files.punch(index);
