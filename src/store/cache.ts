@@ -45,7 +45,9 @@ import { BlockBuffers } from './block-buffers.js';
 import { BlockPins } from './block-pins.js';
 import { DirectGrants } from './direct-grants.js';
 import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
-import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, segmentSize, zeroDirtyRecord } from './cache-records.js';
+import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, zeroDirtyRecord } from './cache-records.js';
+import { DirtyCover } from './dirty-cover.js';
+import { DiskRoom } from './disk-room.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
@@ -100,9 +102,6 @@ export interface CacheStats {
   writeOuts: number;
 }
 
-/** Local write attempts before a writer gets ENOSPC. */
-const LOCAL_RETRIES = 4;
-
 /** Fill buffers kept for reuse: as many as fills usually run at once (the read-ahead's). */
 const FILL_BUFFERS = 16;
 
@@ -141,8 +140,10 @@ export class CacheStore implements RangeStore {
   #locks = new KeyedLock();
   /** Reads in progress per block (and slices out), and the drops waiting for them. */
   #pins = new BlockPins();
-  /** Per dirty block, the segments written since it went up (see #cover); dropped once complete or clean. */
-  #covered = new Map<number, Uint8Array>();
+  /** Per dirty block, the segments written since it went up (dirty-cover.ts). */
+  #cover: DirtyCover;
+  /** Local writes the disk refused are tried again after making room (disk-room.ts). */
+  #room: DiskRoom;
   /** What each upload reads its block into: one per upload in flight, used again. */
   #uploadBuffers: BlockBuffers;
   /**
@@ -165,6 +166,15 @@ export class CacheStore implements RangeStore {
     this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
     this.#uploadBuffers = new BlockBuffers(this.blockSize, config.uploadConcurrency);
     this.#fillBuffers = new BlockBuffers(this.blockSize, FILL_BUFFERS);
+    this.#cover = new DirtyCover(this.blockSize);
+    this.#room = new DiskRoom({
+      dir: this.#db.dir,
+      shed: () => this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8))),
+      settled: () => this.#db.committed().catch(quiet),
+      closed: () => this.#closed,
+      refused: () => this.#stats.localErrors++,
+      log: this.#log,
+    });
     this.#wb = new WriteBack(
       { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
       { upload: (i) => this.#upload(i), clean: (i, seq, sent) => this.#clean(i, seq, sent), canRetry: () => !this.#closed && !this.#db.closed },
@@ -500,76 +510,28 @@ export class CacheStore implements RangeStore {
     if (record[0] === ZEROS) this.#zeroDirty.add(index);
     else this.#zeroDirty.delete(index);
     this.#verified.add(index);
-    this.#wb.written(index, seq, this.#cover(index, at, length, whole));
+    this.#wb.written(index, seq, this.#cover.written(index, at, length));
     this.#grants.grant(index); // held again (dirty) from here
   }
 
-  /**
-   * Notes which segments of a dirty block were written since it last went up; true once
-   * all were: the block is complete (ZFS wrote all its pieces, or dd the whole block) and
-   * waiting for more pieces would only push its upload into the next fsync.
-   */
-  #cover(index: number, at: number, length: number, whole: boolean): boolean {
-    if (whole) {
-      this.#covered.delete(index);
+  /** Commits a write's record and its journal entry together (on a full disk, after making room). */
+  #journal(index: number, record: Buffer, seq: number): Promise<void> {
+    const commit = async (): Promise<void> => {
+      await this.#db.batch(() => {
+        void this.#db.local.put(index, record);
+        void this.#db.dirty.put(index, seq);
+      });
+    };
+    // On a full disk a commit fails with whatever LMDB reports: every failure gets the retries.
+    return this.#room.retry(index, commit, (err) => {
+      quiet(err);
       return true;
-    }
-    const seg = segmentSize(this.blockSize);
-    let mask = this.#covered.get(index);
-    if (mask === undefined) {
-      mask = new Uint8Array(this.blockSize / seg);
-      this.#covered.set(index, mask);
-    }
-    // Only whole segments count: a partial one may still be waiting for the rest of its bytes.
-    for (let s = Math.ceil(at / seg); (s + 1) * seg <= at + length; s++) mask[s] = 1;
-    if (!mask.every((b) => b === 1)) return false;
-    this.#covered.delete(index);
-    return true;
+    });
   }
 
-  /**
-   * Commits a write's record and its journal entry together. The local disk may be
-   * full (a smaller disk than --cache-size, or filled by something else since the
-   * mount): clean blocks are dropped and uploads given time before the writer hears ENOSPC.
-   */
-  async #journal(index: number, record: Buffer, seq: number): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#db.batch(() => {
-          void this.#db.local.put(index, record);
-          void this.#db.dirty.put(index, seq);
-        });
-        return;
-      } catch (err) {
-        quiet(err);
-        await this.#roomOrFail(index, attempt, err);
-      }
-    }
-  }
-
-  /** Writes bytes of a block to its file, making room (shedding clean blocks) on a full disk. */
-  async #localWrite(index: number, at: number, data: Buffer): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#files.write(index, at, data);
-        return;
-      } catch (err) {
-        if (!isS3zError(err, 'ENOSPACE')) throw err;
-        await this.#roomOrFail(index, attempt, err);
-      }
-    }
-  }
-
-  async #roomOrFail(index: number, attempt: number, err: unknown): Promise<void> {
-    this.#stats.localErrors++;
-    if (attempt > LOCAL_RETRIES || this.#closed) {
-      this.#log.error({ block: index, err: (err as Error).message }, 'the local cache refused a write');
-      throw new S3zError('ENOSPACE', `block ${index}: the local cache disk (${this.#db.dir}) has no room left for it`, { cause: err });
-    }
-    this.#log.warn({ block: index, attempt, err: (err as Error).message }, 'local write failed; making room in the cache');
-    this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8)));
-    await this.#db.committed().catch(quiet);
-    await new Promise((r) => setTimeout(r, 250 * attempt));
+  /** Writes bytes of a block to its file (on a full disk, after making room). */
+  #localWrite(index: number, at: number, data: Buffer): Promise<void> {
+    return this.#room.retry(index, () => this.#files.write(index, at, data), (err) => isS3zError(err, 'ENOSPACE'));
   }
 
   // -------------------------------------------------------------------------
@@ -618,7 +580,7 @@ export class CacheStore implements RangeStore {
       });
       this.#wb.forget(index);
       this.#zeroDirty.delete(index);
-      this.#covered.delete(index);
+      this.#cover.forget(index);
       if (record !== undefined) this.#lru.set(index, true);
     });
   }
