@@ -18,8 +18,8 @@
 //   whose last write failed (kept in a small set until a write of it succeeds): S3 may
 //   or may not hold it, so a GET that finds nothing answers null. A wrong clear bit
 //   would hide data, so every uncertain case ends with the bit set.
-// - Memory holds one 4 KiB bitmap per chunk of 32768 blocks that has a stored block,
-//   never a bitmap of the whole device; a chunk whose last bit clears is freed.
+// - The map's memory is bounded by SparseBitmap (sparse-bitmap.ts): by the chunks
+//   holding a stored block, never by the device.
 // - The LMDB copy (`zmap` table) is trusted only if meta.zmap says the session that
 //   wrote it closed cleanly with the token the caller expects, and only a map whose
 //   LIST was complete is closed clean. Loading marks it
@@ -34,10 +34,10 @@ import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero } from './checksum.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CHUNK_BITS, SparseBitmap, chunkOf } from './sparse-bitmap.js';
 
-/** Blocks per bitmap chunk: 4 KiB of bits, one LMDB value. */
-export const CHUNK_BITS = 32768;
-const CHUNK_BYTES = CHUNK_BITS / 8;
+export { CHUNK_BITS } from './sparse-bitmap.js';
+
 const META_KEY = 'zmap';
 
 export interface ZeroMapConfig {
@@ -97,17 +97,6 @@ interface ZeroMapMeta {
   readonly chunkBits: number;
 }
 
-interface Chunk {
-  readonly bits: Uint8Array;
-  count: number;
-}
-
-const POPCOUNT = Uint8Array.from({ length: 256 }, (_, b) => {
-  let n = 0;
-  for (let v = b; v !== 0; v &= v - 1) n++;
-  return n;
-});
-
 export class ZeroMapStore implements BlockStore {
   readonly blockSize: number;
   readonly blockCount: number;
@@ -116,8 +105,8 @@ export class ZeroMapStore implements BlockStore {
   #db: LocalDb;
   #log: Logger;
   #persistDelayMs: number;
-  #chunks = new Map<number, Chunk>();
-  /** Chunks changed since they were last written to LMDB (absent from #chunks: to be removed). */
+  #bits: SparseBitmap;
+  /** Chunks changed since they were last written to LMDB (empty in #bits: to be removed). */
   #dirty = new Set<number>();
   #timer: NodeJS.Timeout | undefined;
   /** Latest write generation per block with a write in flight; lets a failed delete know whether it is still the newest. */
@@ -141,6 +130,7 @@ export class ZeroMapStore implements BlockStore {
     this.blockSize = inner.blockSize;
     this.blockCount = inner.blockCount;
     this.#inner = inner;
+    this.#bits = new SparseBitmap(inner.blockCount);
     this.#db = deps.db;
     this.#log = deps.log.child({ layer: 'zero-map' });
     this.#persistDelayMs = config.persistDelayMs ?? DEFAULT_ZERO_MAP_CONFIG.persistDelayMs;
@@ -196,11 +186,7 @@ export class ZeroMapStore implements BlockStore {
 
   /** True when block `index` may have an object below (its bit is set). */
   has(index: number): boolean {
-    if (!Number.isInteger(index)) return false;
-    const chunk = this.#chunks.get(Math.floor(index / CHUNK_BITS));
-    if (chunk === undefined) return false;
-    const off = index % CHUNK_BITS;
-    return (chunk.bits[off >>> 3]! & (1 << (off & 7))) !== 0;
+    return this.#bits.has(index);
   }
 
   /**
@@ -209,17 +195,7 @@ export class ZeroMapStore implements BlockStore {
    * may not be reported.
    */
   async *storedIndices(): AsyncGenerator<number> {
-    const keys = [...this.#chunks.keys()].sort((a, b) => a - b);
-    for (const key of keys) {
-      const chunk = this.#chunks.get(key);
-      if (chunk === undefined) continue;
-      const base = key * CHUNK_BITS;
-      for (let byte = 0; byte < CHUNK_BYTES; byte++) {
-        const v = chunk.bits[byte]!;
-        if (v === 0) continue;
-        for (let bit = 0; bit < 8; bit++) if (v & (1 << bit)) yield base + byte * 8 + bit;
-      }
-    }
+    for (const index of this.#bits.indices()) yield index;
   }
 
   async read(index: number, opts?: ReadOptions): Promise<Buffer | null> {
@@ -300,59 +276,38 @@ export class ZeroMapStore implements BlockStore {
     return { clean, token, blockCount: this.blockCount, chunkBits: CHUNK_BITS };
   }
 
-  /** Sets or clears one bit, keeping the counters, freeing empty chunks and scheduling a save. */
+  /** Sets or clears one bit, keeping the counters and scheduling a save. */
   #set(index: number, on: boolean): void {
-    const key = Math.floor(index / CHUNK_BITS);
-    let chunk = this.#chunks.get(key);
-    if (chunk === undefined) {
-      if (!on) return;
-      chunk = { bits: new Uint8Array(CHUNK_BYTES), count: 0 };
-      this.#chunks.set(key, chunk);
-      this.stats.chunks++;
-    }
-    const off = index % CHUNK_BITS;
-    const byte = off >>> 3;
-    const mask = 1 << (off & 7);
-    const was = (chunk.bits[byte]! & mask) !== 0;
-    if (was === on) return;
-    chunk.bits[byte] = on ? chunk.bits[byte]! | mask : chunk.bits[byte]! & ~mask;
-    chunk.count += on ? 1 : -1;
-    this.stats.stored += on ? 1 : -1;
-    if (chunk.count === 0) {
-      this.#chunks.delete(key);
-      this.stats.chunks--;
-    }
-    this.#dirty.add(key);
+    if (!this.#bits.set(index, on)) return;
+    this.#counted();
+    this.#dirty.add(chunkOf(index));
     this.#schedule();
+  }
+
+  /** stats is a plain object its readers copy fields from, so it takes the bitmap's counts at each change. */
+  #counted(): void {
+    this.stats.stored = this.#bits.count;
+    this.stats.chunks = this.#bits.chunks;
   }
 
   /** Fills the map from the LMDB copy; false (map left empty) if the copy looks wrong. */
   #restore(): boolean {
-    const maxChunk = Math.floor((this.blockCount - 1) / CHUNK_BITS);
     for (const { key, value } of this.#db.zmap.getRange()) {
-      if (!Number.isInteger(key) || key < 0 || key > maxChunk || value.length !== CHUNK_BYTES) {
+      if (!this.#bits.load(key, value)) {
         this.#log.warn({ chunk: key }, 'zero map copy in the cache is malformed; listing the volume instead');
         this.#reset();
         return false;
       }
-      // Copied: LMDB may hand out memory it reuses.
-      const bits = Uint8Array.from(value);
-      let count = 0;
-      for (const b of bits) count += POPCOUNT[b]!;
-      if (count === 0) continue;
-      this.#chunks.set(key, { bits, count });
-      this.stats.stored += count;
-      this.stats.chunks++;
     }
+    this.#counted();
     return true;
   }
 
   #reset(): void {
-    this.#chunks.clear();
+    this.#bits.clear();
     this.#dirty.clear();
     this.#cancelTimer();
-    this.stats.stored = 0;
-    this.stats.chunks = 0;
+    this.#counted();
     this.stats.listPages = 0;
   }
 
@@ -462,9 +417,8 @@ export class ZeroMapStore implements BlockStore {
     this.#dirty.clear();
     try {
       const writes = keys.map((key) => {
-        const chunk = this.#chunks.get(key);
-        // A copy: LMDB reads the buffer at commit time, and the bits keep changing.
-        return chunk !== undefined ? this.#db.zmap.put(key, Buffer.from(chunk.bits)) : this.#db.zmap.remove(key);
+        const value = this.#bits.stored(key);
+        return value !== undefined ? this.#db.zmap.put(key, value) : this.#db.zmap.remove(key);
       });
       await Promise.all(writes);
     } catch (err) {
