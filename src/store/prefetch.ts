@@ -1,20 +1,10 @@
 // The prefetch layer, below the cache: detects sequential reads and fetches the
-// blocks that follow before they are asked for.
+// blocks that follow before they are asked for. Which reads are sequential and how
+// far ahead of each to read is read-streams.ts's; this file reads those blocks ahead.
 //
 // State:
-//   streams   up to `streams` recent read positions (most recent first). A stream
-//             becomes sequential after `triggerReads` reads in a row; its window
-//             starts at `initialWindow` blocks and doubles each time the reader
-//             reaches the blocks added at the last doubling and had to wait for one,
-//             up to maxWindowBytes. A reader that finds its blocks already here keeps
-//             the window it has: read-ahead grows only as deep as it pays for itself,
-//             so a slow reader overshoots the end of what it needs by a few blocks, and
-//             a fast one (dd) gets the deepest window. A reader that keeps several
-//             reads in flight reads ahead itself (ZFS's prefetcher, which knows the
-//             file's blocks), but only as far as its vdev queue lets it (about 1.5
-//             blocks of 1 MiB): its stream gets a fixed, shallow window
-//             (parallelWindow) that hides one GET round trip and overshoots the end
-//             of the file by at most that many blocks.
+//   streams   the read streams (read-streams.ts), told of each foreground read; they
+//             answer the blocks to read ahead, which go to the queue
 //   queue     read-ahead indices waiting for a slot (FIFO, so nearest first)
 //   inflight  read-ahead requests on their way from the store below
 //   held      read-ahead results waiting to be read (oldest dropped first)
@@ -43,6 +33,7 @@ import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { BlockBuffers } from './block-buffers.js';
 import { copyBlock } from './checksum.js';
+import { ReadStreams } from './read-streams.js';
 
 export interface PrefetchConfig {
   /** Read-ahead requests in flight at once. */
@@ -95,21 +86,6 @@ export interface PrefetchStats {
   heldBytes: number;
 }
 
-interface Stream {
-  /** The index a continuing read asks for. */
-  next: number;
-  /** Reads in a row so far. */
-  run: number;
-  /** Blocks kept scheduled ahead of the reader; 0 until the stream is sequential. */
-  window: number;
-  /** Last index scheduled for this stream. */
-  ahead: number;
-  /** The window doubles when the reader reaches this index. */
-  mark: number;
-  /** The reader keeps several reads in flight: it reads ahead itself, and gets only the parallel window of ours. */
-  parallel: boolean;
-}
-
 interface Ahead {
   /** Resolves to the block, or undefined when the request failed; never rejects. */
   readonly result: Promise<Buffer | null | undefined>;
@@ -125,9 +101,6 @@ interface Held {
   readonly data: Buffer | null;
   readonly buf: Buffer;
 }
-
-/** A read just behind an active stream's position (reads arriving out of order) stays in that stream. */
-const REORDER_SLACK = 4;
 
 export class PrefetchStore implements BlockStore {
   readonly blockSize: number;
@@ -145,15 +118,10 @@ export class PrefetchStore implements BlockStore {
   #inner: BlockStore;
   #log: Logger;
   #concurrency: number;
-  #initialWindow: number;
-  #maxWindow: number;
   #capacity: number;
-  #maxStreams: number;
-  #trigger: number;
-  #parallelWindow: number;
   #closed = false;
   #abort = new AbortController();
-  #streams: Stream[] = [];
+  #streams: ReadStreams;
   /** Insertion-ordered, so the first entry is the oldest. */
   #queue = new Set<number>();
   #inflight = new Map<number, Ahead>();
@@ -188,13 +156,17 @@ export class PrefetchStore implements BlockStore {
     this.#concurrency = c.concurrency;
     this.#capacity = Math.max(1, Math.floor(c.maxHeldBytes / this.blockSize));
     // A window larger than what may be held would only fetch blocks to drop them.
-    this.#maxWindow = Math.min(this.#capacity, Math.max(1, Math.floor(c.maxWindowBytes / this.blockSize)));
-    this.#initialWindow = Math.min(c.initialWindow, this.#maxWindow);
-    this.#maxStreams = c.streams;
-    this.#trigger = c.triggerReads;
-    this.#parallelWindow = Math.min(c.parallelWindow, this.#maxWindow);
+    const maxWindow = Math.min(this.#capacity, Math.max(1, Math.floor(c.maxWindowBytes / this.blockSize)));
+    this.#streams = new ReadStreams({
+      blockCount: this.blockCount,
+      initialWindow: c.initialWindow,
+      maxWindow,
+      streams: c.streams,
+      triggerReads: c.triggerReads,
+      parallelWindow: c.parallelWindow,
+    });
     // A stream keeps about a window of results in flight or held.
-    this.#buffers = new BlockBuffers(this.blockSize, this.#maxWindow);
+    this.#buffers = new BlockBuffers(this.blockSize, maxWindow);
   }
 
   /** Milliseconds since a foreground read last waited on the store below; 0 while one waits. */
@@ -289,44 +261,16 @@ export class PrefetchStore implements BlockStore {
     await this.#inner.close();
   }
 
-  /** Follows the read streams and schedules read-ahead for a sequential one. */
+  /** Tells the read streams of a read and queues the read-ahead they answer. */
   #observe(index: number, waited: boolean, alone: boolean): void {
-    const at = this.#streams.findIndex(
-      (s) => index === s.next || (s.window > 0 && index > s.next && index <= s.ahead + 1),
-    );
-    if (at < 0) {
-      const behind = this.#streams.some((s) => s.window > 0 && index < s.next && index >= s.next - REORDER_SLACK);
-      if (behind) return;
-      this.#streams.unshift({ next: index + 1, run: 1, window: 0, ahead: index, mark: 0, parallel: !alone });
-      if (this.#streams.length > this.#maxStreams) this.#streams.pop();
-      return;
+    const ahead = this.#streams.observe(index, waited, alone);
+    if (ahead === undefined) return;
+    for (let j = ahead.from; j <= ahead.to; j++) {
+      if (!this.#enqueue(j)) {
+        this.#streams.notScheduled(j);
+        break;
+      }
     }
-    const s = this.#streams[at]!;
-    if (at > 0) {
-      this.#streams.splice(at, 1);
-      this.#streams.unshift(s);
-    }
-    s.run++;
-    s.next = index + 1;
-    // Once a stream's reader was seen with another read in flight, it reads ahead itself.
-    if (!alone) s.parallel = true;
-    if (s.run < this.#trigger) return;
-    if (s.parallel) {
-      // Traced on zdb -r at 20 ms: ZFS keeps about 1.5 blocks in flight and waits a GET
-      // round trip per block; 3 blocks ahead of its newest read cut the copy by 15%.
-      if (this.#parallelWindow === 0) return;
-      s.window = this.#parallelWindow;
-    } else if (s.window === 0) {
-      s.window = this.#initialWindow;
-      s.mark = index + 1;
-    } else if (index >= s.mark && waited) {
-      s.window = Math.min(this.#maxWindow, s.window * 2);
-      s.mark = s.ahead + 1;
-    }
-    const target = Math.min(this.blockCount - 1, index + s.window);
-    let j = Math.max(s.ahead + 1, index + 1);
-    for (; j <= target; j++) if (!this.#enqueue(j)) break;
-    s.ahead = Math.max(s.ahead, j - 1);
     this.#pump();
   }
 
