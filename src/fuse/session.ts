@@ -1,6 +1,7 @@
-// A mounted FUSE session: dispatches the addon's requests to the handlers and sends
-// their replies (native/s3zfuse.c is mechanism; the policy is here and in the other
-// files of src/fuse/, re-exported by binding.ts).
+// A mounted FUSE session: dispatches the addon's requests to the handlers and answers
+// each exactly once, with their result (encoded by replies.ts) or an errno
+// (native/s3zfuse.c is mechanism; the policy is here and in the other files of
+// src/fuse/, re-exported by binding.ts).
 //
 // Session states: mounting -> mounted -> unmounting -> closed.
 //   mounting    the kernel mount exists; waiting for the kernel's INIT (and the
@@ -29,15 +30,14 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { S3zError } from '../errors.js';
-import { checkSlice, dirVec, fhOf, fillAttr, setattrChanges, statfsVec, type AttrDefaults } from './encode.js';
+import { setattrChanges } from './encode.js';
 import { detach, detachSync, isRoot } from './mountpoint.js';
-import { ATTR_LEN, FD_QUEUED, FD_SENT, OP, OPEN_CACHE_READDIR, OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, type Dispatch, type Native, type NativeSession } from './native.js';
+import { OP, type Dispatch, type Native, type NativeSession } from './native.js';
 import type { ResolvedOptions } from './options.js';
-import type {
-  Awaitable, ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, OpendirResult, OpenResult, SessionState, Stat, Statfs, UnmountOptions,
-} from './types.js';
-import { errnoOf, isThenable, messageOf, num, within } from './util.js';
+import type { Awaitable, ConnInfo, FuseHandlers, HandlerName, SessionState, UnmountOptions } from './types.js';
+import { errnoOf, isThenable, messageOf, within } from './util.js';
 import { DirectReadTable, type DirectCounts, type DirectLayout } from './direct-reads.js';
+import { Replies } from './replies.js';
 
 const E = osConstants.errno;
 
@@ -76,13 +76,8 @@ export class FuseSession {
   #conn: ConnInfo | undefined;
   #dev: string | undefined;
   #unmounting: Promise<void> | undefined;
-  #attrVec = new Float64Array(ATTR_LEN);
-  /** Slice replies queued on libuv's pool and not out yet (replyFd). */
-  #fdReplies = 0;
-  #sliceReplies = { sentHere: 0, pooled: 0 };
-  #fdDrained: (() => void) | undefined;
+  #replies: Replies;
   #direct: DirectReadTable | undefined;
-  #attrDefaults: AttrDefaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, timeMs: Date.now() };
 
   /** @internal use mount() */
   constructor(native: Native, mountpoint: string, handlers: FuseHandlers, opts: ResolvedOptions) {
@@ -90,6 +85,7 @@ export class FuseSession {
     this.mountpoint = mountpoint;
     this.#handlers = handlers;
     this.#opts = opts;
+    this.#replies = new Replies(native, handlers, opts, (err, op) => this.#report(err, op));
     this.closed = new Promise<void>((res) => {
       this.#resolveClosed = res;
     });
@@ -109,7 +105,7 @@ export class FuseSession {
    * and sent from libuv's pool (some were not, or the file cannot say without waiting).
    */
   get sliceReplies(): { sentHere: number; pooled: number } {
-    return { ...this.#sliceReplies };
+    return this.#replies.sliceReplies;
   }
 
   /**
@@ -259,47 +255,47 @@ export class FuseSession {
     switch (op) {
       case OP.READ:
         this.#pending.set(id, { op: 'read' });
-        return this.#settle(id, 'read', () => h.read!(a as number, b as number, c as number, d as number), (rid, v) => this.#okRead(rid, v, d as number));
+        return this.#settle(id, 'read', () => h.read!(a as number, b as number, c as number, d as number), (rid, v) => this.#replies.read(rid, v, d as number));
       case OP.WRITE:
         this.#pending.set(id, { op: 'write' });
-        return this.#settle(id, 'write', () => h.write!(a as number, b as number, c as number, d as Buffer, e as number), this.#okWrite);
+        return this.#settle(id, 'write', () => h.write!(a as number, b as number, c as number, d as Buffer, e as number), this.#replies.write);
       case OP.LOOKUP:
         this.#pending.set(id, { op: 'lookup' });
-        return this.#settle(id, 'lookup', () => h.lookup!(a as number, b as string), this.#okEntry);
+        return this.#settle(id, 'lookup', () => h.lookup!(a as number, b as string), this.#replies.entry);
       case OP.GETATTR:
         this.#pending.set(id, { op: 'getattr' });
-        return this.#settle(id, 'getattr', () => h.getattr!(a as number, b as number | undefined), (rid, v) => this.#okAttr(rid, v, a as number));
+        return this.#settle(id, 'getattr', () => h.getattr!(a as number, b as number | undefined), (rid, v) => this.#replies.attr(rid, v, a as number));
       case OP.SETATTR:
         this.#pending.set(id, { op: 'setattr' });
         return this.#settle(id, 'setattr', () => h.setattr!(a as number, setattrChanges(c as number, d as Float64Array), b as number | undefined),
-          (rid, v) => this.#okAttr(rid, v, a as number));
+          (rid, v) => this.#replies.attr(rid, v, a as number));
       case OP.OPEN:
         this.#pending.set(id, { op: 'open' });
-        return this.#settle(id, 'open', () => h.open!(a as number, b as number), (rid, v) => this.#okOpen(rid, v, a as number, b as number));
+        return this.#settle(id, 'open', () => h.open!(a as number, b as number), (rid, v) => this.#replies.open(rid, v, a as number, b as number));
       case OP.OPENDIR:
         this.#pending.set(id, { op: 'opendir' });
-        return this.#settle(id, 'opendir', () => h.opendir!(a as number, b as number), (rid, v) => this.#okOpendir(rid, v, a as number));
+        return this.#settle(id, 'opendir', () => h.opendir!(a as number, b as number), (rid, v) => this.#replies.opendir(rid, v, a as number));
       case OP.FLUSH:
         this.#pending.set(id, { op: 'flush' });
-        return this.#settle(id, 'flush', () => h.flush!(a as number, b as number), this.#okVoid);
+        return this.#settle(id, 'flush', () => h.flush!(a as number, b as number), this.#replies.ok);
       case OP.FSYNC:
         this.#pending.set(id, { op: 'fsync' });
-        return this.#settle(id, 'fsync', () => h.fsync!(a as number, b as number, c as boolean), this.#okVoid);
+        return this.#settle(id, 'fsync', () => h.fsync!(a as number, b as number, c as boolean), this.#replies.ok);
       case OP.FALLOCATE:
         this.#pending.set(id, { op: 'fallocate' });
-        return this.#settle(id, 'fallocate', () => h.fallocate!(a as number, b as number, c as number, d as number, e as number), this.#okVoid);
+        return this.#settle(id, 'fallocate', () => h.fallocate!(a as number, b as number, c as number, d as number, e as number), this.#replies.ok);
       case OP.RELEASE:
         this.#pending.set(id, { op: 'release' });
-        return this.#settle(id, 'release', () => h.release!(a as number, b as number, c as number), this.#okVoid);
+        return this.#settle(id, 'release', () => h.release!(a as number, b as number, c as number), this.#replies.ok);
       case OP.RELEASEDIR:
         this.#pending.set(id, { op: 'releasedir' });
-        return this.#settle(id, 'releasedir', () => h.releasedir!(a as number, b as number), this.#okVoid);
+        return this.#settle(id, 'releasedir', () => h.releasedir!(a as number, b as number), this.#replies.ok);
       case OP.READDIR:
         this.#pending.set(id, { op: 'readdir' });
-        return this.#settle(id, 'readdir', () => h.readdir!(a as number, b as number, c as number, d as number), (rid, v) => this.#okDir(rid, v, c as number));
+        return this.#settle(id, 'readdir', () => h.readdir!(a as number, b as number, c as number, d as number), (rid, v) => this.#replies.dir(rid, v, c as number));
       case OP.STATFS:
         this.#pending.set(id, { op: 'statfs' });
-        return this.#settle(id, 'statfs', () => h.statfs!(a as number), this.#okStatfs);
+        return this.#settle(id, 'statfs', () => h.statfs!(a as number), this.#replies.statfs);
       case OP.FORGET:
         try {
           h.forget?.(a as number, b as number);
@@ -335,7 +331,7 @@ export class FuseSession {
   #ok<T>(id: number, op: HandlerName, v: T, ok: (id: number, v: T) => void): void {
     if (!this.#pending.delete(id)) {
       // Abandoned: already answered. A file slice is still let go of.
-      if (op === 'read') this.#releaseSlice(v);
+      if (op === 'read') this.#replies.releaseSlice(v);
       return;
     }
     try {
@@ -366,120 +362,6 @@ export class FuseSession {
       // the reporter must not break dispatch
     }
   }
-
-  #okRead(id: number, v: Uint8Array | FileSlice, size: number): void {
-    if (v instanceof Uint8Array) {
-      this.#native.replyBuf(id, v);
-      return;
-    }
-    let queued = false;
-    try {
-      checkSlice(v, size);
-      // Answered for JS at once; a slice the pool sends is held until it is out.
-      const how = this.#native.replyFd(id, v.fd, v.position, v.length, (errno) => {
-        if (errno !== 0) this.#sliceFailed(v, errno);
-        this.#releaseSlice(v);
-        if (--this.#fdReplies === 0) this.#fdDrained?.();
-      });
-      queued = how === FD_QUEUED;
-      if (queued) {
-        this.#fdReplies++;
-        this.#sliceReplies.pooled++;
-      } else if (how === FD_SENT) this.#sliceReplies.sentHere++;
-    } finally {
-      if (!queued) this.#releaseSlice(v);
-    }
-  }
-
-  /** The kernel got `errno` for a slice reply (the file could not supply the bytes), not a short read. */
-  #sliceFailed(v: FileSlice, errno: number): void {
-    this.#report(new S3zError('EDEVICE', `a read reply from fd ${v.fd} (${v.length} bytes at ${v.position}) failed: errno ${errno}`, { errno }), 'read');
-  }
-
-  /** Lets go of a read handler's FileSlice (once: every path of a read ends here once). */
-  #releaseSlice(v: unknown): void {
-    if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return;
-    const release = (v as Partial<FileSlice>).release;
-    if (typeof release !== 'function') return;
-    try {
-      release.call(v);
-    } catch (err) {
-      this.#report(err, 'read');
-    }
-  }
-
-  readonly #okWrite = (id: number, v: number): void => {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new TypeError('the write handler must return the number of bytes written');
-    this.#native.replyWrite(id, v);
-  };
-
-  readonly #okVoid = (id: number): void => {
-    this.#native.replyErr(id, 0);
-  };
-
-  readonly #okEntry = (id: number, v: Entry): void => {
-    if (typeof v !== 'object' || v === null) throw new TypeError('the lookup handler must return an Entry');
-    const ino = num('Entry.ino', v.ino, -1);
-    if (!Number.isInteger(ino) || ino < 1) throw new TypeError('Entry.ino must be an integer >= 1');
-    this.#fillAttr(v.attr, ino);
-    this.#native.replyEntry(id, this.#attrVec, num('Entry.generation', v.generation, 0),
-      num('Entry.attrTimeout', v.attrTimeout, this.#opts.attrTimeout), num('Entry.entryTimeout', v.entryTimeout, this.#opts.entryTimeout));
-  };
-
-  #okAttr(id: number, v: Stat, ino: number): void {
-    this.#fillAttr(v, ino);
-    this.#native.replyAttr(id, this.#attrVec, this.#opts.attrTimeout);
-  }
-
-  #okOpen(id: number, v: OpenResult | void, ino: number, flags: number): void {
-    let fh = 0;
-    let bits = 0;
-    if (v !== undefined) {
-      if (typeof v !== 'object' || v === null) throw new TypeError('the open handler must return an OpenResult or nothing');
-      fh = fhOf(v.fh);
-      if (v.directIo === true) bits |= OPEN_DIRECT_IO;
-      if (v.keepCache === true) bits |= OPEN_KEEP_CACHE;
-      if (v.nonSeekable === true) bits |= OPEN_NONSEEKABLE;
-    }
-    if (this.#native.replyOpen(id, fh, bits) === 0 && this.#handlers.release !== undefined) {
-      // The opener was interrupted: the kernel will not release this handle, so do it here.
-      Promise.resolve()
-        .then(() => this.#handlers.release!(ino, fh, flags))
-        .catch((err: unknown) => this.#report(err, 'release'));
-    }
-  }
-
-  #okOpendir(id: number, v: OpendirResult | void, ino: number): void {
-    let fh = 0;
-    let bits = 0;
-    if (v !== undefined) {
-      if (typeof v !== 'object' || v === null) throw new TypeError('the opendir handler must return an OpendirResult or nothing');
-      fh = fhOf(v.fh);
-      if (v.cacheReaddir === true) bits |= OPEN_CACHE_READDIR;
-    }
-    if (this.#native.replyOpen(id, fh, bits) === 0 && this.#handlers.releasedir !== undefined) {
-      Promise.resolve()
-        .then(() => this.#handlers.releasedir!(ino, fh))
-        .catch((err: unknown) => this.#report(err, 'releasedir'));
-    }
-  }
-
-  #okDir(id: number, v: readonly DirEntry[], offset: number): void {
-    const { names, vec } = dirVec(v, offset);
-    this.#native.replyDir(id, names, vec);
-  }
-
-
-  readonly #okStatfs = (id: number, v: Statfs): void => {
-    this.#native.replyStatfs(id, statfsVec(v));
-  };
-
-
-  /** Fills the shared attribute vector. */
-  #fillAttr(st: Stat, ino: number): void {
-    fillAttr(this.#attrVec, st, ino, this.#attrDefaults);
-  }
-
 
   #init(vec: Float64Array): void {
     const conn: ConnInfo = {
@@ -517,15 +399,10 @@ export class FuseSession {
     // (the native side only frees those requests now) and free the session,
     // once the slice replies still on the pool are out (they hold its requests).
     this.#abandon(E.ENOTCONN);
-    if (this.#fdReplies > 0) {
-      this.#fdDrained = () => this.#close();
-      return;
-    }
-    this.#close();
+    this.#replies.afterSlices(() => this.#close());
   }
 
   #close(): void {
-    this.#fdDrained = undefined;
     if (this.#handle !== undefined) {
       try {
         this.#native.destroy(this.#handle);
