@@ -1,12 +1,15 @@
-// Whether a directory can hold a volume's local cache (LMDB and the write-back
-// journal). Checked by the daemon before it takes the lease or touches S3, so a
-// bad --cache-dir costs nothing and is one sentence naming the path and what to
-// do, not a raw errno from mkdir or LMDB halfway through the mount.
+// Whether a directory can hold a volume's local cache (LMDB, the write-back journal
+// and the blocks' slab files). Checked by the daemon before it takes the lease or
+// touches S3, so a bad --cache-dir costs nothing and is one sentence naming the path
+// and what to do, not a raw errno from mkdir or LMDB halfway through the mount, nor
+// EIO at the first write to a new block (the slab files need holes punched: a new
+// block's range is made zeros that way, and eviction frees space that way).
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import path from 'node:path';
 import { S3zError } from '../errors.js';
+import { fileNative } from '../util/file-native.js';
 
 const ADVICE = 'use --cache-dir to pick a writable directory';
 
@@ -30,18 +33,37 @@ export async function checkCacheDir(dir: string): Promise<string> {
   // As root, access(W_OK) says yes to an immutable directory: only a real write tells.
   const probe = path.join(abs, `.s3zmount-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const fh = await open(probe, 'wx', 0o600);
     try {
-      await fh.write(Buffer.from('s3zmount\n'));
-    } finally {
-      await fh.close();
+      const fh = await open(probe, 'wx', 0o600);
+      try {
+        await fh.write(Buffer.alloc(PROBE_BYTES, 's3zmount\n'));
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      throw cacheDirError(abs, `cannot be written: ${writeProblem(err)}; ${ADVICE}`, err);
     }
-  } catch (err) {
-    throw cacheDirError(abs, `cannot be written: ${writeProblem(err)}; ${ADVICE}`, err);
+    await punchProbe(abs, probe);
   } finally {
     await rm(probe, { force: true }).catch(() => undefined);
   }
   return abs;
+}
+
+/** The probe file's size: two pages, so that one can be punched out of it. */
+const PROBE_BYTES = 8192;
+
+/** Refuses a filesystem that cannot punch a hole in a file (vfat, NFS v3, ramfs, many FUSE filesystems). */
+async function punchProbe(abs: string, probe: string): Promise<void> {
+  const fh = await open(probe, 'r+');
+  try {
+    fileNative().punchHole(fh.fd, 0, 4096);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'EOPNOTSUPP' ? 'its filesystem cannot free part of a file' : `freeing part of a file there failed (${(err as Error).message})`;
+    throw cacheDirError(abs, `cannot hold the cache: ${why}, which the cache needs for new and evicted blocks; use --cache-dir to pick a directory on ext4, xfs, btrfs or tmpfs`, err);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** mkdir -p, by hand: Node's recursive mkdir spins forever where a filesystem says ENOENT to mkdir (/proc). */

@@ -217,6 +217,24 @@ test('mount: a --cache-dir on a read-only filesystem, or in an immutable directo
   await refusedCacheDir(url, path.join(imm, 'c'), new RegExp(`^s3zmount: cache directory ${imm}/c cannot be made: no permission`));
 });
 
+test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is refused before the lease, and nothing is left in it', async (t) => {
+  if (!fuseAvailable(t)) return;
+  if (process.getuid?.() !== 0) {
+    if (process.env['CI'] === 'true') assert.fail('this test mounts a ramfs: it must run as root in CI');
+    t.skip('needs root to mount a ramfs');
+    return;
+  }
+  const url = await newVolume();
+  const rf = freshDir('ramfs');
+  const m = spawnSync('mount', ['-t', 'ramfs', 'ramfs', rf], { encoding: 'utf8' });
+  assert.equal(m.status, 0, `mount ramfs: ${m.stderr}`);
+  defer(t, () => spawnSync('umount', [rf]));
+  const cacheDir = path.join(rf, 'cache');
+  await refusedCacheDir(url, cacheDir, new RegExp(
+    `^s3zmount: cache directory ${cacheDir} cannot hold the cache: its filesystem cannot free part of a file, which the cache needs for new and evicted blocks; use --cache-dir to pick a directory on ext4, xfs, btrfs or tmpfs$`));
+  assert.deepEqual(readdirSync(cacheDir), [], 'the probe file is gone');
+});
+
 test('mount refuses a non-empty directory; --allow-nonempty mounts over it and the files come back after', async (t) => {
   if (!fuseAvailable(t)) return;
   const url = await newVolume();
