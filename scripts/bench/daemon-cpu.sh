@@ -4,7 +4,8 @@
 # clock ticks (1/100 s) from /proc/PID/stat. For A/B comparisons of the data path:
 # on these 2-core VMs single throughput figures spread by ±30%, CPU per MiB less so;
 # alternate the builds and compare medians.
-#   bash scripts/bench/daemon-cpu.sh [DIST_DIR] [node flags...]   (default: dist)
+#   [BS=1M] bash scripts/bench/daemon-cpu.sh [DIST_DIR] [node flags...]   (default: dist)
+# BS: the write's request size (dd bs=, with O_DIRECT); 128k is what zfs-fuse sends.
 # Needs root, /dev/fuse and a free port 4599; leaves nothing behind.
 set -euo pipefail
 DIST=$(realpath "${1:-dist}"); shift || true
@@ -29,7 +30,7 @@ for mode in write read; do
   DP=$(pgrep -f "mount s3://bench/v $W/mnt.*--foreground")
   echo 3 > /proc/sys/vm/drop_caches
   d0=$(ticks "$DP"); s0=$(ticks "$S3PID"); t0=$(date +%s.%N)
-  if [ "$mode" = write ]; then dd if="$IMG" of="$W/mnt/disk" bs=1M oflag=direct conv=fsync 2>/dev/null
+  if [ "$mode" = write ]; then dd if="$IMG" of="$W/mnt/disk" bs="${BS:-1M}" oflag=direct conv=fsync 2>/dev/null
   else dd if="$W/mnt/disk" of=/dev/null bs=1M iflag=direct 2>/dev/null; fi
   t1=$(date +%s.%N); d1=$(ticks "$DP"); s1=$(ticks "$S3PID")
   printf '%-5s %6.1f MB/s  daemon %4d ticks  s3rver %4d ticks\n' "$mode" "$(echo "268.435456/($t1-$t0)" | bc -l)" $((d1 - d0)) $((s1 - s0))
