@@ -126,12 +126,8 @@ export class Replies {
       if (v.keepCache === true) bits |= OPEN_KEEP_CACHE;
       if (v.nonSeekable === true) bits |= OPEN_NONSEEKABLE;
     }
-    if (this.#native.replyOpen(id, fh, bits) === 0 && this.#handlers.release !== undefined) {
-      // The opener was interrupted: the kernel will not release this handle, so do it here.
-      Promise.resolve()
-        .then(() => this.#handlers.release!(ino, fh, flags))
-        .catch((err: unknown) => this.#report(err, 'release'));
-    }
+    const release = this.#handlers.release;
+    if (this.#native.replyOpen(id, fh, bits) === 0 && release !== undefined) this.#orphaned('release', () => release.call(this.#handlers, ino, fh, flags));
   }
 
   opendir(id: number, v: OpendirResult | void, ino: number): void {
@@ -142,11 +138,15 @@ export class Replies {
       fh = fhOf(v.fh);
       if (v.cacheReaddir === true) bits |= OPEN_CACHE_READDIR;
     }
-    if (this.#native.replyOpen(id, fh, bits) === 0 && this.#handlers.releasedir !== undefined) {
-      Promise.resolve()
-        .then(() => this.#handlers.releasedir!(ino, fh))
-        .catch((err: unknown) => this.#report(err, 'releasedir'));
-    }
+    const releasedir = this.#handlers.releasedir;
+    if (this.#native.replyOpen(id, fh, bits) === 0 && releasedir !== undefined) this.#orphaned('releasedir', () => releasedir.call(this.#handlers, ino, fh));
+  }
+
+  /** The opener was interrupted: the kernel will not release this handle, so it is released here. */
+  #orphaned(op: 'release' | 'releasedir', release: () => unknown): void {
+    Promise.resolve()
+      .then(release)
+      .catch((err: unknown) => this.#report(err, op));
   }
 
   dir(id: number, v: readonly DirEntry[], offset: number): void {

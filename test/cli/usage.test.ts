@@ -156,6 +156,14 @@ test('mount: the mount point missing or a file, and an unwritable --log-file', a
 });
 
 /** Mounts `url` on a fresh dir with `cacheDir`; asserts the one line, and that S3 and the mount point are untouched. */
+/** Root, to mount a filesystem for the test: required in CI, else the test is skipped. */
+function asRoot(t: TestContext, what: string): boolean {
+  if (process.getuid?.() === 0) return true;
+  if (process.env['CI'] === 'true') assert.fail(`this test mounts ${what}: it must run as root in CI`);
+  t.skip(`needs root to mount ${what}`);
+  return false;
+}
+
 async function refusedCacheDir(url: string, cacheDir: string, pattern: RegExp): Promise<void> {
   const dir = freshDir('mnt');
   const before = await listVolume(s3, url);
@@ -178,12 +186,7 @@ test('mount: a --cache-dir that is a file, or under one, is refused before the l
 });
 
 test('mount: a --cache-dir on a read-only filesystem, or in an immutable directory, is refused before the lease', async (t) => {
-  if (!fuseAvailable(t)) return;
-  if (process.getuid?.() !== 0) {
-    if (process.env['CI'] === 'true') assert.fail('this test mounts a tmpfs: it must run as root in CI');
-    t.skip('needs root to mount a read-only tmpfs');
-    return;
-  }
+  if (!fuseAvailable(t) || !asRoot(t, 'a read-only tmpfs')) return;
   const url = await newVolume();
   const ro = freshDir('ro');
   const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', ro], { encoding: 'utf8' });
@@ -218,12 +221,7 @@ test('mount: a --cache-dir on a read-only filesystem, or in an immutable directo
 });
 
 test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is refused before the lease, and nothing is left in it', async (t) => {
-  if (!fuseAvailable(t)) return;
-  if (process.getuid?.() !== 0) {
-    if (process.env['CI'] === 'true') assert.fail('this test mounts a ramfs: it must run as root in CI');
-    t.skip('needs root to mount a ramfs');
-    return;
-  }
+  if (!fuseAvailable(t) || !asRoot(t, 'a ramfs')) return;
   const url = await newVolume();
   const rf = freshDir('ramfs');
   const m = spawnSync('mount', ['-t', 'ramfs', 'ramfs', rf], { encoding: 'utf8' });
