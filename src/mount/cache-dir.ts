@@ -55,14 +55,15 @@ const PROBE_BYTES = 8192;
 
 /** Refuses a filesystem that cannot punch a hole in a file (vfat, NFS v3, ramfs, many FUSE filesystems). */
 async function punchProbe(abs: string, probe: string): Promise<void> {
-  const fh = await open(probe, 'r+');
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
+    fh = await open(probe, 'r+');
     fileNative().punchHole(fh.fd, 0, 4096);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'EOPNOTSUPP' ? 'its filesystem cannot free part of a file' : `freeing part of a file there failed (${(err as Error).message})`;
     throw cacheDirError(abs, `cannot hold the cache: ${why}, which the cache needs for new and evicted blocks; use --cache-dir to pick a directory on ext4, xfs, btrfs or tmpfs`, err);
   } finally {
-    await fh.close();
+    await fh?.close();
   }
 }
 

@@ -4,7 +4,7 @@
 // only push the upload into the next fsync.
 // Invariants: only whole segments count (a partial one may still wait for the rest of
 // its bytes); a block's mask is dropped once it is complete or the block went up, so
-// memory holds one small mask per block being written in pieces, never one per block.
+// memory holds a small mask per block being written in pieces, not one per device block.
 import { segmentSize } from './cache-records.js';
 
 export class DirtyCover {
