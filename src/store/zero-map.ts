@@ -73,7 +73,7 @@ const RELIST_MAX_MS = 30_000;
 
 export interface ZeroMapStats {
   /** Blocks whose bit is set (objects believed to exist). */
-  stored: number;
+  readonly stored: number;
   /** Reads answered with null without asking the store below. */
   zeroReads: number;
   /** Reads of a block listed as stored that S3 had no object for (answered EIO). */
@@ -87,7 +87,7 @@ export interface ZeroMapStats {
   /** Reads of blocks not listed yet, asked of S3 since the map could not answer them. */
   unlistedReads: number;
   /** Bitmap chunks held in memory (4 KiB each). */
-  chunks: number;
+  readonly chunks: number;
 }
 
 interface ZeroMapMeta {
@@ -100,7 +100,8 @@ interface ZeroMapMeta {
 export class ZeroMapStore implements BlockStore {
   readonly blockSize: number;
   readonly blockCount: number;
-  readonly stats: ZeroMapStats = { stored: 0, zeroReads: 0, missing: 0, loadedFrom: 'none', listPages: 0, listing: false, unlistedReads: 0, chunks: 0 };
+  /** `stored` and `chunks` are read from the bitmap, never kept apart from it. */
+  readonly stats: ZeroMapStats;
   #inner: BlockStore;
   #db: LocalDb;
   #log: Logger;
@@ -130,7 +131,16 @@ export class ZeroMapStore implements BlockStore {
     this.blockSize = inner.blockSize;
     this.blockCount = inner.blockCount;
     this.#inner = inner;
-    this.#bits = new SparseBitmap(inner.blockCount);
+    const bits = (this.#bits = new SparseBitmap(inner.blockCount));
+    this.stats = {
+      get stored() {
+        return bits.count;
+      },
+      get chunks() {
+        return bits.chunks;
+      },
+      zeroReads: 0, missing: 0, loadedFrom: 'none', listPages: 0, listing: false, unlistedReads: 0,
+    };
     this.#db = deps.db;
     this.#log = deps.log.child({ layer: 'zero-map' });
     this.#persistDelayMs = config.persistDelayMs ?? DEFAULT_ZERO_MAP_CONFIG.persistDelayMs;
@@ -276,18 +286,11 @@ export class ZeroMapStore implements BlockStore {
     return { clean, token, blockCount: this.blockCount, chunkBits: CHUNK_BITS };
   }
 
-  /** Sets or clears one bit, keeping the counters and scheduling a save. */
+  /** Sets or clears one bit and schedules a save of its chunk. */
   #set(index: number, on: boolean): void {
     if (!this.#bits.set(index, on)) return;
-    this.#counted();
     this.#dirty.add(chunkOf(index));
     this.#schedule();
-  }
-
-  /** stats is a plain object its readers copy fields from, so it takes the bitmap's counts at each change. */
-  #counted(): void {
-    this.stats.stored = this.#bits.count;
-    this.stats.chunks = this.#bits.chunks;
   }
 
   /** Fills the map from the LMDB copy; false (map left empty) if the copy looks wrong. */
@@ -299,7 +302,6 @@ export class ZeroMapStore implements BlockStore {
         return false;
       }
     }
-    this.#counted();
     return true;
   }
 
@@ -307,7 +309,6 @@ export class ZeroMapStore implements BlockStore {
     this.#bits.clear();
     this.#dirty.clear();
     this.#cancelTimer();
-    this.#counted();
     this.stats.listPages = 0;
   }
 
