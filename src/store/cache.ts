@@ -48,6 +48,7 @@ import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, zeroDirtyRecord } from './cache-records.js';
 import { DirtyCover } from './dirty-cover.js';
 import { DiskRoom } from './disk-room.js';
+import { committing } from './commit-failure.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
@@ -111,11 +112,6 @@ const FILL_BUFFERS = 16;
  */
 type Local = true | null | Buffer;
 
-/** lmdb-js hangs a rejected `commitError` promise on a failed commit: handled here. */
-function quiet(err: unknown): void {
-  (err as { commitError?: Promise<unknown> } | undefined)?.commitError?.catch(() => {});
-}
-
 export class CacheStore implements RangeStore {
   readonly blockSize: number;
   readonly blockCount: number;
@@ -170,7 +166,8 @@ export class CacheStore implements RangeStore {
     this.#room = new DiskRoom({
       dir: this.#db.dir,
       shed: () => this.#shed(Math.max(4, Math.ceil(this.#lru.size / 8))),
-      settled: () => this.#db.committed().catch(quiet),
+      // A failed commit is its writer's to report.
+      settled: () => this.#db.committed().catch(() => {}),
       closed: () => this.#closed,
       refused: () => this.#stats.localErrors++,
       log: this.#log,
@@ -442,7 +439,7 @@ export class CacheStore implements RangeStore {
       }
       // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
       const record = cleanRecord(await sha256Of(data));
-      this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
+      committing(this.#db.local.put(index, record)).catch((err: unknown) => this.#localFailed('fill', index, err));
       this.#verified.add(index);
       this.#lru.set(index, true);
       this.#grants.grant(index);
@@ -523,10 +520,7 @@ export class CacheStore implements RangeStore {
       });
     };
     // On a full disk a commit fails with whatever LMDB reports: every failure gets the retries.
-    return this.#room.retry(index, commit, (err) => {
-      quiet(err);
-      return true;
-    });
+    return this.#room.retry(index, commit, () => true);
   }
 
   /** Writes bytes of a block to its file (on a full disk, after making room). */
@@ -632,11 +626,10 @@ export class CacheStore implements RangeStore {
     } catch (err) {
       this.#log.warn({ block: index, err: (err as Error).message }, 'could not free a cached block');
     }
-    this.#db.local.remove(index).catch((err: unknown) => this.#localFailed('evict', index, err));
+    committing(this.#db.local.remove(index)).catch((err: unknown) => this.#localFailed('evict', index, err));
   }
 
   #localFailed(what: string, index: number, err: unknown): void {
-    quiet(err);
     this.#stats.localErrors++;
     this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
     if (!this.#wb.has(index)) this.#lru.delete(index);

@@ -25,6 +25,7 @@ import { open, type Database, type RootDatabase } from 'lmdb';
 import { S3zError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import { bootId } from './cache-recovery.js';
+import { committing } from './commit-failure.js';
 import { slabDir } from './slab-file.js';
 
 /** How long close() waits for lmdb-js to close the environment (see close()). */
@@ -157,7 +158,7 @@ export class LocalDb {
 
   /** Runs `fn`'s puts and removes, across tables, as one transaction; resolves once committed. */
   transaction<T>(fn: () => T): Promise<T> {
-    return this.#root.transaction(fn);
+    return committing(this.#root.transaction(fn));
   }
 
   /**
@@ -168,7 +169,7 @@ export class LocalDb {
    * cache's write journal, zfs-fuse's writes took 15% less time (docs/PERFORMANCE.md).
    */
   batch(fn: () => void): Promise<unknown> {
-    return this.#root.batch(fn);
+    return committing(this.#root.batch(fn));
   }
 
   /**
@@ -192,7 +193,7 @@ export class LocalDb {
   /** Resolves when every write so far is committed. */
   committed(): Promise<unknown> {
     // lmdb-js leaves it undefined when nothing is pending.
-    return Promise.resolve(this.#root.committed);
+    return committing(Promise.resolve(this.#root.committed));
   }
 
   get closed(): boolean {
