@@ -24,15 +24,16 @@ for _ in $(seq 50); do node "$DIST/cli.js" create s3://bench/v --size 256M --blo
 S3PID=$(pgrep -f "legacy-provider.*local-s3 --dir $W" || echo "$SP")
 head -c 256M /dev/urandom > "$IMG"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+faults() { awk '{print $10}' "/proc/$1/stat"; }
 for mode in write read; do
   extra=(); [ "$mode" = read ] && extra=(--read-only)
   node "$@" "$DIST/cli.js" mount s3://bench/v "$W/mnt" --cache-dir "$W/cache-$mode" --log-file "$W/log-$mode" "${extra[@]}" >/dev/null
   DP=$(pgrep -f "mount s3://bench/v $W/mnt.*--foreground")
   echo 3 > /proc/sys/vm/drop_caches
-  d0=$(ticks "$DP"); s0=$(ticks "$S3PID"); t0=$(date +%s.%N)
+  d0=$(ticks "$DP"); f0=$(faults "$DP"); s0=$(ticks "$S3PID"); t0=$(date +%s.%N)
   if [ "$mode" = write ]; then dd if="$IMG" of="$W/mnt/disk" bs="${BS:-1M}" oflag=direct conv=fsync 2>/dev/null
   else dd if="$W/mnt/disk" of=/dev/null bs=1M iflag=direct 2>/dev/null; fi
-  t1=$(date +%s.%N); d1=$(ticks "$DP"); s1=$(ticks "$S3PID")
-  printf '%-5s %6.1f MB/s  daemon %4d ticks  s3rver %4d ticks\n' "$mode" "$(echo "268.435456/($t1-$t0)" | bc -l)" $((d1 - d0)) $((s1 - s0))
+  t1=$(date +%s.%N); d1=$(ticks "$DP"); f1=$(faults "$DP"); s1=$(ticks "$S3PID")
+  printf '%-5s %6.1f MB/s  daemon %4d ticks %7d minor faults  s3rver %4d ticks\n' "$mode" "$(echo "268.435456/($t1-$t0)" | bc -l)" $((d1 - d0)) $((f1 - f0)) $((s1 - s0))
   node "$DIST/cli.js" unmount "$W/mnt" >/dev/null
 done
