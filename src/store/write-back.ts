@@ -13,7 +13,9 @@
 //     the call is uploaded: per dirty block, the first write that no finished upload
 //     covers is known (#pendingFrom), and a rewrite never hides an older write still
 //     waiting; it rejects if an upload it waits for fails (fsync must fail rather
-//     than lie), and failed blocks are retried on a timer;
+//     than lie), and failed blocks are retried on a timer; an upload that succeeded
+//     but whose `clean` failed fails no flush (S3 holds the write): the block stays
+//     dirty and is uploaded again;
 //   - writers wait (roomFor) while dirty data is at its bound;
 //   - a block leaves the dirty set only after `clean` (the cache's journal update) ran
 //     for the very sequence number that was uploaded.
@@ -201,11 +203,13 @@ export class WriteBack {
 
   async #upload(index: number): Promise<void> {
     const seq = this.#dirty.get(index);
+    let uploaded = false;
     try {
       if (seq === undefined) return;
       // Every write up to `seq` is in the snapshot it sent: the cache journals a write,
       // and reports it here, before the block's lock lets the upload read the block.
       const sent = await this.#hooks.upload(index);
+      uploaded = true;
       this.stats.uploads++;
       if ((this.#pendingFrom.get(index) ?? Infinity) <= seq) this.#pendingFrom.set(index, seq + 1);
       if (this.#dirty.get(index) !== seq) return; // rewritten meanwhile: queued again below
@@ -213,12 +217,20 @@ export class WriteBack {
       if (this.#dirty.get(index) === seq) this.forget(index);
     } catch (err) {
       this.stats.uploadErrors++;
-      this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
-      // Every flush that waits for a write of this block fails (it may be older than `seq`).
-      const from = this.#pendingFrom.get(index) ?? seq ?? Infinity;
-      for (const w of this.#flushWaiters.filter((w) => w.seq >= from)) {
-        this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
-        w.reject(err);
+      if (uploaded && seq !== undefined) {
+        // In S3 already; only the cache's record of it failed (a full cache disk): it stays
+        // dirty and goes up again, and no flush fails for a write that S3 holds. With no
+        // newer write of it, none it may have is below the next number given out.
+        this.#log.warn({ block: index, err: (err as Error).message }, 'uploaded, but the cache could not record it; it will be uploaded again');
+        if (this.#dirty.get(index) === seq && this.#pendingFrom.get(index) === seq + 1) this.#pendingFrom.set(index, this.#seq + 1);
+      } else {
+        this.#log.error({ block: index, err: (err as Error).message }, 'upload failed; will retry');
+        // Every flush that waits for a write of this block fails (it may be older than `seq`).
+        const from = this.#pendingFrom.get(index) ?? seq ?? Infinity;
+        for (const w of this.#flushWaiters.filter((w) => w.seq >= from)) {
+          this.#flushWaiters.splice(this.#flushWaiters.indexOf(w), 1);
+          w.reject(err);
+        }
       }
       this.#scheduleRetry();
     } finally {

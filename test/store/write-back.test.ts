@@ -1,0 +1,96 @@
+// The write-back scheduler alone, driven through its hooks: what a flush waits for
+// when an upload fails, and when only the cache's record of a finished upload fails.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WriteBack } from '../../dist/store/write-back.js';
+import { silentLogger } from '../../dist/log.js';
+
+const BS = 1 << 20;
+
+interface Script {
+  /** Per call of the hook, in order: true to fail it. */
+  uploadFails: boolean[];
+  cleanFails: boolean[];
+}
+
+function scheduler(script: Script): { wb: WriteBack; uploads: number[]; cleans: Array<[number, number]> } {
+  const uploads: number[] = [];
+  const cleans: Array<[number, number]> = [];
+  const wb: WriteBack = new WriteBack(
+    { uploadConcurrency: 4, maxDirtyBytes: 64 * BS, writeDelayMs: 0, blockSize: BS },
+    {
+      upload: async (index) => {
+        uploads.push(index);
+        await new Promise((r) => setImmediate(r));
+        if (script.uploadFails.shift() === true) throw new Error('S3 said no');
+        return Buffer.alloc(32, index);
+      },
+      clean: async (index, seq) => {
+        await new Promise((r) => setImmediate(r));
+        if (script.cleanFails.shift() === true) throw new Error('the cache database could not commit: No space left on device');
+        cleans.push([index, seq]);
+        // As the cache does: its journal entry is gone.
+        if (wb.seqOf(index) === seq) wb.forget(index);
+      },
+      canRetry: () => true,
+    },
+    silentLogger,
+  );
+  return { wb, uploads, cleans };
+}
+
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
+
+test('an upload that fails fails the flush that waits for it; the block goes up on the retry', async () => {
+  const { wb, uploads, cleans } = scheduler({ uploadFails: [true], cleanFails: [] });
+  wb.written(5, wb.nextSeq(), true);
+  await assert.rejects(wb.flush(), /S3 said no/, 'fsync must fail rather than lie');
+  assert.equal(wb.stats.uploadErrors, 1);
+  assert.notEqual(await within(wb.flush(), 5000), 'timeout', 'the retry uploads it');
+  assert.deepEqual(uploads, [5, 5]);
+  assert.deepEqual(cleans, [[5, 1]]);
+  assert.equal(wb.size, 0);
+  wb.close();
+});
+
+test('an upload whose clean mark fails fails no flush (S3 holds it); the block stays dirty and goes up again', async () => {
+  const { wb, uploads, cleans } = scheduler({ uploadFails: [], cleanFails: [true] });
+  wb.written(7, wb.nextSeq(), true);
+  wb.written(8, wb.nextSeq(), true);
+  const flushed = await within(
+    wb.flush().then(
+      () => 'resolved',
+      (err: unknown) => `rejected: ${(err as Error).message}`,
+    ),
+    1500,
+  );
+  assert.equal(flushed, 'resolved', 'the flush resolves before the retry: both writes are in S3');
+  assert.equal(wb.stats.uploadErrors, 1);
+  assert.equal(wb.has(7), true, 'still dirty: its record says so');
+  // The retry uploads it again and records it this time.
+  for (let waited = 0; wb.size > 0 && waited < 5000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(wb.size, 0);
+  assert.deepEqual(uploads.sort(), [7, 7, 8]);
+  assert.deepEqual(cleans.sort(), [[7, 1], [8, 2]]);
+  // A later write of that block is waited for like any other.
+  wb.written(7, wb.nextSeq(), true);
+  assert.notEqual(await within(wb.flush(), 2000), 'timeout');
+  assert.equal(wb.size, 0);
+  wb.close();
+});
+
+test('a write of the block during the failed clean mark is still waited for by a later flush', async () => {
+  const script: Script = { uploadFails: [], cleanFails: [true] };
+  const { wb, uploads } = scheduler(script);
+  wb.written(3, wb.nextSeq(), true);
+  // While its first upload runs, the block is written again.
+  await new Promise((r) => setImmediate(r));
+  wb.written(3, wb.nextSeq(), true);
+  await new Promise((r) => setImmediate(r));
+  const flushed = await within(wb.flush(), 5000);
+  assert.notEqual(flushed, 'timeout');
+  assert.ok(uploads.length >= 2, 'the newer write went up too before the flush resolved');
+  assert.equal(wb.size, 0);
+  wb.close();
+});
