@@ -170,7 +170,12 @@ interface StatsFile {
   [k: string]: unknown;
 }
 
+/** The stats file of the s3zmount mount at `dir` (absolute); its pid is what unmount and hydrate signal, so nothing else's is trusted. */
 export async function readStats(dir: string): Promise<StatsFile> {
+  const mounts = (await readMountInfo()).filter((m) => m.mountpoint === dir);
+  if (mounts.length > 0 && mounts[mounts.length - 1]?.fstype !== 'fuse.s3zmount') {
+    throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (a ${mounts[mounts.length - 1]?.fstype} mount)`);
+  }
   const file = path.join(dir, 'stats');
   let text: string;
   try {
@@ -180,11 +185,16 @@ export async function readStats(dir: string): Promise<StatsFile> {
     if (code === 'ENOTCONN') throw new S3zError('EMOUNT', `${dir}: the mount's daemon is gone (run "fusermount3 -u ${dir}"; the next mount replays its journal)`, { cause: err });
     throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (no stats file)`, { cause: err });
   }
+  let stats: StatsFile;
   try {
-    return JSON.parse(text) as StatsFile;
+    stats = JSON.parse(text) as StatsFile;
   } catch (err) {
     throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (its stats file is not s3zmount's)`, { cause: err });
   }
+  if (mounts.length === 0 || typeof stats !== 'object' || stats === null || !Number.isInteger(stats.pid) || stats.pid <= 1 || typeof stats.volume !== 'string') {
+    throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (its stats file is not s3zmount's)`);
+  }
+  return stats;
 }
 
 export async function isMounted(dir: string): Promise<boolean> {

@@ -3,7 +3,7 @@
 // s3rver, with real FUSE mounts (and a read-only tmpfs) where the case needs them.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -231,6 +231,22 @@ test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is re
   await refusedCacheDir(url, cacheDir, new RegExp(
     `^s3zmount: cache directory ${cacheDir} cannot hold the cache: its filesystem cannot free part of a file, which the cache needs for new and evicted blocks; use --cache-dir to pick a directory on ext4, xfs, btrfs or tmpfs$`));
   assert.deepEqual(readdirSync(cacheDir), [], 'the probe file is gone');
+});
+
+test('unmount, hydrate and stats trust only an s3zmount mount: a stats file on another mount names no pid to signal', async (t) => {
+  if (!asRoot(t, 'a ramfs')) return;
+  const rf = freshDir('fake-mount');
+  const m = spawnSync('mount', ['-t', 'ramfs', 'ramfs', rf], { encoding: 'utf8' });
+  assert.equal(m.status, 0, `mount ramfs: ${m.stderr}`);
+  defer(t, () => spawnSync('umount', [rf]));
+  const bystander = spawn('sleep', ['60'], { stdio: 'ignore' });
+  defer(t, () => bystander.kill('SIGKILL'));
+  writeFileSync(path.join(rf, 'stats'), JSON.stringify({ pid: bystander.pid, volume: 's3://b/v', hydration: { runs: 0 } }));
+  for (const args of [['unmount', rf], ['hydrate', rf], ['stats', rf]]) {
+    failsWith(await cli(...args), 1, new RegExp(`^s3zmount: ${rf}: not an s3zmount mount \\(a ramfs mount\\)$`));
+  }
+  assert.equal(bystander.exitCode, null, 'the process named in the file was not signalled');
+  assert.equal(bystander.signalCode, null, 'the process named in the file was not signalled');
 });
 
 test('mount refuses a non-empty directory; --allow-nonempty mounts over it and the files come back after', async (t) => {
