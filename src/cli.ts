@@ -161,12 +161,14 @@ program
   .argument('<image>', 'a file, a block device (/dev/...), or - for stdin')
   .argument('<s3url>', 's3://BUCKET/PREFIX of an existing volume (s3zmount create)')
   .option('--concurrency <n>', 'requests in flight (each holds a block in memory; at most 512 MiB of blocks)', numberOption('requests', 1, 256), '16')
-  .option('--force', 'take the lease even though a read-write mount holds it (only if that mount is gone)')
+  .option('--force', 'take the lease even though a read-write mount holds it (only if that mount is gone); put an empty image')
   .option('--quiet', 'no progress display')
   .addHelpText('after', `
 Sparse: all-zero blocks are not uploaded, and their objects are deleted if stored.
 An image smaller than the volume is fine: stored blocks past its end are deleted,
-so the rest of the volume reads as zeros. A larger one is refused.
+so the rest of the volume reads as zeros. A larger one is refused (from stdin,
+at its first byte past the volume: blocks before it may have been sent). An empty
+image (say, from a pipe whose writer failed) is refused unless --force is given.
 
 What changed is found with one LIST request per 1000 stored blocks and no HEAD:
 a block whose MD5 equals its listed ETag (the MD5 S3 computes for a single-part

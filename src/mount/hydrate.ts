@@ -24,7 +24,7 @@
 //     remount of the same cache dir fetches only what is missing;
 //   - memory is bounded: the sweep walks the zero map's bitmaps, it never lists them.
 import { setTimeout as sleep } from 'node:timers/promises';
-import pMap from 'p-map';
+import { mapEach } from '../util/map-each.js';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ReadOptions } from '../store/types.js';
@@ -129,7 +129,7 @@ export class Hydrator {
     this.#fetchedBytes = 0;
     const signal = this.#stop.signal;
     this.#log.info({ blocks: total }, 'hydration started');
-    const sweep = pMap(
+    const sweep = mapEach(
       this.#storedOnceListed(signal),
       async (index) => {
         if (this.#cache.holds(index)) s.local++;

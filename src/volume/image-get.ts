@@ -15,7 +15,7 @@
 // aligned for it (util/direct-io.ts): the bytes go from the GET's buffer to the disk,
 // not through fresh page cache, and the closing fdatasync has little left to wait for.
 import { createHash } from 'node:crypto';
-import pMap from 'p-map';
+import { mapEach } from '../util/map-each.js';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
@@ -115,7 +115,7 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
       opts.progress.tick(1, blockSize);
     };
     const walk = target.mayHoldData ? everyBlock(cursor, blockCount) : storedOnly(cursor, blockCount);
-    await pMap(walk, mapper, { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) });
+    await mapEach(walk, mapper, { concurrency: opts.concurrency, signal: opts.signal });
     // "Done" means on the disk, for a device above all.
     await handle.datasync();
     await counted(stored);

@@ -12,13 +12,13 @@
 // volume reads as zeros. A run cut short leaves each block either old or new, and
 // the next run sends only what still differs: that is the resume.
 // Invariants: the write lease is held from before the first request that changes
-// the volume until after the last one settles; an image larger than the volume
+// the volume until after the last one settles; an empty image changes nothing
+// without --force (checked before any delete); an image larger than the volume
 // changes nothing (checked before the lease for a file, at the first extra byte
 // for stdin, which may by then have sent earlier blocks: they are valid blocks of
 // the image's start, and the next run compares them like any other).
 import { createHash } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import pMap from 'p-map';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
@@ -26,6 +26,7 @@ import { S3BlockStore } from '../store/s3-store.js';
 import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
+import { mapEach } from '../util/map-each.js';
 import { LeaseHolder } from './lease.js';
 import { imageIoError, withResumeHint, type ImageSource } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
@@ -34,7 +35,7 @@ import type { Volume } from './volume.js';
 
 export interface PutOptions {
   readonly concurrency: number;
-  /** Break a live lease (a mount that is gone). */
+  /** Break a live lease (a mount that is gone), and put an empty image. */
   readonly force: boolean;
   readonly progress: ProgressDisplay;
   readonly log: Logger;
@@ -68,6 +69,7 @@ export async function putImage(vol: Volume, src: ImageSource, opts: PutOptions):
   if (src.size !== undefined && src.size > volumeSize) {
     throw new S3zError('EIMAGE', `${src.name}: the image is ${src.size} bytes, larger than the volume ${vol.url} (${volumeSize} bytes)`);
   }
+  if (src.size === 0 && !opts.force) throw emptyImage(src.name);
   const lease = await LeaseHolder.acquire(
     vol.bucket, vol.loc,
     { holder: holderName(src.name), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 },
@@ -126,7 +128,7 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
   opts.progress.start(src.size === undefined ? 0 : Math.ceil(src.size / blockSize), src.size ?? 0);
   let ok = false;
   try {
-    await pMap(
+    await mapEach(
       withStored(),
       async (b) => {
         try {
@@ -136,8 +138,10 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
           buffers.release(b.data);
         }
       },
-      { concurrency: opts.concurrency, ...(opts.signal ? { signal: opts.signal } : {}) },
+      { concurrency: opts.concurrency, signal: opts.signal },
     );
+    // Known only now for stdin; before the first delete of a block past its end.
+    if (counts.bytes === 0 && !opts.force) throw emptyImage(src.name);
     // The rest of the volume must read as zeros.
     for await (const b of cursor.from(counts.blocks)) {
       if (b.index !== undefined && b.index < blockCount) doomed.push(b.key);
@@ -209,6 +213,11 @@ async function* stdinBlocks(blockSize: number, volumeSize: number, name: string,
   } else {
     buffers.release(block);
   }
+}
+
+/** An empty image would delete every stored block: most often a pipe whose writer failed. */
+function emptyImage(name: string): S3zError {
+  return new S3zError('EIMAGE', `${name}: the image is empty; nothing was changed (--force puts it anyway, deleting every stored block)`);
 }
 
 function holderName(image: string): string {

@@ -4,7 +4,7 @@
 // One LIST pass runs in the background (BackgroundListing): the checks start at its
 // first page, keep `concurrency` GETs in flight across page ends, and the progress
 // display gets the totals when the pass ends.
-import pMap from 'p-map';
+import { mapEach } from '../util/map-each.js';
 import type { Logger } from '../log.js';
 import { isS3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
@@ -39,7 +39,7 @@ export async function verifyVolume(vol: Volume, log: Logger, opts: VerifyOptions
   const progress = opts.progress;
   const stored = new BackgroundListing(vol.bucket, vol.keys);
   await stored.walkWith(progress, () =>
-    pMap(
+    mapEach(
       objects(stored),
       async (o: StoredBlock) => {
         if (o.index === undefined || o.index >= blockCount) {

@@ -37,22 +37,34 @@ const cli = (...args: string[]) => runCli(args, { ...s3.env, AWS_ENDPOINT_URL_S3
 /** PUTs seen by the proxy since its last reset, apart from the lease's (taken, probed, released). */
 const blockPuts = (): number => proxy.recorded('PUT').filter((r) => !/(^|\/)leases\/\d+$/.test(r.key)).length;
 
-/** Runs the CLI with `input` on stdin; returns stdout as bytes. */
-function cliPiped(args: string[], input?: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const out: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input ?? Buffer.alloc(0));
+interface Piped {
+  readonly stdin: NodeJS.WritableStream;
+  readonly done: Promise<{ code: number | null; stdout: Buffer; stderr: string }>;
+}
+
+/** Starts the CLI with its stdin a pipe the caller writes and ends. */
+function cliSpawn(args: string[]): Piped {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const out: Buffer[] = [];
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.on('error', () => undefined);
+  const done = new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr }));
   });
+  return { stdin: child.stdin, done };
+}
+
+/** Runs the CLI with `input` on stdin; returns stdout as bytes. */
+function cliPiped(args: string[], input?: Buffer): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  const run = cliSpawn(args);
+  run.stdin.end(input ?? Buffer.alloc(0));
+  return run.done;
 }
 
 /** A sparse image: data at the given blocks (one of them short, at the end if `tail`), holes elsewhere. */
@@ -334,6 +346,39 @@ test('bad inputs: one clear line each', async () => {
   const tooBig = await cliPiped(['put', '-', url], Buffer.alloc(1024 * 1024 + 1, 1));
   assert.equal(tooBig.code, 1);
   assert.match(tooBig.stderr.trim(), /^s3zmount: stdin: the image is larger than the volume \(1048576 bytes\)$/);
+});
+
+test('put - : a byte past the volume that arrives after every block was sent still fails the put', async () => {
+  const url = await volume('1M');
+  proxy.resetCounts();
+  const run = cliSpawn(['put', '--quiet', '-', url]);
+  run.stdin.write(randomBytes(1024 * 1024));
+  // Every block of the volume is in S3 before the extra byte is written.
+  for (const until = Date.now() + 30_000; blockPuts() < 16; ) {
+    assert.ok(Date.now() < until, `only ${blockPuts()} of 16 blocks sent`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  run.stdin.end(Buffer.from('x'));
+  const p = await run.done;
+  assert.equal(p.code, 1, p.stdout.toString());
+  assert.match(p.stderr.trim(), /^s3zmount: stdin: the image is larger than the volume \(1048576 bytes\)$/);
+});
+
+test('an empty image is refused without --force, and changes nothing', async () => {
+  const url = await volume('1M');
+  assert.equal((await cliPiped(['put', '-', url], randomBytes(2 * BS))).code, 0);
+  const empty = path.join(dir, 'empty.img');
+  await writeFile(empty, '');
+  failsWith(await cli('put', empty, url), 1, /^s3zmount: .*empty\.img: the image is empty; nothing was changed \(--force puts it anyway/);
+  const piped = await cliPiped(['put', '-', url]);
+  assert.equal(piped.code, 1);
+  assert.match(piped.stderr.trim(), /^s3zmount: stdin: the image is empty; nothing was changed/);
+  assert.deepEqual(await storedIndexes(url), [0, 1], 'nothing deleted');
+  const forced = await cliPiped(['put', '--force', '-', url]);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.match(forced.stdout.toString(), /0 uploaded, 0 unchanged, 0 zero, 2 deleted/);
+  assert.deepEqual(await storedIndexes(url), []);
 });
 
 test('put is refused while a read-write mount holds the lease, naming it', async () => {
