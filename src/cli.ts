@@ -108,7 +108,7 @@ program
   .option('--cache-dir <dir>', 'local block cache and journal (default: ~/.cache/s3zmount/<volume uuid>)')
   .option('--cache-size <size>', 'clean blocks beyond this are evicted, least recently used first', '10G')
   .option('--hydrate', 'pull every stored block into the cache in the background')
-  .option('--force', 'mount even though another read-write mount holds the lease')
+  .option('--force', 'mount even though another read-write mount holds the lease (only if that mount is gone: refused while it runs on this host)')
   .option('--allow-nonempty', 'mount over a directory that holds files (they are hidden until unmount)')
   .option('--foreground', 'stay attached: log to stderr, unmount on Ctrl-C')
   .option('--storage-class <class>', `write new blocks in this class instead of the volume's (${STORAGE_CLASSES.join(', ')}); one empty PUT at mount checks that the server takes it`)

@@ -167,6 +167,7 @@ interface StatsFile {
   inflight: number;
   cacheDir?: string;
   lastError?: string | null;
+  leaseTakenBy?: string | null;
   [k: string]: unknown;
 }
 
@@ -246,6 +247,9 @@ export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout
     );
   }
   process.stdout.write(`unmounted ${stats.volume} from ${abs}\n`);
+  if (outcome.leaseTakenBy) {
+    process.stderr.write(`s3zmount: warning: the write lease was taken from this mount by ${outcome.leaseTakenBy} (--force): two writers shared the volume, so its pool may be damaged (zpool scrub it)\n`);
+  }
 }
 
 function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string {
@@ -278,6 +282,7 @@ export async function statsCommand(_ctx: Context, dir: string, opts: { json?: bo
       `cache      ${cache.hit} hits${direct ? ` (${direct} answered by libfuse's threads)` : ''}, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
       `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,
       `hydration  ${hydrationLine(hyd)}`,
+      ...(stats.leaseTakenBy ? [`lease      LOST to ${stats.leaseTakenBy} (--force): two writers share the volume; unmount one, then zpool scrub its pool`] : []),
     ].join('\n') + '\n',
   );
 }

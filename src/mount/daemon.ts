@@ -66,6 +66,8 @@ export interface DaemonStatus {
   readonly cacheDir: string;
   readonly stopping: boolean;
   readonly lastError: string | null;
+  /** Who took the write lease from this mount (a --force mount elsewhere): two writers share the volume. */
+  readonly leaseTakenBy: string | null;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -135,7 +137,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     let abandon = (): void => {};
     const abandoned = new Promise<void>((resolve) => (abandon = resolve));
     let lastError: string | null = null;
-    const status = (): DaemonStatus => ({ cacheDir, stopping: stopping !== undefined, lastError });
+    const status = (): DaemonStatus => ({ cacheDir, stopping: stopping !== undefined, lastError, leaseTakenBy: lease?.takenBy ?? null });
     // The stats file can be read before mount() resolves (the kernel serves it once INIT is done).
     let fuseSession: FuseSession | undefined;
     const ops: DeviceOps = new DeviceOps(stack.top, {
@@ -186,7 +188,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
         undo.pop(); // the session is done
         if (forced) undo.pop(); // the stack: closing it would wait for S3 again; its journal is committed already
         await unwind();
-        const outcome: StopOutcome = { pid: process.pid, clean, dirtyBlocks, dirtyBytes: dirtyBlocks * d.blockSize, lastError, at: new Date().toISOString() };
+        const outcome: StopOutcome = {
+          pid: process.pid, clean, dirtyBlocks, dirtyBytes: dirtyBlocks * d.blockSize, lastError, leaseTakenBy: lease?.takenBy ?? null, at: new Date().toISOString(),
+        };
         writeStopOutcome(cacheDir, outcome, log);
         log.info(outcome, clean ? 'stopped: everything is in S3' : 'stopped with blocks not yet in S3');
         return outcome;

@@ -13,6 +13,8 @@ export interface StopOutcome {
   readonly dirtyBlocks: number;
   readonly dirtyBytes: number;
   readonly lastError: string | null;
+  /** Who took the write lease while mounted (absent in files of older versions). */
+  readonly leaseTakenBy?: string | null;
   readonly at: string;
 }
 

@@ -1,6 +1,7 @@
 // The write lease: which mount holds the volume read-write, until when. One
 // writer at a time: a read-write mount takes it and renews it; a live lease
-// held by another refuses the mount unless --force.
+// held by another refuses the mount unless --force, and a live lease of another
+// process on this host refuses it even then (that mount is not gone).
 //
 // On S3 the lease is a series of generation objects `<prefix>/leases/<gen>`
 // (gen zero-padded, so keys sort by gen); the current lease is the highest gen.
@@ -157,6 +158,12 @@ export function heldByDeadProcess(lease: Lease): boolean {
   return !processAlive(lease.pid);
 }
 
+/** True for a lease taken by another process of this host that still runs. */
+function heldByLiveProcessHere(lease: Lease): boolean {
+  if (lease.host !== hostname() || lease.pid === undefined || lease.pid === process.pid) return false;
+  return processAlive(lease.pid);
+}
+
 /** Every lease object of a volume (generations and the legacy one), for `erase`. */
 export async function deleteAllLeases(bucket: S3Bucket, loc: S3Location): Promise<void> {
   const dir = keyUnder(loc, LEASES_DIR);
@@ -185,6 +192,7 @@ export class LeaseHolder {
   #timer: NodeJS.Timeout | undefined;
   /** Set once a higher generation was seen: this holder never writes again. */
   #superseded = false;
+  #takenBy: string | null = null;
 
   private constructor(bucket: S3Bucket, loc: S3Location, opts: LeaseOptions, gen: number, previousToken: string | null, log: Logger) {
     this.#bucket = bucket;
@@ -202,6 +210,9 @@ export class LeaseHolder {
     if (isLive(found) && heldByDeadProcess(found)) {
       // A crashed mount on this host: its lease is stale, and its journal is replayed by this mount.
       log.warn({ holder: found.holder }, 'taking over the lease of a mount whose process is gone');
+    } else if (isLive(found) && heldByLiveProcessHere(found)) {
+      // --force is for a mount that is gone; this one runs here, and would go on writing.
+      throw new S3zError('ELEASE', `${url} is mounted read-write by ${found.holder}, which still runs on this host: unmount it first (--force only breaks the lease of a mount that is gone)`);
     } else if (isLive(found) && !opts.force) {
       throw new S3zError('ELEASE', `${url} is mounted read-write by ${found.holder} (lease until ${found.expires}); unmount it there, or pass --force if that mount is gone`);
     } else if (isLive(found)) {
@@ -249,8 +260,14 @@ export class LeaseHolder {
     this.#superseded = true;
     clearInterval(this.#timer);
     const taker = await readGen(this.#bucket, this.#loc, top).catch(() => null);
+    this.#takenBy = taker?.holder ?? 'another mount';
     this.#log.error({ holder: taker?.holder ?? 'unknown', takenAt: top }, 'the lease was taken by another mount (--force?); two writers now share this volume');
     return false;
+  }
+
+  /** Who took the lease from this holder (--force elsewhere), once seen; null while it holds it. */
+  get takenBy(): string | null {
+    return this.#takenBy;
   }
 
   async #renew(): Promise<void> {

@@ -22,7 +22,7 @@ import { LeaseHolder, leaseKey, listGenerations, readLease, readLeaseObject } fr
 import { md5 } from '../../dist/store/checksum.js';
 import { silentLogger } from '../../dist/log.js';
 import { startS3, testBucket, type TestS3 } from '../helpers/s3.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { failsWith, runCli, type CliResult } from '../helpers/cli.js';
 import { forceUnmount, isMounted, mountVolume } from '../helpers/mount.js';
 
 type Backend = 's3rver' | 'rgw' | 'external';
@@ -308,6 +308,37 @@ test('release keeps the token end to end: a remount with the same cache reuses i
     }
   } finally {
     if (isMounted(dir)) await forceUnmount(dir);
+    await rm(work, { recursive: true, force: true });
+  }
+});
+
+test('mount --force is refused while the holder runs on this host; a lease taken from elsewhere is reported at unmount', { skip: fuse ? false : 'no /dev/fuse or FUSE addon' }, async () => {
+  const url = s3.url('taken');
+  const loc = parseS3Url(url);
+  assert.equal((await runCli(['create', url, '--size', '16M'], s3.env)).code, 0);
+  const work = await mkdtemp(path.join(tmpdir(), 's3z-lease-'));
+  const [dir, second] = [path.join(work, 'm'), path.join(work, 'm2')];
+  try {
+    await mkdir(dir);
+    await mkdir(second);
+    const m = await mountVolume({ env: s3.env, url, dir, cacheDir: path.join(work, 'c') });
+    try {
+      // That mount is not gone: --force would make two writers on one host.
+      failsWith(await runCli(['mount', '--force', url, second, '--cache-dir', path.join(work, 'c2')], s3.env), 1, /mounted read-write by .* on .*\/m, which still runs on this host: unmount it first/);
+      assert.ok(!isMounted(second));
+      // A --force mount on another host takes the next generation.
+      const top = (await listGenerations(bucket, loc)).at(-1) ?? 0;
+      await putLease(leaseKey(loc, top + 1), { holder: 'bob@elsewhere pid 7 on /mnt/v', token: 't-else', expires: new Date(Date.now() + 60_000).toISOString(), host: 'another-host', pid: 7 });
+      const u = await runCli(['unmount', dir], s3.env, { timeoutMs: 60_000 });
+      assert.equal(u.code, 0, u.stderr);
+      assert.match(u.stdout, /^unmounted /);
+      assert.match(u.stderr.trim(), /^s3zmount: warning: the write lease was taken from this mount by bob@elsewhere pid 7 on \/mnt\/v \(--force\): two writers shared the volume/);
+      assert.equal((await readLeaseObject(bucket, loc))?.token, 't-else', "the taker's lease is left alone");
+    } finally {
+      await m.cleanup();
+    }
+  } finally {
+    for (const d of [dir, second]) if (isMounted(d)) await forceUnmount(d);
     await rm(work, { recursive: true, force: true });
   }
 });
