@@ -94,7 +94,7 @@ program
   .description('delete a volume: every block object, the lease and the descriptor')
   .argument('<s3url>', 's3://BUCKET/PREFIX')
   .option('--yes', 'confirm: without it nothing is deleted')
-  .option('--force', 'erase even while a read-write mount holds the lease')
+  .option('--force', 'erase even while a read-write mount holds the lease (only if that mount is gone: refused while it runs on this host)')
   .option('--quiet', 'no progress display')
   .action((url: string, opts: { yes?: boolean; force?: boolean; quiet?: boolean }, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).eraseCommand(ctx(cmd), url, opts)));
 

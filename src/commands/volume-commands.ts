@@ -1,6 +1,6 @@
 // create, status, verify, erase: commands that work on a volume in S3 with no mount.
 import type { Context } from './context.js';
-import { S3zError } from '../errors.js';
+import { S3zError, isS3zError } from '../errors.js';
 import { formatSize, parseSize } from '../size.js';
 import { countingProgress, listingNotice, progressDisplay } from '../progress-display.js';
 import { createDescriptor } from '../volume/descriptor.js';
@@ -8,7 +8,8 @@ import { countStored } from '../volume/inventory.js';
 import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef, type VolumeRef } from '../volume/volume.js';
 import { verifyVolume } from '../volume/verify.js';
-import { eraseVolume } from '../volume/erase.js';
+import { eraseVolume, leftoverObjects } from '../volume/erase.js';
+import { BlockKeys } from '../volume/keys.js';
 import { DEFAULT_STORAGE_CLASS, checkSse, checkStorageClass, refusedClass } from '../volume/storage.js';
 import { PRICES_SOURCE, formatUsd, monthlyStorageCost } from '../volume/pricing.js';
 
@@ -35,6 +36,14 @@ export async function createCommand(ctx: Context, url: string, opts: CreateOptio
   const storageClass = opts.storageClass === undefined ? DEFAULT_STORAGE_CLASS : checkStorageClass(opts.storageClass);
   const sse = checkSse(opts.sse, opts.sseKmsKeyId);
   await withRef(ctx, url, async (ref) => {
+    const left = await leftoverObjects(ref);
+    if (left.blocks || left.leases) {
+      const what = [left.blocks ? 'block objects' : '', left.leases ? 'leases' : ''].filter(Boolean).join(' and ');
+      throw new S3zError(
+        'EVOLUMEEXISTS',
+        `${ref.url}: no volume there, but ${what} of an earlier one are, which a new volume would take as its own; delete them first with "s3zmount erase --yes ${ref.url}"`,
+      );
+    }
     const desc = await createDescriptor(ref.bucket, ref.loc, { size, blockSize }, { storageClass, sse }).catch((err: unknown) => {
       throw refusedClass(err, { storageClass, sse }, 'nothing was created');
     });
@@ -101,8 +110,15 @@ export async function verifyCommand(ctx: Context, url: string, opts: { json?: bo
 export async function eraseCommand(ctx: Context, url: string, opts: { yes?: boolean; force?: boolean; quiet?: boolean }): Promise<void> {
   if (!opts.yes) throw new S3zError('EUSAGE', `erase deletes every block of ${url}: pass --yes to confirm`);
   await withRef(ctx, url, async (ref) => {
-    const vol = await openVolume(ref);
-    const { deleted } = await eraseVolume(vol, { force: opts.force ?? false, progress: countingProgress(progressDisplay({ label: 'erase', quiet: opts.quiet ?? false })) });
-    process.stdout.write(`erased ${vol.url}: ${deleted} block objects and the descriptor deleted\n`);
+    const progress = countingProgress(progressDisplay({ label: 'erase', quiet: opts.quiet ?? false }));
+    const vol = await openVolume(ref).catch(async (err: unknown) => {
+      // No descriptor: what an earlier volume left is erased all the same (create refuses to adopt it).
+      if (!isS3zError(err, 'ENOVOLUME')) throw err;
+      const left = await leftoverObjects(ref);
+      if (!left.blocks && !left.leases) throw err;
+      return undefined;
+    });
+    const { deleted } = await eraseVolume(vol ?? { ...ref, keys: new BlockKeys(ref.loc) }, { force: opts.force ?? false, progress });
+    process.stdout.write(`erased ${ref.url}: ${deleted} block objects and ${vol ? 'the descriptor' : 'the leases an erased volume left'} deleted\n`);
   });
 }

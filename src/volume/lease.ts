@@ -159,7 +159,7 @@ export function heldByDeadProcess(lease: Lease): boolean {
 }
 
 /** True for a lease taken by another process of this host that still runs. */
-function heldByLiveProcessHere(lease: Lease): boolean {
+export function heldByLiveProcessHere(lease: Lease): boolean {
   if (lease.host !== hostname() || lease.pid === undefined || lease.pid === process.pid) return false;
   return processAlive(lease.pid);
 }

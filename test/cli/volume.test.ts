@@ -119,6 +119,38 @@ test('erase needs --yes, then deletes everything (lease generations and a legacy
   }
 });
 
+test('leftovers of a volume whose descriptor is gone: create refuses to adopt them, erase clears them', async () => {
+  const url = s3.url();
+  assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
+  const loc = parseS3Url(url);
+  const bucket = testBucket(s3);
+  try {
+    const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
+    for (let i = 0; i < 3; i++) await store.write(i, Buffer.alloc(4096, i + 1));
+    // What an erase leaves when a mount writes on under it: blocks (and a lease), no descriptor.
+    await bucket.delete(keyUnder(loc, 's3zmount.json'));
+    failsWith(await cli('status', url), 1, /no volume there/);
+    failsWith(await cli('create', url, '--size', '16M'), 1, /no volume there, but block objects of an earlier one are, which a new volume would take as its own; delete them first with "s3zmount erase --yes s3:\/\/.*"/);
+    const held = await LeaseHolder.acquire(bucket, loc, { holder: 'a mount still writing', ttlMs: 60_000, force: false, settleMs: 0 }, silentLogger);
+    failsWith(await cli('create', url, '--size', '16M'), 1, /block objects and leases of an earlier one/);
+    failsWith(await cli('erase', url, '--yes'), 1, /mounted read-write by a mount still writing/);
+    // Its holder (this test's process) runs on this host: --force would leave it writing into the erased place.
+    failsWith(await cli('erase', url, '--yes', '--force'), 1, /mounted read-write by a mount still writing, which still runs on this host: unmount it first$/);
+    await held.release();
+    const e = await cli('erase', url, '--yes');
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /^erased s3:\/\/.*: 3 block objects and the leases an erased volume left deleted$/m);
+    let left = 0;
+    for await (const page of bucket.list(loc.prefix + '/')) left += page.length;
+    assert.equal(left, 0);
+    failsWith(await cli('erase', url, '--yes'), 1, /no volume there/);
+    const c = await cli('create', url, '--size', '16M');
+    assert.equal(c.code, 0, c.stderr);
+  } finally {
+    bucket.destroy();
+  }
+});
+
 test('bad input: one clear line and the right exit code', async () => {
   const url = s3.url();
   failsWith(await cli('create', 's3:/nope', '--size', '1G'), 2, /not an s3:\/\/ URL/);
