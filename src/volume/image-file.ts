@@ -138,8 +138,12 @@ export function imageIoError(name: string, err: unknown): unknown {
   return fileError(name, err);
 }
 
-/** Failures that running the same transfer again can get past (S3 answering again, room made on the disk). */
-const RESUMABLE = new Set<string>(['EACCESS', 'EUNREACHABLE', 'ECORRUPT', 'EMISSING', 'ESTALE', 'ES3']);
+/**
+ * Failures that running the same transfer again can get past (S3 answering again, room
+ * made on the disk). Not ECORRUPT: a block that failed its checksum on every retry is
+ * damaged in S3, and the next run would stop at it again.
+ */
+const RESUMABLE = new Set<string>(['EACCESS', 'EUNREACHABLE', 'EMISSING', 'ESTALE', 'ES3']);
 const RESUMABLE_LOCAL = new Set(['ENOSPC', 'EDQUOT', 'EIO']);
 
 /**
@@ -147,8 +151,12 @@ const RESUMABLE_LOCAL = new Set(['ENOSPC', 'EDQUOT', 'EIO']);
  * (it compares before it moves anything); an image too large, say, is left as it is.
  */
 export function withResumeHint(err: unknown, hint: string): unknown {
-  if (!(err instanceof S3zError)) return err;
-  const local = err.code === 'EIMAGE' && RESUMABLE_LOCAL.has(String((err.cause as NodeJS.ErrnoException | undefined)?.code));
-  if (!RESUMABLE.has(err.code) && !local) return err;
+  if (!isResumable(err)) return err;
   return new S3zError(err.code, `${err.message}; ${hint}`, { cause: err, errno: err.errno });
+}
+
+export function isResumable(err: unknown): err is S3zError {
+  if (!(err instanceof S3zError)) return false;
+  const local = err.code === 'EIMAGE' && RESUMABLE_LOCAL.has(String((err.cause as NodeJS.ErrnoException | undefined)?.code));
+  return RESUMABLE.has(err.code) || local;
 }

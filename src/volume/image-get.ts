@@ -24,7 +24,7 @@ import { isZero } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { BackgroundListing, type StoredBlock } from './inventory.js';
-import { imageIoError, withResumeHint, type ImageTarget } from './image-file.js';
+import { imageIoError, isResumable, type ImageTarget } from './image-file.js';
 import { StoredCursor, etagMatches } from './stored-cursor.js';
 import type { Volume } from './volume.js';
 
@@ -136,15 +136,16 @@ export async function getImage(vol: Volume, target: ImageTarget, opts: GetOption
 }
 
 /**
- * A failed get's error, saying how to go on: what is written stays, and the same get
- * (with --force: the file exists now) compares it and fetches the rest. A stream
- * cannot be taken up again.
+ * A failed get's error, saying that the image is incomplete (a new file already has
+ * the volume's size, so it would look whole) and, where running it again can help, how
+ * to go on: what is written stays, and the same get (with --force: the file exists now)
+ * compares it and fetches the rest. A stream cannot be taken up again.
  */
 function resumable(target: ImageTarget, err: unknown): unknown {
   const local = imageIoError(target.name, err);
-  if (target.kind === 'file') return withResumeHint(local, 'run the same get with --force to go on from where it stopped');
-  if (target.kind === 'device') return withResumeHint(local, 'run the same get again to go on from where it stopped');
-  return local;
+  if (target.kind === 'stdio' || !(local instanceof S3zError)) return local;
+  const how = isResumable(local) ? `; run the same get${target.kind === 'file' ? ' with --force' : ' again'} to go on from where it stopped` : '';
+  return new S3zError(local.code, `${local.message}; ${target.name} is incomplete${how}`, { cause: local, errno: local.errno });
 }
 
 /** The count has ended (it runs ahead of the walk; this is for a last line with the totals). */

@@ -270,7 +270,7 @@ test('get onto a disk that fills up: one line saying so and how to go on; with r
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1M', 'tmpfs', small]);
   try {
     const out = path.join(small, 'fill.out');
-    failsWith(await cli('get', '--quiet', url, out), 1, /fill\.out: no space left on its disk; run the same get with --force to go on from where it stopped/);
+    failsWith(await cli('get', '--quiet', url, out), 1, /fill\.out: no space left on its disk; \S*fill\.out is incomplete; run the same get with --force to go on from where it stopped$/);
     execFileSync('mount', ['-o', 'remount,size=8M', small]);
     const g = await cli('get', url, out, '--force');
     assert.equal(g.code, 0, g.stderr);
@@ -303,7 +303,14 @@ test('S3 refusing one block mid-way: put and get stop with one line saying to ru
   proxy.addRule({ method: 'GET', key: block30, times: Infinity, action: { status: 403, code: 'AccessDenied' } });
   try {
     // Two at a time, so that the blocks before 30 are written when it fails.
-    failsWith(await cli('get', '--quiet', '--concurrency', '2', url, out), 1, /; run the same get with --force to go on from where it stopped$/);
+    failsWith(await cli('get', '--quiet', '--concurrency', '2', url, out), 1, /cut\.out is incomplete; run the same get with --force to go on from where it stopped$/);
+  } finally {
+    proxy.clearRules();
+  }
+  // Damaged on every retry: running the get again would stop at the same block.
+  proxy.addRule({ method: 'GET', key: block30, times: Infinity, action: 'corrupt' });
+  try {
+    failsWith(await cli('get', '--quiet', '--concurrency', '2', url, path.join(dir, 'corrupt.out')), 1, /block 30\b.*; \S*corrupt\.out is incomplete$/);
   } finally {
     proxy.clearRules();
   }
