@@ -173,10 +173,9 @@ interface StatsFile {
 
 /** The stats file of the s3zmount mount at `dir` (absolute); its pid is what unmount and hydrate signal, so nothing else's is trusted. */
 export async function readStats(dir: string): Promise<StatsFile> {
-  const mounts = (await readMountInfo()).filter((m) => m.mountpoint === dir);
-  if (mounts.length > 0 && mounts[mounts.length - 1]?.fstype !== 'fuse.s3zmount') {
-    throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (a ${mounts[mounts.length - 1]?.fstype} mount)`);
-  }
+  // The last one listed is the one on top, which a path there reaches.
+  const mount = (await readMountInfo()).filter((m) => m.mountpoint === dir).pop();
+  if (mount !== undefined && mount.fstype !== 'fuse.s3zmount') throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (a ${mount.fstype} mount)`);
   const file = path.join(dir, 'stats');
   let text: string;
   try {
@@ -192,7 +191,7 @@ export async function readStats(dir: string): Promise<StatsFile> {
   } catch (err) {
     throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (its stats file is not s3zmount's)`, { cause: err });
   }
-  if (mounts.length === 0 || typeof stats !== 'object' || stats === null || !Number.isInteger(stats.pid) || stats.pid <= 1 || typeof stats.volume !== 'string') {
+  if (mount === undefined || typeof stats !== 'object' || stats === null || !Number.isInteger(stats.pid) || stats.pid <= 1 || typeof stats.volume !== 'string') {
     throw new S3zError('EMOUNT', `${dir}: not an s3zmount mount (its stats file is not s3zmount's)`);
   }
   return stats;
