@@ -19,7 +19,6 @@ import { S3zError } from '../errors.js';
 import { slabDir } from '../store/slab-file.js';
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
-import { committing } from '../store/commit-failure.js';
 import { formatSize } from '../size.js';
 
 const SESSION_KEY = 'session';
@@ -74,13 +73,13 @@ export async function validateCache(db: LocalDb, o: TrustOptions, log: Logger): 
     dropped = blocks;
     log.warn({ cache: db.dir, dropped }, 'the volume may have changed since this cache was used: dropping its cached blocks');
     // Nothing is dirty here (refused above): every local block goes, records and bytes.
-    await committing(db.local.clearAsync());
-    await committing(db.legacyBlocks.clearAsync());
-    await committing(db.guard.clearAsync());
+    await db.local.clearAsync();
+    await db.legacyBlocks.clearAsync();
+    await db.guard.clearAsync();
     rmSync(slabDir(db.dir), { recursive: true, force: true });
   }
-  if (o.mode === 'overlay' && overlay === 0) await committing(db.meta.put(OVERLAY_BASE_KEY, o.leaseToken));
-  if (o.writerLive) await committing(db.meta.remove(SESSION_KEY));
-  else await committing(db.meta.put(SESSION_KEY, { token: o.newToken } satisfies Session));
+  if (o.mode === 'overlay' && overlay === 0) await db.meta.put(OVERLAY_BASE_KEY, o.leaseToken);
+  if (o.writerLive) await db.meta.remove(SESSION_KEY);
+  else await db.meta.put(SESSION_KEY, { token: o.newToken } satisfies Session);
   return { trusted, dropped };
 }

@@ -12,7 +12,6 @@ import type { Logger } from '../log.js';
 import type { LocalDb } from './local-db.js';
 import type { SlabFiles } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, dirtyRecord } from './cache-records.js';
-import { committing } from './commit-failure.js';
 
 /** The cache format of these files; an older cache dir is migrated. */
 const FORMAT = 2;
@@ -36,7 +35,7 @@ export function bootId(): string {
 export async function noteBoot(db: LocalDb): Promise<boolean> {
   const boot = bootId();
   const before = db.meta.get('bootId');
-  await committing(db.meta.put('bootId', boot));
+  await db.meta.put('bootId', boot);
   return before !== undefined && before !== boot;
 }
 
@@ -56,7 +55,7 @@ export async function recheckDirty(d: RecoveryDeps, index: number, rebooted: boo
     d.files.punch(index);
     return 'dropped';
   }
-  await committing(d.db.local.put(index, now));
+  await d.db.local.put(index, now);
   return 'rejournaled';
 }
 
@@ -70,21 +69,21 @@ export async function migrate(d: RecoveryDeps): Promise<number> {
     if (entry === undefined) continue;
     if (entry.length === 4 && entry.readUInt32BE(0) === 0) {
       d.files.punch(key);
-      await committing(d.db.local.put(key, ZERO_RECORD));
+      await d.db.local.put(key, ZERO_RECORD);
     } else {
       const data = Buffer.from(entry.subarray(4));
       if (data.length !== d.blockSize || crc32(data) !== entry.readUInt32BE(0)) {
         d.log.error({ block: key }, 'a journaled block of the old cache format fails its checksum: dropped');
-        await committing(d.db.dirty.remove(key));
+        await d.db.dirty.remove(key);
         continue;
       }
       await d.files.write(key, 0, data);
-      await committing(d.db.local.put(key, dirtyRecord(d.blockSize, undefined, 0, data)));
+      await d.db.local.put(key, dirtyRecord(d.blockSize, undefined, 0, data));
     }
     moved++;
   }
-  await committing(legacy.clearAsync());
-  await committing(d.db.meta.put('cacheFormat', FORMAT));
+  await legacy.clearAsync();
+  await d.db.meta.put('cacheFormat', FORMAT);
   if (moved > 0) d.log.info({ moved }, 'cache dir migrated to block files');
   return moved;
 }

@@ -48,7 +48,6 @@ import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, zeroDirtyRecord } from './cache-records.js';
 import { DirtyCover } from './dirty-cover.js';
 import { DiskRoom } from './disk-room.js';
-import { committing } from './commit-failure.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
 
@@ -439,7 +438,7 @@ export class CacheStore implements RangeStore {
       }
       // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
       const record = cleanRecord(await sha256Of(data));
-      committing(this.#db.local.put(index, record)).catch((err: unknown) => this.#localFailed('fill', index, err));
+      this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
       this.#verified.add(index);
       this.#lru.set(index, true);
       this.#grants.grant(index);
@@ -626,7 +625,7 @@ export class CacheStore implements RangeStore {
     } catch (err) {
       this.#log.warn({ block: index, err: (err as Error).message }, 'could not free a cached block');
     }
-    committing(this.#db.local.remove(index)).catch((err: unknown) => this.#localFailed('evict', index, err));
+    this.#db.local.remove(index).catch((err: unknown) => this.#localFailed('evict', index, err));
   }
 
   #localFailed(what: string, index: number, err: unknown): void {

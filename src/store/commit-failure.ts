@@ -4,8 +4,9 @@
 // which nobody else ever awaits. Left alone, that rejection is unhandled (seen on a
 // full cache disk as a daemon log's "unhandled rejection", and in a process without a
 // handler it would end the process), and the caller's error names no cause.
-// Invariant: every write promise of a table or commit the layers hold goes through
-// `committing` (or its rejection through `commitFailure`) before anything awaits it.
+// Invariant: every async write the layers make goes through `committing` before
+// anything awaits it: LocalDb's tables (table.ts) route put, remove and clearAsync
+// through it, and LocalDb's transaction, batch and committed do the same.
 import { S3zError } from '../errors.js';
 
 /**
@@ -24,7 +25,7 @@ export function committing<T>(write: Promise<T>): Promise<T> {
  * an S3zError naming its reason; `err` itself when it is not a failed commit (a
  * transaction callback that threw).
  */
-export async function commitFailure(err: unknown): Promise<unknown> {
+async function commitFailure(err: unknown): Promise<unknown> {
   const hung = (err as { commitError?: unknown } | null | undefined)?.commitError;
   if (!(hung instanceof Promise)) return err;
   const reason = hung.then(

@@ -26,7 +26,6 @@ import { withRetry, type RetryPolicy } from '../s3/retry.js';
 import type { GuardEntry, LocalDb } from './local-db.js';
 import type { BlockStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen } from './checks.js';
-import { committing } from './commit-failure.js';
 import { isZero, sha256Of } from './checksum.js';
 
 export interface GuardConfig {
@@ -216,13 +215,13 @@ export class GuardStore implements BlockStore {
     this.#until.delete(index); // re-inserted at the end: keeps window-end order
     this.#until.set(index, entry.until);
     this.stats.guarded = this.#until.size;
-    return committing(this.#db.guard.put(index, entry));
+    return this.#db.guard.put(index, entry);
   }
 
   #forget(index: number): void {
     this.#until.delete(index);
     this.stats.guarded = this.#until.size;
-    committing(this.#db.guard.remove(index)).catch((err: unknown) => this.#log.warn({ err, block: index }, 'could not drop a guard'));
+    this.#db.guard.remove(index).catch((err: unknown) => this.#log.warn({ err, block: index }, 'could not drop a guard'));
   }
 
   /** Takes the live expectations a previous run left in LMDB; drops the expired ones. */
@@ -246,7 +245,7 @@ export class GuardStore implements BlockStore {
     for (const [index, until] of live) this.#until.set(index, until);
     this.stats.guarded = this.#until.size;
     for (const index of dead) {
-      committing(this.#db.guard.remove(index)).catch((err: unknown) => this.#log.warn({ err, block: index }, 'could not drop a guard'));
+      this.#db.guard.remove(index).catch((err: unknown) => this.#log.warn({ err, block: index }, 'could not drop a guard'));
     }
     if (live.length > 0) this.#log.debug({ live: live.length, dropped: dead.length }, 'read-after-write guards restored');
   }

@@ -21,12 +21,13 @@
 // syncs every commit.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type RootDatabase } from 'lmdb';
 import { S3zError } from '../errors.js';
 import { processAlive } from '../util/process.js';
 import { bootId } from './cache-recovery.js';
 import { committing } from './commit-failure.js';
 import { slabDir } from './slab-file.js';
+import { Table } from './table.js';
 
 /** How long close() waits for lmdb-js to close the environment (see close()). */
 const CLOSE_WAIT_MS = 5000;
@@ -57,14 +58,14 @@ export interface GuardEntry {
 
 export class LocalDb {
   readonly dir: string;
-  readonly local: Database<Buffer, number>;
+  readonly local: Table<Buffer, number>;
   /** Cache format 1's whole-block table: read once to migrate, then empty. */
-  readonly legacyBlocks: Database<Buffer, number>;
-  readonly dirty: Database<number, number>;
-  readonly overlay: Database<Buffer, number>;
-  readonly zmap: Database<Buffer, number>;
-  readonly guard: Database<GuardEntry, number>;
-  readonly meta: Database<unknown, string>;
+  readonly legacyBlocks: Table<Buffer, number>;
+  readonly dirty: Table<number, number>;
+  readonly overlay: Table<Buffer, number>;
+  readonly zmap: Table<Buffer, number>;
+  readonly guard: Table<GuardEntry, number>;
+  readonly meta: Table<unknown, string>;
   /** True when openForMount dropped the folder's contents: the machine restarted under an unsynced session. */
   resetAfterRestart = false;
   #root: RootDatabase;
@@ -81,13 +82,13 @@ export class LocalDb {
     this.#pidFile = pidFile;
     this.#unsynced = unsynced;
     const bin = { encoding: 'binary' as const };
-    this.local = root.openDB<Buffer, number>({ name: 'local', ...bin });
-    this.legacyBlocks = root.openDB<Buffer, number>({ name: 'blocks', ...bin });
-    this.dirty = root.openDB<number, number>({ name: 'dirty', encoding: 'msgpack' });
-    this.overlay = root.openDB<Buffer, number>({ name: 'overlay', ...bin });
-    this.zmap = root.openDB<Buffer, number>({ name: 'zmap', ...bin });
-    this.guard = root.openDB<GuardEntry, number>({ name: 'guard', encoding: 'msgpack' });
-    this.meta = root.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' });
+    this.local = new Table(root.openDB<Buffer, number>({ name: 'local', ...bin }));
+    this.legacyBlocks = new Table(root.openDB<Buffer, number>({ name: 'blocks', ...bin }));
+    this.dirty = new Table(root.openDB<number, number>({ name: 'dirty', encoding: 'msgpack' }));
+    this.overlay = new Table(root.openDB<Buffer, number>({ name: 'overlay', ...bin }));
+    this.zmap = new Table(root.openDB<Buffer, number>({ name: 'zmap', ...bin }));
+    this.guard = new Table(root.openDB<GuardEntry, number>({ name: 'guard', encoding: 'msgpack' }));
+    this.meta = new Table(root.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }));
   }
 
   /** Opens (creating if needed) the database of `volume` in `dir`; refuses another volume's folder or a live daemon's. */

@@ -35,7 +35,6 @@ import { checkBlock, checkIndex, checkOpen } from './checks.js';
 import { isZero } from './checksum.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CHUNK_BITS, SparseBitmap, chunkOf } from './sparse-bitmap.js';
-import { committing } from './commit-failure.js';
 
 export { CHUNK_BITS } from './sparse-bitmap.js';
 
@@ -167,7 +166,7 @@ export class ZeroMapStore implements BlockStore {
     try {
       // Unclean before anything else: from here on the LMDB copy may differ from S3
       // until close() says otherwise.
-      await committing(this.#db.meta.put(META_KEY, this.#meta(false, null)));
+      await this.#db.meta.put(META_KEY, this.#meta(false, null));
       if (reusable && this.#restore()) {
         this.stats.loadedFrom = 'cache';
       } else {
@@ -274,7 +273,7 @@ export class ZeroMapStore implements BlockStore {
     await this.#persist();
     // A map whose LIST did not finish would hide blocks from the next mount.
     if (this.stats.listing) return;
-    await committing(this.#db.meta.put(META_KEY, this.#meta(true, this.#token ?? null)));
+    await this.#db.meta.put(META_KEY, this.#meta(true, this.#token ?? null));
     this.#log.debug({ stored: this.stats.stored, token: this.#token }, 'zero map saved');
   }
 
@@ -315,7 +314,7 @@ export class ZeroMapStore implements BlockStore {
 
   async #rebuild(list: ZeroMapSource['list'], background: boolean): Promise<void> {
     // The old copy may hold bits the volume no longer has.
-    await committing(this.#db.zmap.clearAsync());
+    await this.#db.zmap.clearAsync();
     const pages = list()[Symbol.asyncIterator]();
     if (!background) {
       for (let r = await pages.next(); r.done !== true; r = await pages.next()) this.#apply(r.value);
@@ -420,7 +419,7 @@ export class ZeroMapStore implements BlockStore {
     try {
       const writes = keys.map((key) => {
         const value = this.#bits.stored(key);
-        return committing(value !== undefined ? this.#db.zmap.put(key, value) : this.#db.zmap.remove(key));
+        return value !== undefined ? this.#db.zmap.put(key, value) : this.#db.zmap.remove(key);
       });
       await Promise.all(writes);
     } catch (err) {

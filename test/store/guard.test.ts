@@ -308,7 +308,7 @@ test('expectations expire after the window and are purged from memory and LMDB',
   const g2 = guard(db, below, { ...FAST, windowMs: 1000 }, clock);
   assert.equal(g2.stats.guarded, 0);
   await db.committed();
-  assert.equal(db.guard.getKeysCount(), 0);
+  assert.equal(db.guard.getCount(), 0);
   await g2.close();
 });
 

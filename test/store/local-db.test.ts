@@ -13,7 +13,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LocalDb } from '../../dist/store/local-db.js';
-import { committing } from '../../dist/store/commit-failure.js';
 import { S3zError } from '../../dist/errors.js';
 import { bootId } from '../../dist/store/cache-recovery.js';
 import { slabDir } from '../../dist/store/slab-file.js';
@@ -196,6 +195,9 @@ test('a single write or a transaction whose commit fails: the error names the ca
     execFileSync('umount', ['-l', mnt]);
     await rm(mnt, { recursive: true, force: true });
   });
+  // Something to remove and to clear once the disk is full.
+  await db.dirty.put(3, 1);
+  await db.guard.put(3, { sum: null, until: 0 });
   assert.throws(() => writeFileSync(path.join(mnt, 'fill'), Buffer.alloc(8 << 20)), /ENOSPC/);
   const turns = async (): Promise<void> => {
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
@@ -203,7 +205,8 @@ test('a single write or a transaction whose commit fails: the error names the ca
 
   // A record's size, as the cache writes them (lmdb-js 3.5.6 aborts the process at exit
   // after a failed commit of a value of megabytes: a size no layer writes).
-  const failed = await committing(db.local.put(3, Buffer.alloc(100, 3))).then(
+  // A table's own put: LocalDb's tables send every async write through committing().
+  const failed = await db.local.put(3, Buffer.alloc(100, 3)).then(
     () => undefined,
     (err: unknown) => err,
   );
@@ -222,6 +225,12 @@ test('a single write or a transaction whose commit fails: the error names the ca
     );
   assert.ok(txn instanceof S3zError, `the transaction failed and said so: ${String(txn)}`);
   assert.equal(txn.code, 'ENOSPACE');
+  await turns();
+  // A remove and a clear of a table, if they fail (LMDB may find a free page for them), say so the same way.
+  for (const write of [() => db.dirty.remove(3), () => db.guard.clearAsync()]) {
+    const err = await write().then(() => undefined, (e: unknown) => e);
+    assert.ok(err === undefined || (err instanceof S3zError && (err.code === 'ENOSPACE' || err.code === 'ECACHEDIR')), `said why: ${String(err)}`);
+  }
   await turns();
   assert.deepEqual(unhandled, [], 'committing() left nothing unhandled');
 });
