@@ -10,11 +10,16 @@ export interface S3Location {
 // S3's rules for new buckets, which every S3-compatible server here accepts.
 const BUCKET = /^(?=.{3,63}$)[a-z0-9][a-z0-9.-]*[a-z0-9]$/;
 
+/** Whether `name` is a bucket name S3 accepts for a new bucket. */
+export function isBucketName(name: string): boolean {
+  return BUCKET.test(name) && !name.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(name);
+}
+
 export function parseS3Url(text: string): S3Location {
   const m = /^s3:\/\/([^/]*)(?:\/(.*))?$/.exec(text);
   if (!m) throw new S3zError('EBADURL', `"${text}" is not an s3:// URL (expected s3://BUCKET/PREFIX)`);
   const bucket = m[1] ?? '';
-  if (!BUCKET.test(bucket) || bucket.includes('..') || /^\d+\.\d+\.\d+\.\d+$/.test(bucket)) {
+  if (!isBucketName(bucket)) {
     throw new S3zError('EBADURL', `"${text}": "${bucket}" is not a valid bucket name`);
   }
   const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '');

@@ -4,11 +4,11 @@
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
-import { startS3, type TestS3 } from '../helpers/s3.js';
+import { CLI, startS3, type TestS3 } from '../helpers/s3.js';
 import { runCli, failsWith } from '../helpers/cli.js';
 import { isMounted, listVolume, mountVolume } from '../helpers/mount.js';
 import { fuseAvailable, defer } from '../fuse/helpers.js';
@@ -51,6 +51,64 @@ test('local-s3 on a port already taken, or on an address not of this machine: on
     await new Promise((resolve) => taken.close(resolve));
   }
 });
+
+test('local-s3: a file as --dir or a bad --bucket is one line; its server ends with the command, even one killed with -9', async (t: TestContext) => {
+  const file = path.join(base, 'a-file');
+  writeFileSync(file, '');
+  failsWith(await cli('local-s3', '--port', '0', '--dir', file), 2, /^s3zmount: --dir .*a-file cannot be used as a data folder: it or a folder on its path is a file$/);
+  failsWith(await cli('local-s3', '--port', '0', '--dir', path.join(file, 'sub')), 2, /cannot be used as a data folder/);
+  failsWith(await cli('local-s3', '--port', '0', '--dir', freshDir('local-s3'), '--bucket', 'fine', 'Bad_Name'), 2, /^s3zmount: --bucket "Bad_Name" is not a valid bucket name/);
+
+  // The command re-executes itself for s3rver; killing it must not leave that server behind.
+  const dir = freshDir('local-s3');
+  const child = spawn(process.execPath, [CLI, 'local-s3', '--port', '0', '--dir', dir], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => {
+    child.kill('SIGKILL');
+    // Should the server outlive its command (the failure this test looks for), stop it by its pid.
+    for (const pid of pidsWithArgument(dir)) process.kill(pid, 'SIGKILL');
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /serving http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', () => reject(new Error(`local-s3 ended early: ${out}`)));
+  });
+  assert.equal(await canConnect(port), true, 'the server answers while the command runs');
+  child.kill('SIGKILL');
+  let open = true;
+  for (let i = 0; i < 50 && open; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    open = await canConnect(port);
+  }
+  assert.equal(open, false, 'the server is gone within 5 s of its command');
+});
+
+/** The pids of this machine's processes with `arg` as one of their arguments. */
+function pidsWithArgument(arg: string): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        return readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').includes(arg);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
 
 test('parser errors are one line with exit 2, a "did you mean" on the same line', async () => {
   const cases: Array<[string[], RegExp]> = [
