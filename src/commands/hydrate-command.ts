@@ -24,6 +24,7 @@ import { formatSize } from '../size.js';
 import { progressDisplay } from '../progress-display.js';
 import type { HydrationStats } from '../mount/hydrate.js';
 import { isMounted, readStats } from './mount-commands.js';
+import { counted } from '../util/words.js';
 
 export interface HydrateCommandOptions {
   wait?: boolean;
@@ -87,7 +88,7 @@ export async function hydrateCommand(_ctx: Context, dir: string, opts: HydrateCo
   }
   display.done();
   process.stdout.write(
-    `hydrated ${stats.volume}: ${h.total} blocks (${formatSize(h.bytesTotal)}) local; ` +
+    `hydrated ${stats.volume}: ${counted(h.total, 'block')} (${formatSize(h.bytesTotal)}) local; ` +
       `${h.fetched} fetched, ${h.local} were local already\n`,
   );
 }

@@ -13,6 +13,7 @@ import { readLease } from '../volume/lease.js';
 import { openVolume, volumeRef } from '../volume/volume.js';
 import { keepFreedMemory } from '../util/memory.js';
 import { warmHashing } from '../store/checksum.js';
+import { counted } from '../util/words.js';
 
 export interface ImageCommandOptions {
   concurrency: string;
@@ -65,7 +66,7 @@ export async function putCommand(ctx: Context, image: string, url: string, opts:
       putImage(vol, src, { concurrency: inFlight(concurrency, vol.descriptor.blockSize), force: opts.force ?? false, progress: countingProgress(progressDisplay({ label: 'put', quiet: opts.quiet ?? false })), log: ctx.log, signal }),
     );
     process.stdout.write(
-      `put ${src.name} into ${vol.url}: ${formatSize(report.bytes)} in ${report.blocks} blocks; ` +
+      `put ${src.name} into ${vol.url}: ${formatSize(report.bytes)} in ${counted(report.blocks, 'block')}; ` +
         `${report.uploaded} uploaded, ${report.unchanged} unchanged, ${report.zero} zero, ${report.deleted} deleted\n`,
     );
   } finally {
@@ -94,7 +95,7 @@ export async function getCommand(ctx: Context, url: string, image: string, opts:
       );
       // With "-" stdout is the image: the summary goes to stderr, and only when not quiet.
       const summary =
-        `got ${vol.url} into ${target.name}: ${formatSize(report.size)}; ${report.fetched} blocks fetched, ` +
+        `got ${vol.url} into ${target.name}: ${formatSize(report.size)}; ${counted(report.fetched, 'block')} fetched, ` +
         `${report.unchanged} already there, ${report.zeroed} zeroed\n`;
       if (target.kind !== 'stdio') process.stdout.write(summary);
       else if (!opts.quiet) process.stderr.write(summary);

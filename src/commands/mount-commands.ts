@@ -19,6 +19,7 @@ import { processAlive } from '../util/process.js';
 import { keepFreedMemory } from '../util/memory.js';
 import { checkStorageClass } from '../volume/storage.js';
 import { formatUsd } from '../volume/pricing.js';
+import { counted, withArticle } from '../util/words.js';
 
 export interface MountCommandOptions {
   readOnly?: boolean;
@@ -38,7 +39,7 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   const mode: MountMode = opts.readOnly ? 'read-only' : opts.overlay ? 'overlay' : 'read-write';
   const cacheSize = parseSize(opts.cacheSize, '--cache-size');
   const storageClass = opts.storageClass === undefined ? undefined : checkStorageClass(opts.storageClass);
-  if (storageClass !== undefined && mode !== 'read-write') throw new S3zError('EUSAGE', `--storage-class applies to new writes: a ${mode} mount writes nothing to S3`);
+  if (storageClass !== undefined && mode !== 'read-write') throw new S3zError('EUSAGE', `--storage-class applies to new writes: ${withArticle(mode)} mount writes nothing to S3`);
   if (!opts.foreground) return background(url, dir, opts);
 
   // A storage daemon that dies takes the mount with it: a stray rejection (a library's
@@ -253,7 +254,7 @@ export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout
 
 function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string {
   const bytes = s.dirtyBytes === undefined ? '' : ` (${formatSize(s.dirtyBytes)})`;
-  return `${s.dirtyBlocks} block${s.dirtyBlocks === 1 ? '' : 's'}${bytes}`;
+  return `${counted(s.dirtyBlocks, 'block')}${bytes}`;
 }
 
 export async function statsCommand(_ctx: Context, dir: string, opts: { json?: boolean }): Promise<void> {
@@ -276,10 +277,10 @@ export async function statsCommand(_ctx: Context, dir: string, opts: { json?: bo
   process.stdout.write(
     [
       `volume     ${stats.volume} (${stats.mode}, pid ${stats.pid})`,
-      `stored     ${zmap?.stored ?? '?'} blocks in S3${zmap?.listing ? ' so far: still listing the volume (reads of blocks not listed yet ask S3)' : ''}`,
+      `stored     ${counted(zmap?.stored ?? '?', 'block')} in S3${zmap?.listing ? ' so far: still listing the volume (reads of blocks not listed yet ask S3)' : ''}`,
       `s3         ${s3.get} GET, ${s3.put} PUT, ${s3.delete} DELETE, ${s3.list} LIST, ${s3.head ?? 0} HEAD (~${formatUsd(Number(stats.requestCostUsd ?? 0))} at list prices); in ${formatSize(s3.bytesIn ?? 0)}, out ${formatSize(s3.bytesOut ?? 0)}; ${s3.retries} retries, ${s3.stale} stale, ${s3.corrupt} corrupt`,
-      `cache      ${cache.hit} hits${direct ? ` (${direct} answered by libfuse's threads)` : ''}, ${cache.miss} misses; ${cache.blocks} blocks (${formatSize(cache.bytes ?? 0)})`,
-      `write-back ${stats.dirtyBlocks} dirty blocks, ${stats.inflight} uploads in flight`,
+      `cache      ${counted(cache.hit ?? 0, 'hit')}${direct ? ` (${direct} answered by libfuse's threads)` : ''}, ${counted(cache.miss ?? 0, 'miss', 'misses')}; ${counted(cache.blocks ?? 0, 'block')} (${formatSize(cache.bytes ?? 0)})`,
+      `write-back ${counted(Number(stats.dirtyBlocks), 'dirty block')}, ${counted(Number(stats.inflight), 'upload')} in flight`,
       `hydration  ${hydrationLine(hyd)}`,
       ...(stats.leaseTakenBy ? [`lease      LOST to ${stats.leaseTakenBy} (--force): two writers share the volume; unmount one, then zpool scrub its pool`] : []),
     ].join('\n') + '\n',

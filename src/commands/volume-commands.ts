@@ -12,6 +12,7 @@ import { eraseVolume, leftoverObjects } from '../volume/erase.js';
 import { BlockKeys } from '../volume/keys.js';
 import { DEFAULT_STORAGE_CLASS, checkSse, checkStorageClass, refusedClass } from '../volume/storage.js';
 import { PRICES_SOURCE, formatUsd, monthlyStorageCost } from '../volume/pricing.js';
+import { counted } from '../util/words.js';
 
 async function withRef<T>(ctx: Context, url: string, body: (ref: VolumeRef) => Promise<T>): Promise<T> {
   const ref = volumeRef(ctx.s3, url, ctx.log);
@@ -82,8 +83,8 @@ export async function statusCommand(ctx: Context, url: string, opts: { json?: bo
       [
         `volume   ${vol.url}`,
         `uuid     ${d.uuid} (format ${d.format}, created ${d.created})`,
-        `size     ${formatSize(d.size)} (${d.size} bytes) in ${status.blocks} blocks of ${formatSize(d.blockSize)}`,
-        `stored   ${stored.blocks} blocks, ${formatSize(stored.bytes)} (${pct}% of the device)`,
+        `size     ${formatSize(d.size)} (${d.size} bytes) in ${counted(status.blocks, 'block')} of ${formatSize(d.blockSize)}`,
+        `stored   ${counted(stored.blocks, 'block')}, ${formatSize(stored.bytes)} (${pct}% of the device)`,
         `class    ${d.storageClass}${d.sse ? `, SSE ${d.sse.mode}${d.sse.kmsKeyId ? ` key ${d.sse.kmsKeyId}` : ''}` : ''}`,
         `cost     ~${formatUsd(status.monthlyCostUsd)} a month to store (${price === undefined ? PRICES_SOURCE : `at $${price}/GB-month`})`,
         `lease    ${lease ? `held by ${lease.holder} until ${lease.expires}` : 'free'}`,

@@ -20,6 +20,7 @@ import { slabDir } from '../store/slab-file.js';
 import type { Logger } from '../log.js';
 import type { LocalDb } from '../store/local-db.js';
 import { formatSize } from '../size.js';
+import { counted } from '../util/words.js';
 
 const SESSION_KEY = 'session';
 const OVERLAY_BASE_KEY = 'overlayBase';
@@ -56,7 +57,7 @@ export async function validateCache(db: LocalDb, o: TrustOptions, log: Logger): 
   if (!trusted && dirty > 0) {
     throw new S3zError(
       'EMOUNT',
-      `cache ${db.dir} holds ${dirty} blocks (${formatSize(dirty * o.blockSize)}) not yet in S3 from a mount that ended before the volume was written through another cache; ` +
+      `cache ${db.dir} holds ${counted(dirty, 'block')} (${formatSize(dirty * o.blockSize)}) not yet in S3 from a mount that ended before the volume was written through another cache; ` +
         `uploading them would overwrite newer data, so they are not used: move or delete ${db.dir} to mount without them`,
     );
   }

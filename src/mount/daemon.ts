@@ -24,6 +24,7 @@ import { probePutClass, type StorageClass } from '../volume/storage.js';
 import { cacheBudget } from './cache-budget.js';
 import { writeStopOutcome, type StopOutcome } from './stop-outcome.js';
 import { checkCacheDir, defaultCacheRoot } from './cache-dir.js';
+import { withArticle } from '../util/words.js';
 
 export type MountMode = 'read-write' | 'read-only' | 'overlay';
 
@@ -106,7 +107,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
       const live = isLive(found) ? found : null;
       if (live !== null && !heldByDeadProcess(live)) {
         if (!opts.force) {
-          throw new S3zError('ELEASE', `${volume.url} is mounted read-write by ${live.holder}: its blocks are changing under a ${opts.mode} mount; unmount it first, or pass --force to mount anyway`);
+          throw new S3zError('ELEASE', `${volume.url} is mounted read-write by ${live.holder}: its blocks are changing under ${withArticle(opts.mode)} mount; unmount it first, or pass --force to mount anyway`);
         }
         log.warn({ holder: live.holder }, 'a writer holds the lease; this mount may see blocks change under it');
         writerLive = true;

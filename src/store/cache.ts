@@ -50,6 +50,7 @@ import { DirtyCover } from './dirty-cover.js';
 import { DiskRoom } from './disk-room.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
+import { counted } from '../util/words.js';
 
 export interface CacheConfig {
   /** Clean blocks beyond this many bytes are evicted, least recently used first. */
@@ -247,7 +248,7 @@ export class CacheStore implements RangeStore {
     this.#started = true;
     if (this.#wb.size === 0) return;
     if (this.#config.readOnly) {
-      throw new S3zError('EMOUNT', `the cache holds ${this.#wb.size} blocks not yet in S3, left by a read-write mount that did not finish; mount read-write once to upload them`);
+      throw new S3zError('EMOUNT', `the cache holds ${counted(this.#wb.size, 'block')} not yet in S3, left by a read-write mount that did not finish; mount read-write once to upload them`);
     }
     this.#log.warn({ blocks: this.#wb.size }, 'replaying the write-back journal to S3');
     this.#stats.replayed = this.#wb.size;

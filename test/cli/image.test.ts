@@ -256,7 +256,7 @@ test('get --force resumes: blocks already right are not fetched again', async ()
   proxy.resetCounts();
   const g = await cli('get', url, out, '--force');
   assert.equal(g.code, 0, g.stderr);
-  assert.match(g.stdout, /1 blocks fetched, 3 already there, 1 zeroed/);
+  assert.match(g.stdout, /1 block fetched, 3 already there, 1 zeroed/);
   const [a, b] = await Promise.all([readFile(img), readFile(out)]);
   assert.ok(a.equals(b));
 });
