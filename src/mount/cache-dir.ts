@@ -5,7 +5,7 @@
 // EIO at the first write to a new block (the slab files need holes punched: a new
 // block's range is made zeros that way, and eviction frees space that way).
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rm, rmdir, stat } from 'node:fs/promises';
 import { constants, homedir } from 'node:os';
 import path from 'node:path';
 import { S3zError } from '../errors.js';
@@ -18,14 +18,29 @@ export function defaultCacheRoot(): string {
   return path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), '.cache'), 's3zmount');
 }
 
-/** Makes `dir` if needed and proves a file can be written in it; resolves to its absolute path. */
+/**
+ * Makes `dir` if needed and proves a file can be written in it; resolves to its absolute
+ * path. A directory it made for a cache dir it then refuses is removed again.
+ */
 export async function checkCacheDir(dir: string): Promise<string> {
   const abs = path.resolve(dir);
+  let made: string[];
   try {
-    await makeDirs(abs);
+    made = await makeDirs(abs);
   } catch (err) {
     throw await mkdirError(abs, err);
   }
+  try {
+    await checkMade(abs);
+  } catch (err) {
+    // Deepest first; rmdir removes none that is not empty.
+    for (const d of made.reverse()) await rmdir(d).catch(() => undefined);
+    throw err;
+  }
+  return abs;
+}
+
+async function checkMade(abs: string): Promise<void> {
   const st = await stat(abs).catch((err: unknown) => {
     throw cacheDirError(abs, `cannot be read (${codeOf(err)})`, err);
   });
@@ -47,7 +62,6 @@ export async function checkCacheDir(dir: string): Promise<string> {
   } finally {
     await rm(probe, { force: true }).catch(() => undefined);
   }
-  return abs;
 }
 
 /** The probe file's size: two pages, so that one can be punched out of it. */
@@ -67,8 +81,11 @@ async function punchProbe(abs: string, probe: string): Promise<void> {
   }
 }
 
-/** mkdir -p, by hand: Node's recursive mkdir spins forever where a filesystem says ENOENT to mkdir (/proc). */
-export async function makeDirs(abs: string): Promise<void> {
+/**
+ * mkdir -p, by hand: Node's recursive mkdir spins forever where a filesystem says ENOENT
+ * to mkdir (/proc). Resolves to the directories it made, outermost first.
+ */
+export async function makeDirs(abs: string): Promise<string[]> {
   const missing: string[] = [];
   for (let p = abs; ; p = path.dirname(p)) {
     try {
@@ -79,11 +96,16 @@ export async function makeDirs(abs: string): Promise<void> {
       missing.unshift(p);
     }
   }
+  const made: string[] = [];
   for (const p of missing) {
-    await mkdir(p, { mode: 0o700 }).catch((err: unknown) => {
-      if (codeOf(err) !== 'EEXIST') throw err;
-    });
+    await mkdir(p, { mode: 0o700 }).then(
+      () => made.push(p),
+      (err: unknown) => {
+        if (codeOf(err) !== 'EEXIST') throw err;
+      },
+    );
   }
+  return made;
 }
 
 async function mkdirError(abs: string, err: unknown): Promise<S3zError> {

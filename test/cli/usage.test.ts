@@ -278,7 +278,7 @@ test('mount: a --cache-dir on a read-only filesystem, or in an immutable directo
   await refusedCacheDir(url, path.join(imm, 'c'), new RegExp(`^s3zmount: cache directory ${imm}/c cannot be made: no permission`));
 });
 
-test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is refused before the lease, and nothing is left in it', async (t) => {
+test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is refused before the lease, and nothing is left of it', async (t) => {
   if (!fuseAvailable(t) || !asRoot(t, 'a ramfs')) return;
   const url = await newVolume();
   const rf = freshDir('ramfs');
@@ -288,6 +288,10 @@ test('mount: a --cache-dir on a filesystem that cannot punch holes (ramfs) is re
   const cacheDir = path.join(rf, 'cache');
   await refusedCacheDir(url, cacheDir, new RegExp(
     `^s3zmount: cache directory ${cacheDir} cannot hold the cache: its filesystem cannot free part of a file, which the cache needs for new and evicted blocks; use --cache-dir to pick a directory on ext4, xfs, btrfs or tmpfs$`));
+  assert.deepEqual(readdirSync(rf), [], 'the cache dir it made is gone again, the probe file with it');
+  // One that was there before is kept, and left as it was.
+  mkdirSync(cacheDir);
+  await refusedCacheDir(url, cacheDir, /cannot hold the cache: its filesystem cannot free part of a file/);
   assert.deepEqual(readdirSync(cacheDir), [], 'the probe file is gone');
 });
 
