@@ -3,7 +3,8 @@
 // work is in src/commands/. Exit codes: 0 success, 1 failure, 2 usage.
 import { Command, CommanderError, Option } from 'commander';
 import { makeContext, reportFailure, runCommand, type GlobalOptions } from './commands/context.js';
-import { CliCommand, numberOption } from './commands/usage.js';
+import { CliCommand, numberOption, usageLine } from './commands/usage.js';
+import { S3zError } from './errors.js';
 import type { CreateOptions } from './commands/volume-commands.js';
 import type { ImageCommandOptions } from './commands/image-commands.js';
 import type { MountCommandOptions } from './commands/mount-commands.js';
@@ -51,7 +52,9 @@ program
   .command('create')
   .description('create a volume: writes its descriptor; refuses if one exists')
   .argument('<s3url>', 'where the volume lives: s3://BUCKET/PREFIX')
-  .requiredOption('--size <size>', 'device size, a multiple of the block size, at most 2^53 (e.g. 2T)')
+  // Not a requiredOption: commander checks those before the arguments, so a bare
+  // "create" would ask for --size before the URL. The action asks in that order.
+  .option('--size <size>', 'device size (required): a multiple of the block size, at most 2^53 (e.g. 2T)')
   .option('--block-size <size>', 'block size: a power of two from 4K to 64M', '1M')
   .option('--storage-class <class>', `S3 storage class of every block: ${STORAGE_CLASSES.join(', ')}`, 'STANDARD')
   .option('--sse <mode>', 'server-side encryption on every PUT: AES256 (S3-managed keys) or aws:kms')
@@ -70,7 +73,12 @@ ciphertext, and keys stay with you):
   zpool create -O encryption=on -O keyformat=passphrase backup /mnt/v/disk
   zfs create -o encryption=on -o keyformat=passphrase backup/secret
 --sse adds S3's encryption at rest on top, e.g. where a bucket policy demands it.`)
-  .action((url: string, opts: CreateOptions, cmd: Command) => runCommand(() => debug, async () => (await volumeCommands()).createCommand(ctx(cmd), url, opts)));
+  .action((url: string, opts: Partial<CreateOptions>, cmd: Command) =>
+    runCommand(() => debug, async () => {
+      if (opts.size === undefined) throw new S3zError('EUSAGE', usageLine("required option '--size <size>' not specified", cmd));
+      return (await volumeCommands()).createCommand(ctx(cmd), url, { ...opts, size: opts.size } as CreateOptions);
+    }),
+  );
 
 program
   .command('status')
@@ -214,6 +222,19 @@ program
       await (await import('./commands/local-s3.js')).localS3Command(opts);
     }),
   );
+
+// commander's own help command prints the whole help, exit 0, for a command that does
+// not exist; this one says so, as any other unknown command.
+program.helpCommand(false);
+program
+  .command('help [command]')
+  .description('display help for command')
+  .action((name: string | undefined) => {
+    if (name === undefined) return program.help();
+    const sub = program.commands.find((c) => c.name() === name || c.aliases().includes(name));
+    if (sub === undefined) return program.error(`unknown command '${name}'`);
+    sub.help();
+  });
 
 try {
   await program.parseAsync(process.argv);

@@ -115,6 +115,9 @@ test('parser errors are one line with exit 2, a "did you mean" on the same line'
     [['frob'], /^s3zmount: unknown command 'frob'; see "s3zmount --help"$/],
     [['creat', 's3://b/v'], /^s3zmount: unknown command 'creat' \(did you mean create\?\)$/],
     [['create', 's3://b/v'], /^s3zmount: create: required option '--size <size>' not specified; see "s3zmount create --help"$/],
+    // The URL first: a bare "create" must not send the user to add --size, then the URL.
+    [['create'], /^s3zmount: create: missing required argument 's3url'; see "s3zmount create --help"$/],
+    [['help', 'nosuch'], /^s3zmount: unknown command 'nosuch'; see "s3zmount --help"$/],
     [['status'], /^s3zmount: status: missing required argument 's3url'/],
     [['status', 's3://b/v', 'extra'], /^s3zmount: status: too many arguments for 'status': expected 1 argument but got 2/],
     [['status', 's3://b/v', '--bogus'], /^s3zmount: status: unknown option '--bogus'/],
@@ -156,6 +159,9 @@ test('no command prints the help on stderr with exit 2; --help and --version are
   assert.equal(h.code, 0);
   assert.equal(h.stderr, '');
   assert.match(h.stdout, /--allow-nonempty/);
+  const hm = await runCli(['help', 'mount']);
+  assert.equal(hm.code, 0);
+  assert.equal(hm.stdout, h.stdout, '"help mount" is "mount --help"');
   const v = await runCli(['--version']);
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
