@@ -247,6 +247,9 @@ export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout
     );
   }
   process.stdout.write(`unmounted ${stats.volume} from ${abs}\n`);
+  if (outcome.leaseLeft) {
+    process.stderr.write(`s3zmount: warning: the write lease could not be released (${outcome.leaseLeft}); it expires by itself within a minute; until then a read-write mount on another host needs --force\n`);
+  }
   if (outcome.leaseTakenBy) {
     process.stderr.write(`s3zmount: warning: the write lease was taken from this mount by ${outcome.leaseTakenBy} (--force): two writers shared the volume, so its pool may be damaged (zpool scrub it)\n`);
   }

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import { MAX_DIRECT_BLOCKS, checkMountpoint, mount, type FuseSession } from '../fuse/binding.js';
+import { within } from '../fuse/util.js';
 import { DeviceOps, DISK_INO } from '../fuse/ops.js';
 import { SLAB_BYTES } from '../store/slab-file.js';
 import { warmHashing } from '../store/checksum.js';
@@ -73,6 +74,9 @@ export interface DaemonStatus {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long a stop told to stop now waits for the lease's release. */
+const RELEASE_NOW_MS = 5000;
+
 export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
   const dir = path.resolve(opts.dir);
@@ -91,12 +95,24 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     const d = volume.descriptor;
 
     let lease: LeaseHolder | undefined;
+    // Why the lease could not be released at the stop; null once it was (or none was held).
+    let leaseLeft: string | null = null;
+    let stopNow = false;
     let leaseToken: string | null;
     let writerLive = false;
     if (opts.mode === 'read-write') {
       lease = await LeaseHolder.acquire(ref.bucket, ref.loc, { holder: describeHolder(dir), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 }, log);
       const held = lease;
-      undo.push(() => held.release());
+      undo.push(async () => {
+        // Stopping now means now: a hung S3 must not hold the daemon up for its timeouts
+        // and retries. A lease left is no harm: it expires by itself.
+        const release = held.release().catch((err: unknown) => {
+          leaseLeft = (err as Error).message;
+        });
+        if (!stopNow) await release;
+        else if (!(await within(release, RELEASE_NOW_MS))) leaseLeft = `S3 did not answer within ${RELEASE_NOW_MS / 1000} s`;
+        if (leaseLeft !== null) log.warn({ err: leaseLeft }, 'the lease was not released: it expires by itself');
+      });
       leaseToken = lease.previousToken;
       // Before anything is written in it: a class the server refuses is one line now, not EIO at the first fsync.
       if (opts.storageClass !== undefined && opts.storageClass !== d.storageClass) {
@@ -164,7 +180,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
 
     const stop = (reason: string, how: 'flush' | 'now' = 'flush'): Promise<StopOutcome> => {
-      if (how === 'now') abandon();
+      if (how === 'now') {
+        stopNow = true;
+        abandon();
+      }
       stopping ??= (async (): Promise<StopOutcome> => {
         log.info({ reason }, 'stopping');
         // Everything goes up while the mount is still there (ZFS may still read it). S3 may
@@ -183,14 +202,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
           }
           if (clean || forced) break;
         }
-        const dirtyBlocks = stack.stats().dirtyBlocks;
-        if (!clean) log.warn({ dirtyBlocks, cacheDir }, 'stopping now: the journal keeps the blocks not yet in S3');
         if (session.state !== 'closed') await session.unmount();
         undo.pop(); // the session is done
         if (forced) undo.pop(); // the stack: closing it would wait for S3 again; its journal is committed already
+        // No write comes any more. Told to stop now with nothing dirty, all is in S3 all the same.
+        const dirtyBlocks = stack.stats().dirtyBlocks;
+        if (forced && dirtyBlocks === 0) clean = true;
+        if (!clean) log.warn({ dirtyBlocks, cacheDir }, 'stopping now: the journal keeps the blocks not yet in S3');
         await unwind();
         const outcome: StopOutcome = {
-          pid: process.pid, clean, dirtyBlocks, dirtyBytes: dirtyBlocks * d.blockSize, lastError, leaseTakenBy: lease?.takenBy ?? null, at: new Date().toISOString(),
+          pid: process.pid, clean, dirtyBlocks, dirtyBytes: dirtyBlocks * d.blockSize, lastError, leaseTakenBy: lease?.takenBy ?? null, leaseLeft, at: new Date().toISOString(),
         };
         writeStopOutcome(cacheDir, outcome, log);
         log.info(outcome, clean ? 'stopped: everything is in S3' : 'stopped with blocks not yet in S3');

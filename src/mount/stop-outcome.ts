@@ -15,6 +15,8 @@ export interface StopOutcome {
   readonly lastError: string | null;
   /** Who took the write lease while mounted (absent in files of older versions). */
   readonly leaseTakenBy?: string | null;
+  /** Why the write lease could not be released at the stop (it then expires by itself); null when it was. */
+  readonly leaseLeft?: string | null;
   readonly at: string;
 }
 
