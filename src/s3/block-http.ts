@@ -194,7 +194,10 @@ export class BlockHttp {
   /** A GET's error answer: null for a missing key (a missing bucket is an error), else thrown. */
   #missingOrThrow(status: number, headers: Readonly<Record<string, string | string[] | undefined>>, text: string): null {
     const err = this.#errorFrom(status, headers, text);
-    if (status === 404 && err.name !== 'NoSuchBucket') return null;
+    // S3 names a missing key (NoSuchKey) in its answer; a 404 that names nothing comes
+    // from something else at the endpoint (a web server, a wrong path): not null, which
+    // would tell the user that no volume is there, but an error (toS3zError says which).
+    if (status === 404 && err.Code !== undefined && err.name !== 'NoSuchBucket') return null;
     throw err;
   }
 

@@ -150,14 +150,17 @@ export class S3Bucket {
   /** Checks that the bucket exists and the credentials are accepted. */
   async check(): Promise<void> {
     await this.#send(`s3://${this.name}`, 'head', (abortSignal) =>
-      this.#client.send(new HeadBucketCommand({ Bucket: this.name }), { abortSignal }).then(() => undefined),
-    ).catch((err: unknown) => {
-      // HEAD has no body, so a missing bucket comes back as a bare 404.
-      if (err instanceof S3zError && err.code === 'ES3' && /HTTP 404/.test(err.message)) {
-        throw new S3zError('ENOBUCKET', `s3://${this.name}: the bucket does not exist`, { cause: err });
-      }
-      throw err;
-    });
+      this.#client.send(new HeadBucketCommand({ Bucket: this.name }), { abortSignal }).then(
+        () => undefined,
+        (err: unknown) => {
+          // HEAD has no body, so a missing bucket comes back as a bare 404.
+          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) {
+            throw new S3zError('ENOBUCKET', `s3://${this.name}: the bucket does not exist`, { cause: err });
+          }
+          throw err;
+        },
+      ),
+    );
   }
 
   /**

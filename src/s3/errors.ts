@@ -127,6 +127,12 @@ export function toS3zError(err: unknown, what: string, bucket: string, endpoint:
     return new S3zError('EUNREACHABLE', `${endpoint} did not answer in time for ${what}`, { cause: err });
   }
   if (status !== undefined && status >= 200 && status < 300) return new S3zError('ES3', `${what}: unreadable answer from ${endpoint}`, { cause: err });
+  // S3 names what is missing (NoSuchKey, NoSuchBucket); a bare 404 to a request with a
+  // body to say it in (HEADs have none, and their callers read a 404 themselves) comes
+  // from something else at the endpoint: a web server, a wrong path.
+  if (status === 404 && name === 'NotFound') {
+    return new S3zError('ES3', `${what}: ${endpoint} answered 404 with no S3 error in it: it does not look like an S3 endpoint (check --endpoint or AWS_ENDPOINT_URL_S3)`, { cause: err });
+  }
   // A bare Error's name says nothing: its message does.
   const label = name === 'Error' ? '' : name;
   const detail = status ? `HTTP ${status}${label ? ` ${label}` : ''}` : (code ?? label) || (e.message ?? String(err));

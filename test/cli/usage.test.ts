@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { CLI, startS3, type TestS3 } from '../helpers/s3.js';
@@ -109,6 +110,21 @@ function canConnect(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
   });
 }
+
+test('an endpoint that is no S3 server (a web server answering 404 to everything) is said to be one, not "no volume there"', async (t: TestContext) => {
+  const web = http.createServer((_req, res) => {
+    res.writeHead(404, { 'content-type': 'text/html' });
+    res.end('<html><body>Not Found</body></html>');
+  });
+  await new Promise<void>((resolve) => web.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  t.after(() => new Promise((resolve) => web.close(resolve)));
+  const endpoint = `http://127.0.0.1:${(web.address() as net.AddressInfo).port}`;
+  const env = { ...s3.env, AWS_ENDPOINT_URL_S3: endpoint };
+  const notS3 = new RegExp(`${endpoint.replace(/\./g, '\\.')} answered 404 with no S3 error in it: it does not look like an S3 endpoint \\(check --endpoint or AWS_ENDPOINT_URL_S3\\)$`);
+  for (const args of [['status', 's3://bucket/v'], ['create', 's3://bucket/v', '--size', '64M'], ['get', 's3://bucket/v', path.join(base, `not-s3-${n++}.img`)]]) {
+    failsWith(await runCli(args, env), 1, notS3);
+  }
+});
 
 test('parser errors are one line with exit 2, a "did you mean" on the same line', async () => {
   const cases: Array<[string[], RegExp]> = [
