@@ -74,8 +74,12 @@ export interface DaemonStatus {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** How long a stop told to stop now waits for the lease's release. */
-const RELEASE_NOW_MS = 5000;
+/**
+ * How long a stop waits for the lease's release. Everything is in S3 or in the journal
+ * by then; a hung S3 must not hold the daemon up for its timeouts and retries (minutes),
+ * and a lease left is no harm: it expires by itself.
+ */
+const RELEASE_WAIT_MS = 5000;
 
 export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
   const log = opts.log.child({ mount: opts.dir });
@@ -97,20 +101,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     let lease: LeaseHolder | undefined;
     // Why the lease could not be released at the stop; null once it was (or none was held).
     let leaseLeft: string | null = null;
-    let stopNow = false;
     let leaseToken: string | null;
     let writerLive = false;
     if (opts.mode === 'read-write') {
       lease = await LeaseHolder.acquire(ref.bucket, ref.loc, { holder: describeHolder(dir), ttlMs: opts.leaseTtlMs ?? 60_000, force: opts.force, settleMs: 200 }, log);
       const held = lease;
       undo.push(async () => {
-        // Stopping now means now: a hung S3 must not hold the daemon up for its timeouts
-        // and retries. A lease left is no harm: it expires by itself.
         const release = held.release().catch((err: unknown) => {
           leaseLeft = (err as Error).message;
         });
-        if (!stopNow) await release;
-        else if (!(await within(release, RELEASE_NOW_MS))) leaseLeft = `S3 did not answer within ${RELEASE_NOW_MS / 1000} s`;
+        if (!(await within(release, RELEASE_WAIT_MS))) leaseLeft = `S3 did not answer within ${RELEASE_WAIT_MS / 1000} s`;
         if (leaseLeft !== null) log.warn({ err: leaseLeft }, 'the lease was not released: it expires by itself');
       });
       leaseToken = lease.previousToken;
@@ -180,10 +180,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningMount> {
     log.info({ volume: volume.url, mode: opts.mode, cacheDir }, 'mounted');
 
     const stop = (reason: string, how: 'flush' | 'now' = 'flush'): Promise<StopOutcome> => {
-      if (how === 'now') {
-        stopNow = true;
-        abandon();
-      }
+      if (how === 'now') abandon();
       stopping ??= (async (): Promise<StopOutcome> => {
         log.info({ reason }, 'stopping');
         // Everything goes up while the mount is still there (ZFS may still read it). S3 may

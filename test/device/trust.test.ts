@@ -250,29 +250,33 @@ describe('trust', { skip }, () => {
     }
   });
 
-  test('unmount --now while S3 answers nothing stops within seconds, says the lease is left, and the next mount here takes it over', async () => {
+  test('unmount, with or without --now, while S3 answers nothing stops within seconds, says the lease is left, and the next mount here takes it over', async () => {
     const url = s3.url('hung');
     await create(url, '16M');
     const proxy = await startFaultProxy(s3.endpoint, { history: false });
     try {
       const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
-      const m = await mount(url, 'hung1', 'HUNG', { env });
-      await writeAt(m, 0, randomBytes(MiB));
-      // Every request is held, unanswered, for longer than the test runs.
-      proxy.addRule({ name: 'hung', times: Infinity, action: { delay: 600_000 } });
-      const started = Date.now();
-      const u = await runCli(['unmount', '--now', m.dir], env, { timeoutMs: 60_000 });
-      const took = Date.now() - started;
-      assert.ok(took < 15_000, `unmount --now took ${took} ms`);
-      assert.ok(!isMounted(m.dir) && !m.alive(), 'stopped');
-      mounts.delete(m);
-      assert.equal(u.code, 0, `nothing was dirty: ${u.stderr}`);
-      assert.match(u.stderr, /^s3zmount: warning: the write lease could not be released \(S3 did not answer within 5 s\); it expires by itself within a minute; until then a read-write mount on another host needs --force\n$/);
-      assert.ok((proxy.counts.rules.hung ?? 0) > 0, 'the release did try S3');
-      proxy.clearRules();
-      // Its holder is gone from this host: no --force needed here.
-      const again = await mount(url, 'hung2', 'HUNG', { env });
-      await unmount(again);
+      let m2: Mounted | undefined;
+      for (const how of [['--now'], []]) {
+        const m = m2 ?? (await mount(url, 'hung1', 'HUNG', { env }));
+        await writeAt(m, 0, randomBytes(MiB));
+        // Every request is held, unanswered, for longer than the test runs.
+        proxy.addRule({ name: 'hung', times: Infinity, action: { delay: 600_000 } });
+        const started = Date.now();
+        const u = await runCli(['unmount', ...how, m.dir], env, { timeoutMs: 60_000 });
+        const took = Date.now() - started;
+        assert.ok(took < 15_000, `unmount ${how.join(' ')} took ${took} ms`);
+        assert.ok(!isMounted(m.dir) && !m.alive(), 'stopped');
+        mounts.delete(m);
+        assert.equal(u.code, 0, `nothing was dirty: ${u.stderr}`);
+        assert.match(u.stdout, /^unmounted /);
+        assert.match(u.stderr, /^s3zmount: warning: the write lease could not be released \(S3 did not answer within 5 s\); it expires by itself within a minute; until then a read-write mount on another host needs --force\n$/);
+        assert.ok((proxy.counts.rules.hung ?? 0) > 0, 'the release did try S3');
+        proxy.clearRules();
+        // Its holder is gone from this host: no --force needed here.
+        m2 = await mount(url, 'hung2', 'HUNG', { env });
+      }
+      await unmount(m2!);
     } finally {
       await proxy.stop();
     }
