@@ -89,13 +89,19 @@ test('status counts stored blocks; verify passes a clean volume and reports a ta
   }
 });
 
-test('erase needs --yes, then deletes everything (lease generations and a legacy lease object included)', async () => {
+/** A new 16 MiB volume of 4 KiB blocks, and a store that writes its blocks straight to S3 (the caller destroys `bucket`). */
+async function smallVolume() {
   const url = s3.url();
   assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
   const loc = parseS3Url(url);
   const bucket = testBucket(s3);
+  const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
+  return { url, loc, bucket, store };
+}
+
+test('erase needs --yes, then deletes everything (lease generations and a legacy lease object included)', async () => {
+  const { url, loc, bucket, store } = await smallVolume();
   try {
-    const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
     for (let i = 0; i < 20; i++) await store.write(i * 7, Buffer.alloc(4096, i + 1));
     const leaseOpts = { holder: 'lease of the erase test', ttlMs: 60_000, force: false, settleMs: 0 };
     await (await LeaseHolder.acquire(bucket, loc, leaseOpts, silentLogger)).release();
@@ -120,12 +126,8 @@ test('erase needs --yes, then deletes everything (lease generations and a legacy
 });
 
 test('leftovers of a volume whose descriptor is gone: create refuses to adopt them, erase clears them', async () => {
-  const url = s3.url();
-  assert.equal((await cli('create', url, '--size', '16M', '--block-size', '4K')).code, 0);
-  const loc = parseS3Url(url);
-  const bucket = testBucket(s3);
+  const { url, loc, bucket, store } = await smallVolume();
   try {
-    const store = new S3BlockStore({ blockSize: 4096, blockCount: 4096, readOnly: false }, bucket, new BlockKeys(loc), silentLogger);
     for (let i = 0; i < 3; i++) await store.write(i, Buffer.alloc(4096, i + 1));
     // What an erase leaves when a mount writes on under it: blocks (and a lease), no descriptor.
     await bucket.delete(keyUnder(loc, 's3zmount.json'));
