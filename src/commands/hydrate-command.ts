@@ -23,7 +23,7 @@ import { S3zError, type ErrorCode } from '../errors.js';
 import { formatSize } from '../size.js';
 import { progressDisplay } from '../progress-display.js';
 import type { HydrationStats } from '../mount/hydrate.js';
-import { isMounted, readStats } from './mount-commands.js';
+import { isMounted, mustBeMounted, readStats } from './mount-commands.js';
 import { counted } from '../util/words.js';
 
 export interface HydrateCommandOptions {
@@ -40,7 +40,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 export async function hydrateCommand(_ctx: Context, dir: string, opts: HydrateCommandOptions): Promise<void> {
   const abs = path.resolve(dir);
-  if (!(await isMounted(abs))) throw new S3zError('EMOUNT', `${abs} is not mounted`);
+  await mustBeMounted(abs);
   const pollMs = opts.pollMs ?? 250;
   let stats = await readStats(abs);
   const before = hydrationOf(stats, abs);

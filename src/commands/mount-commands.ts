@@ -203,11 +203,18 @@ export async function isMounted(dir: string): Promise<boolean> {
   return (await readMountInfo()).some((m) => m.mountpoint === abs);
 }
 
+/** Throws, saying which, unless `abs` is a mount point: a path that does not exist is not "not mounted". */
+export async function mustBeMounted(abs: string): Promise<void> {
+  if (await isMounted(abs)) return;
+  const exists = await stat(abs).then(() => true, () => false);
+  throw new S3zError('EMOUNT', exists ? `${abs} is not mounted` : `${abs} does not exist`);
+}
+
 export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout: string; now?: boolean }): Promise<void> {
   const abs = path.resolve(dir);
   const timeoutMs = Number(opts.timeout) * 1000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new S3zError('EUSAGE', '--timeout takes a number of seconds');
-  if (!(await isMounted(abs))) throw new S3zError('EMOUNT', `${abs} is not mounted`);
+  await mustBeMounted(abs);
   const stats = await readStats(abs);
   // SIGTERM: upload everything, however long S3 takes (and again if sent again); SIGUSR2: stop now.
   process.kill(stats.pid, opts.now ? 'SIGUSR2' : 'SIGTERM');
@@ -263,10 +270,7 @@ function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string
 export async function statsCommand(_ctx: Context, dir: string, opts: { json?: boolean }): Promise<void> {
   const abs = path.resolve(dir);
   // A plain directory may hold a file called "stats": only a mount point is asked.
-  if (!(await isMounted(abs))) {
-    const exists = await stat(abs).then(() => true, () => false);
-    throw new S3zError('EMOUNT', exists ? `${abs} is not mounted` : `${abs} does not exist`);
-  }
+  await mustBeMounted(abs);
   const stats = await readStats(abs);
   if (opts.json) {
     process.stdout.write(JSON.stringify(stats, null, 2) + '\n');

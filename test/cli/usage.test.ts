@@ -202,8 +202,9 @@ test('stats, unmount and hydrate on a directory that is not a mount, or not ther
   failsWith(await cli('stats', plain), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
   failsWith(await cli('stats', path.join(base, 'nowhere')), 1, /nowhere does not exist$/);
   failsWith(await cli('unmount', plain), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
-  failsWith(await cli('unmount', path.join(base, 'nowhere')), 1, /is not mounted$/);
+  failsWith(await cli('unmount', path.join(base, 'nowhere')), 1, /nowhere does not exist$/);
   failsWith(await cli('hydrate', plain, '--wait'), 1, new RegExp(`^s3zmount: ${plain} is not mounted$`));
+  failsWith(await cli('hydrate', path.join(base, 'nowhere')), 1, /nowhere does not exist$/);
 });
 
 test('mount: a bad URL is exit 2 from the background daemon too; a missing volume, bucket or wrong credentials exit 1', async (t) => {
