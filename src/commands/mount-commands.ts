@@ -10,7 +10,7 @@ import type { Context } from './context.js';
 import { S3zError, type ErrorCode } from '../errors.js';
 import { parseSize, formatSize } from '../size.js';
 import type { MountMode, RunningMount } from '../mount/daemon.js';
-import { readStopOutcome } from '../mount/stop-outcome.js';
+import { readStopOutcome, type StopOutcome } from '../mount/stop-outcome.js';
 import { defaultCacheRoot, makeDirs } from '../mount/cache-dir.js';
 import type { HydrationStats } from '../mount/hydrate.js';
 // Not the binding: the parent of a mount only reads the mount table (no session code).
@@ -79,7 +79,11 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   const outcome = await r.stopped;
   if (!outcome.clean) {
     process.stderr.write(`s3zmount: stopped with ${blocksAndBytes(outcome)} not yet in S3; ${r.cacheDir} keeps them and the next read-write mount uploads them first\n`);
+  } else if (!ready) {
+    // At a terminal (--foreground); a background daemon's output is its log, and `unmount` says this.
+    process.stdout.write(`unmounted ${running.volume.url} from ${path.resolve(dir)}\n`);
   }
+  if (!ready) for (const w of outcomeWarnings(outcome)) process.stderr.write(`s3zmount: warning: ${w}\n`);
   // Retry timers of an abandoned upload must not keep the process up.
   process.exit(outcome.clean ? 0 : 1);
 }
@@ -254,12 +258,15 @@ export async function unmountCommand(_ctx: Context, dir: string, opts: { timeout
     );
   }
   process.stdout.write(`unmounted ${stats.volume} from ${abs}\n`);
-  if (outcome.leaseLeft) {
-    process.stderr.write(`s3zmount: warning: the write lease could not be released (${outcome.leaseLeft}); it expires by itself within a minute; until then a read-write mount on another host needs --force\n`);
-  }
-  if (outcome.leaseTakenBy) {
-    process.stderr.write(`s3zmount: warning: the write lease was taken from this mount by ${outcome.leaseTakenBy} (--force): two writers shared the volume, so its pool may be damaged (zpool scrub it)\n`);
-  }
+  for (const w of outcomeWarnings(outcome)) process.stderr.write(`s3zmount: warning: ${w}\n`);
+}
+
+/** What a stop's outcome has to warn of, whichever command reports it. */
+function outcomeWarnings(outcome: StopOutcome): string[] {
+  return [
+    ...(outcome.leaseLeft ? [`the write lease could not be released (${outcome.leaseLeft}); it expires by itself within a minute; until then a read-write mount on another host needs --force`] : []),
+    ...(outcome.leaseTakenBy ? [`the write lease was taken from this mount by ${outcome.leaseTakenBy} (--force): two writers shared the volume, so its pool may be damaged (zpool scrub it)`] : []),
+  ];
 }
 
 function blocksAndBytes(s: { dirtyBlocks: number; dirtyBytes?: number }): string {

@@ -354,3 +354,36 @@ test('mount refuses a non-empty directory; --allow-nonempty mounts over it and t
   assert.deepEqual(readdirSync(dir).sort(), ['a', 'b', 'c', 'd']);
   assert.ok(!existsSync(path.join(dir, 'disk')));
 });
+
+test('mount --foreground: Ctrl-C uploads, unmounts and says so, exit 0', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const url = await newVolume();
+  const dir = freshDir('fg');
+  const child = spawn(process.execPath, [CLI, 'mount', url, dir, '--cache-dir', path.join(base, `cache-${n++}`), '--foreground'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  defer(t, () => {
+    child.kill('SIGKILL');
+    spawnSync('fusermount3', ['-u', '-z', dir]);
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('\n')) resolve();
+    });
+    void exited.then(() => reject(new Error(`mount ended early: ${stdout} ${stderr}`)));
+  });
+  assert.match(stdout, new RegExp(`^mounted ${url} on ${dir} \\(read-write\\); Ctrl-C or "s3zmount unmount ${dir}" to unmount\\n$`));
+  writeFileSync(path.join(dir, 'disk'), Buffer.alloc(4096, 7), { flag: 'r+' });
+  child.kill('SIGINT');
+  assert.equal(await exited, 0, stderr);
+  assert.equal(stderr, '');
+  assert.match(stdout, new RegExp(`\\nunmounted ${url} from ${dir}\\n$`));
+  assert.equal(isMounted(dir), false);
+  assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 1, 'the write is in S3');
+});
