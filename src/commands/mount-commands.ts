@@ -74,7 +74,13 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   let interrupts = 0;
   const r = running;
   process.on('SIGTERM', () => void r.stop('SIGTERM'));
-  process.on('SIGINT', () => void r.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush'));
+  process.on('SIGINT', () => {
+    void r.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush');
+    // At a terminal, a stop that waits for S3 (an outage) must not look like a hang.
+    if (interrupts === 1 && !ready) {
+      setTimeout(() => process.stderr.write('s3zmount: unmounting: waiting for S3 to take what is not there yet; Ctrl-C again to stop at once (the cache dir keeps it for the next mount)\n'), STOP_NOTE_MS).unref();
+    }
+  });
   process.on('SIGUSR2', () => void r.stop('SIGUSR2', 'now'));
   const outcome = await r.stopped;
   if (!outcome.clean) {
@@ -87,6 +93,9 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   // Retry timers of an abandoned upload must not keep the process up.
   process.exit(outcome.clean ? 0 : 1);
 }
+
+/** How long a Ctrl-C'd foreground mount stops quietly before it says what it waits for. */
+const STOP_NOTE_MS = 2000;
 
 /** libuv threads of the daemon, unless the user set UV_THREADPOOL_SIZE. */
 const DAEMON_THREADPOOL = 4;

@@ -382,7 +382,8 @@ test('mount --foreground: Ctrl-C uploads, unmounts and says so, exit 0', async (
   writeFileSync(path.join(dir, 'disk'), Buffer.alloc(4096, 7), { flag: 'r+' });
   child.kill('SIGINT');
   assert.equal(await exited, 0, stderr);
-  assert.equal(stderr, '');
+  // At most the note of a stop that took a while (a loaded machine); no warning.
+  assert.match(stderr, /^(s3zmount: unmounting: waiting for S3[^\n]*\n)?$/);
   assert.match(stdout, new RegExp(`\\nunmounted ${url} from ${dir}\\n$`));
   assert.equal(isMounted(dir), false);
   assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 1, 'the write is in S3');
