@@ -247,6 +247,8 @@ export class WriteBack {
     if (this.#retryTimer !== undefined || this.#closed || !this.#hooks.canRetry()) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
+      // The cache below may have gone away meanwhile (a stop told to stop now).
+      if (this.#closed || !this.#hooks.canRetry()) return;
       for (const i of this.#dirty.keys()) if (!this.#uploading.has(i) && !this.#queued(i)) this.#now.add(i);
       this.#pump();
     }, RETRY_MS);

@@ -13,7 +13,7 @@ interface Script {
   cleanFails: boolean[];
 }
 
-function scheduler(script: Script): { wb: WriteBack; uploads: number[]; cleans: Array<[number, number]> } {
+function scheduler(script: Script, canRetry: () => boolean = () => true): { wb: WriteBack; uploads: number[]; cleans: Array<[number, number]> } {
   const uploads: number[] = [];
   const cleans: Array<[number, number]> = [];
   const wb: WriteBack = new WriteBack(
@@ -32,7 +32,7 @@ function scheduler(script: Script): { wb: WriteBack; uploads: number[]; cleans: 
         // As the cache does: its journal entry is gone.
         if (wb.seqOf(index) === seq) wb.forget(index);
       },
-      canRetry: () => true,
+      canRetry,
     },
     silentLogger,
   );
@@ -92,5 +92,18 @@ test('a write of the block during the failed clean mark is still waited for by a
   assert.notEqual(flushed, 'timeout');
   assert.ok(uploads.length >= 2, 'the newer write went up too before the flush resolved');
   assert.equal(wb.size, 0);
+  wb.close();
+});
+
+test('a retry due after the cache below went away uploads nothing', async () => {
+  let open = true;
+  const { wb, uploads } = scheduler({ uploadFails: [true], cleanFails: [] }, () => open);
+  wb.written(3, wb.nextSeq(), true);
+  await assert.rejects(wb.flush(), /S3 said no/);
+  // What a stop told to stop now does: the cache's database closes, the scheduler is left as it is.
+  open = false;
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(uploads, [3], 'no upload from a closed cache');
+  assert.equal(wb.size, 1, 'the block stays dirty: the journal keeps it');
   wb.close();
 });
