@@ -74,6 +74,12 @@ export async function mountCommand(ctx: Context, url: string, dir: string, opts:
   let interrupts = 0;
   const r = running;
   process.on('SIGTERM', () => void r.stop('SIGTERM'));
+  // The terminal of a --foreground mount closed: stop as unmount would, not die with the
+  // mount left broken ("Transport endpoint is not connected"). Nobody reads the output now.
+  process.on('SIGHUP', () => {
+    for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+    void r.stop('SIGHUP');
+  });
   process.on('SIGINT', () => {
     void r.stop('SIGINT', ++interrupts > 1 ? 'now' : 'flush');
     // At a terminal, a stop that waits for S3 (an outage) must not look like a hang.

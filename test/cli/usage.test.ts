@@ -388,3 +388,39 @@ test('mount --foreground: Ctrl-C uploads, unmounts and says so, exit 0', async (
   assert.equal(isMounted(dir), false);
   assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 1, 'the write is in S3');
 });
+
+test('mount --foreground whose terminal closes (SIGHUP) stops as unmount would: the write in S3, the lease free, no broken mount', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const url = await newVolume();
+  const dir = freshDir('hup');
+  const argv = [process.execPath, CLI, 'mount', url, dir, '--cache-dir', path.join(base, `cache-${n++}`), '--foreground'];
+  // On a pseudo-terminal of util-linux's `script`: killing it hangs the terminal up.
+  const term = spawn('script', ['-qec', argv.map((a) => `'${a}'`).join(' '), '/dev/null'], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  defer(t, () => {
+    term.kill('SIGKILL');
+    for (const pid of pidsWithArgument(dir)) process.kill(pid, 'SIGKILL');
+    spawnSync('fusermount3', ['-u', '-z', dir]);
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    term.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('mounted ')) resolve();
+    });
+    term.on('close', () => reject(new Error(`mount ended early: ${out}`)));
+  });
+  writeFileSync(path.join(dir, 'disk'), Buffer.alloc(4096, 9), { flag: 'r+' });
+  term.kill('SIGTERM');
+  let gone = false;
+  for (let i = 0; i < 100 && !gone; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    gone = pidsWithArgument(dir).length === 0;
+  }
+  assert.ok(gone, 'the daemon ended');
+  assert.equal(isMounted(dir), false, 'no mount left behind');
+  assert.equal((await listVolume(s3, url)).filter((o) => o.key.includes('/blocks/')).length, 1, 'the write is in S3');
+  assert.match((await cli('status', url)).stdout, /lease +free/);
+});
