@@ -515,8 +515,8 @@ export class CacheStore implements RangeStore {
   #journal(index: number, record: Buffer, seq: number): Promise<void> {
     const commit = async (): Promise<void> => {
       await this.#db.batch(() => {
-        void this.#db.local.put(index, record);
-        void this.#db.dirty.put(index, seq);
+        this.#db.local.putInBatch(index, record);
+        this.#db.dirty.putInBatch(index, seq);
       });
     };
     // On a full disk a commit fails with whatever LMDB reports: every failure gets the retries.

@@ -30,17 +30,25 @@ export class Table<V, K extends Key> {
     return this.#db.getCount(options);
   }
 
-  /** In a batch() its promise settles with the batch's commit, which the batch reports. */
   put(key: K, value: V): Promise<boolean> {
-    return settled(committing(this.#db.put(key, value)));
+    return committing(this.#db.put(key, value));
+  }
+
+  /**
+   * A put inside LocalDb.batch(): the batch's own promise reports the commit, so this
+   * one's is left alone (lmdb-js resolves it even when the commit fails). No wrapper on
+   * the write journal's path, which runs once per FUSE write.
+   */
+  putInBatch(key: K, value: V): void {
+    void this.#db.put(key, value);
   }
 
   remove(key: K): Promise<boolean> {
-    return settled(committing(this.#db.remove(key)));
+    return committing(this.#db.remove(key));
   }
 
   clearAsync(): Promise<void> {
-    return settled(committing(this.#db.clearAsync()));
+    return committing(this.#db.clearAsync());
   }
 
   /** Inside a transaction() it joins it; outside, it commits now and throws if that fails. */
@@ -53,12 +61,3 @@ export class Table<V, K extends Key> {
   }
 }
 
-/**
- * `write`, marked handled: a put or remove inside a batch is left unawaited (the batch's
- * own promise reports the commit), and must not become an unhandled rejection there.
- * Whoever awaits `write` still sees it reject.
- */
-function settled<T>(write: Promise<T>): Promise<T> {
-  write.catch(() => undefined);
-  return write;
-}

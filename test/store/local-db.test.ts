@@ -141,8 +141,8 @@ for (const unsynced of [false, true]) {
     });
 
     await db.batch(() => {
-      void db.local.put(1, Buffer.alloc(100, 1));
-      void db.dirty.put(1, 7);
+      db.local.putInBatch(1, Buffer.alloc(100, 1));
+      db.dirty.putInBatch(1, 7);
     });
     assert.equal(db.local.get(1)?.length, 100);
     assert.equal(db.dirty.get(1), 7);
@@ -150,8 +150,8 @@ for (const unsynced of [false, true]) {
     assert.throws(() => writeFileSync(path.join(mnt, 'fill'), Buffer.alloc(8 << 20)), /ENOSPC/);
     const failed = await db
       .batch(() => {
-        void db.local.put(2, Buffer.alloc(2 << 20, 2));
-        void db.dirty.put(2, 8);
+        db.local.putInBatch(2, Buffer.alloc(2 << 20, 2));
+        db.dirty.putInBatch(2, 8);
       })
       .then(
         () => undefined,
