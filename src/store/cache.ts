@@ -103,6 +103,16 @@ export interface CacheStats {
   writeOuts: number;
 }
 
+/**
+ * Block buffers the uploads in flight hold at most: each upload reads its whole block
+ * into memory, so large blocks get fewer uploads at once (32 of 1–4 MiB, 2 of 64 MiB).
+ */
+const UPLOAD_BUFFER_BYTES = 128 * 1024 ** 2;
+
+export function uploadsFor(concurrency: number, blockSize: number): number {
+  return Math.min(concurrency, Math.max(2, Math.floor(UPLOAD_BUFFER_BYTES / blockSize)));
+}
+
 /** Fill buffers kept for reuse: as many as fills usually run at once (the read-ahead's). */
 const FILL_BUFFERS = 16;
 
@@ -160,7 +170,8 @@ export class CacheStore implements RangeStore {
     this.#config = config;
     this.#log = deps.log.child({ layer: 'cache' });
     this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
-    this.#uploadBuffers = new BlockBuffers(this.blockSize, config.uploadConcurrency);
+    const uploads = uploadsFor(config.uploadConcurrency, this.blockSize);
+    this.#uploadBuffers = new BlockBuffers(this.blockSize, uploads);
     this.#fillBuffers = new BlockBuffers(this.blockSize, FILL_BUFFERS);
     this.#cover = new DirtyCover(this.blockSize);
     this.#room = new DiskRoom({
@@ -173,7 +184,7 @@ export class CacheStore implements RangeStore {
       log: this.#log,
     });
     this.#wb = new WriteBack(
-      { uploadConcurrency: config.uploadConcurrency, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
+      { uploadConcurrency: uploads, maxDirtyBytes: config.maxDirtyBytes, writeDelayMs: config.writeDelayMs, blockSize: this.blockSize },
       { upload: (i) => this.#upload(i), clean: (i, seq, sent) => this.#clean(i, seq, sent), canRetry: () => !this.#closed && !this.#db.closed },
       this.#log,
     );

@@ -479,6 +479,35 @@ describe('device', { skip }, () => {
     }
   });
 
+  test('a sequential write into large blocks sends each block once, even while uploads lag behind it', async () => {
+    const BS = 4 * MiB;
+    const COUNT = 24;
+    const proxy: FaultProxy = await startFaultProxy(s3.endpoint, { history: false });
+    try {
+      const env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+      const url = s3.url('large-blocks');
+      assert.equal((await runCli(['create', url, '--size', String(COUNT * BS), '--block-size', '4M'], env)).code, 0);
+      // A 64 MiB cache: dirty data is bounded to 32 MiB, and 4 dirty blocks are pressure.
+      const { dir } = await mountVolume(url, 'large-blocks', ['--cache-size', '64M'], env);
+      // Every block PUT waits: uploads fall behind dd, as they do on a slow link.
+      const puts = proxy.addRule({ name: 'block PUT', method: 'PUT', key: /\/blocks\//, times: Infinity, action: { delay: 300 } });
+      const data = randomBytes(COUNT * BS);
+      const src = path.join(work, 'large-blocks.src');
+      const fh = await open(src, 'w');
+      await fh.write(data, 0, data.length, 0);
+      await fh.close();
+      // 1 MiB pieces, each acknowledged before the next, fsync at the end.
+      await run('dd', [`if=${src}`, `of=${path.join(dir, 'disk')}`, 'bs=1M', 'oflag=direct', 'conv=fsync,notrunc'], { env: { ...process.env, LC_ALL: 'C' } });
+      assert.equal(proxy.fired(puts), COUNT, `${COUNT} blocks written in 1 MiB pieces cost ${proxy.fired(puts)} block PUTs`);
+      const objs = await objects(url);
+      assert.equal(objs.size, COUNT);
+      assert.equal(await sha256Of(path.join(dir, 'disk'), COUNT * BS), createHash('sha256').update(data).digest('hex'));
+      await unmount(dir);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('--hydrate pulls every stored block into the cache in the background', async () => {
     const BS = 64 * 1024;
     const url = s3.url('hydrate');

@@ -1,8 +1,9 @@
 // The write-back scheduler alone, driven through its hooks: what a flush waits for
-// when an upload fails, and when only the cache's record of a finished upload fails.
+// when an upload fails, and when only the cache's record of a finished upload fails;
+// which waiting blocks go up early under dirty-data pressure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WriteBack } from '../../dist/store/write-back.js';
+import { QUIET_MS, WriteBack, type WriteBackConfig } from '../../dist/store/write-back.js';
 import { silentLogger } from '../../dist/log.js';
 
 const BS = 1 << 20;
@@ -13,11 +14,15 @@ interface Script {
   cleanFails: boolean[];
 }
 
-function scheduler(script: Script, canRetry: () => boolean = () => true): { wb: WriteBack; uploads: number[]; cleans: Array<[number, number]> } {
+function scheduler(
+  script: Script,
+  canRetry: () => boolean = () => true,
+  config: Partial<WriteBackConfig> = {},
+): { wb: WriteBack; uploads: number[]; cleans: Array<[number, number]> } {
   const uploads: number[] = [];
   const cleans: Array<[number, number]> = [];
   const wb: WriteBack = new WriteBack(
-    { uploadConcurrency: 4, maxDirtyBytes: 64 * BS, writeDelayMs: 0, blockSize: BS },
+    { uploadConcurrency: 4, maxDirtyBytes: 64 * BS, writeDelayMs: 0, blockSize: BS, ...config },
     {
       upload: async (index) => {
         uploads.push(index);
@@ -105,5 +110,50 @@ test('a retry due after the cache below went away uploads nothing', async () => 
   await new Promise((r) => setTimeout(r, 2500));
   assert.deepEqual(uploads, [3], 'no upload from a closed cache');
   assert.equal(wb.size, 1, 'the block stays dirty: the journal keeps it');
+  wb.close();
+});
+
+test('under dirty-data pressure a waiting block goes up once no write touched it for QUIET_MS, not while it is being written', async () => {
+  // One dirty block is half the bound (pressure); by time alone nothing would be due for a minute.
+  const { wb, uploads } = scheduler({ uploadFails: [], cleanFails: [] }, undefined, { maxDirtyBytes: 2 * BS, writeDelayMs: 60_000 });
+  const tick = () => new Promise((r) => setImmediate(r));
+  wb.written(0, wb.nextSeq());
+  await tick();
+  wb.written(0, wb.nextSeq());
+  await tick();
+  assert.deepEqual(uploads, [], 'a block written just now waits for its next piece');
+  wb.written(0, wb.nextSeq(), true);
+  assert.deepEqual(uploads, [0], 'complete: at once');
+  await wb.flush();
+
+  wb.written(1, wb.nextSeq(), false, Date.now() - QUIET_MS);
+  assert.deepEqual(uploads, [0, 1], 'untouched for QUIET_MS: at once');
+  await wb.flush();
+
+  const written = Date.now();
+  wb.written(2, wb.nextSeq());
+  while (uploads.length < 3 && Date.now() - written < 5000) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(uploads, [0, 1, 2], 'a block left alone goes up by itself');
+  assert.ok(Date.now() - written >= QUIET_MS - 2, `not before it was quiet (${Date.now() - written} ms)`);
+  await wb.flush();
+
+  // A writer held back at the bound: every waiting block goes up, however recently written.
+  wb.written(3, wb.nextSeq());
+  wb.written(4, wb.nextSeq());
+  await tick();
+  assert.deepEqual(uploads, [0, 1, 2], 'both still being written');
+  const room = wb.roomFor(5, () => {});
+  assert.deepEqual(uploads.slice(3).sort(), [3, 4], 'a held-back writer makes them due now');
+  await room;
+  wb.close();
+});
+
+test('without pressure a waiting block keeps its write delay, however quiet', async () => {
+  const { wb, uploads } = scheduler({ uploadFails: [], cleanFails: [] }, undefined, { maxDirtyBytes: 64 * BS, writeDelayMs: 60_000 });
+  wb.written(7, wb.nextSeq(), false, Date.now() - 10 * QUIET_MS);
+  await new Promise((r) => setTimeout(r, 2 * QUIET_MS));
+  assert.deepEqual(uploads, []);
+  await wb.flush();
+  assert.deepEqual(uploads, [7], 'a flush does not wait for the delay');
   wb.close();
 });

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cacheBudget } from '../../dist/mount/cache-budget.js';
+import { DEFAULT_CACHE_CONFIG, uploadsFor } from '../../dist/store/cache.js';
 import { S3zError } from '../../dist/errors.js';
 
 const MiB = 1024 ** 2;
@@ -35,4 +36,14 @@ test('a size that fits is taken as asked, dirty data bounded at 128 MiB, and no 
   assert.equal(b.maxBytes, 10 * GiB - 128 * MiB);
   const small = cacheBudget('/c', 64 * MiB, MiB, 100 * GiB);
   assert.equal(small.maxDirtyBytes, 32 * MiB, 'half of a small cache');
+});
+
+test('large blocks: dirty data may hold four blocks where the cache has room, and uploads hold at most 128 MiB of buffers', () => {
+  assert.equal(cacheBudget('/c', 10 * GiB, 64 * MiB, 100 * GiB).maxDirtyBytes, 256 * MiB);
+  assert.equal(cacheBudget('/c', 10 * GiB, 16 * MiB, 100 * GiB).maxDirtyBytes, 128 * MiB);
+  assert.equal(cacheBudget('/c', 256 * MiB, 64 * MiB, 100 * GiB).maxDirtyBytes, 128 * MiB, 'still half of a small cache');
+  assert.deepEqual(
+    [MiB, 4 * MiB, 8 * MiB, 16 * MiB, 64 * MiB].map((bs) => uploadsFor(DEFAULT_CACHE_CONFIG.uploadConcurrency, bs)),
+    [32, 32, 16, 8, 2],
+  );
 });
