@@ -60,6 +60,12 @@ program
   .option('--sse <mode>', 'server-side encryption on every PUT: AES256 (S3-managed keys) or aws:kms')
   .option('--sse-kms-key-id <id>', 'the KMS key for --sse aws:kms (id, ARN or alias; default: the account\'s aws/s3 key)')
   .addHelpText('after', `
+Block size: fixed for the life of the volume. 1M suits ZFS's 128K records. A read
+fetches and verifies its whole block, and a partial write to a block held only in
+S3 fetches it first, so larger blocks make random reads dearer; they make fewer
+objects (fewer requests to pay for). The daemon holds whole blocks in memory while
+it fetches or uploads them: about 150 MB of RSS with 1M blocks, 0.5 GB with 64M.
+
 Storage classes: every block is read with a plain GET, whenever ZFS asks, so only
 classes that serve a GET at once are accepted:
   ${STORAGE_CLASSES.join(', ')}.
