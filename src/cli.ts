@@ -43,7 +43,9 @@ Exit codes: 0 success, 1 failure (one line on stderr saying why), 2 bad usage.`,
 let debug = false;
 function ctx(cmd: Command) {
   const g = cmd.optsWithGlobals<GlobalOptions>();
-  const c = makeContext(g);
+  // A mount's log is structured where nobody reads it as it comes (its log file, a
+  // journal); every other command's warnings are read by the person who ran it.
+  const c = makeContext(g, cmd.name() === 'mount' ? 'auto' : 'text');
   debug = c.debug;
   return c;
 }

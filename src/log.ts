@@ -1,19 +1,23 @@
 // One pino logger per process, written to stderr so stdout stays for results
 // (JSON from `status --json`, tables, progress). Layers take `log.child({ layer })`.
-// Records are JSON lines (a daemon's log file, a pipe); at a terminal (`mount
-// --foreground`, --log-level info) each is one line a person reads.
+// Records are one line a person reads, except a mount's away from a terminal (the
+// daemon's log file, a service's journal): JSON lines there.
 import { writeSync } from 'node:fs';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: LevelWithSilent = 'warn'): Logger {
-  const dest = process.stderr.isTTY ? { write: (line: string) => toTerminal(readable(line)) } : pino.destination({ fd: 2, sync: true });
+/** `text`: readable lines wherever stderr goes; `auto`: those at a terminal, JSON lines elsewhere. */
+export type LogFormat = 'auto' | 'text';
+
+export function createLogger(level: LevelWithSilent = 'warn', format: LogFormat = 'auto'): Logger {
+  const text = format === 'text' || process.stderr.isTTY;
+  const dest = text ? { write: (line: string) => toStderr(readable(line)) } : pino.destination({ fd: 2, sync: true });
   return pino({ level, base: { pid: process.pid } }, dest);
 }
 
-/** A terminal that went away (EIO after a hang-up) must not fail the call that logged. */
-function toTerminal(text: string): void {
+/** A reader that went away (EIO after a hang-up, a closed pipe) must not fail the call that logged. */
+function toStderr(text: string): void {
   try {
     writeSync(2, text);
   } catch {

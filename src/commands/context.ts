@@ -1,7 +1,7 @@
 // What every command gets from the global options: a logger and the S3 settings.
 // Also the one place where errors become exit codes and one line on stderr.
 import { S3zError } from '../errors.js';
-import { createLogger, type Logger } from '../log.js';
+import { createLogger, type LogFormat, type Logger } from '../log.js';
 import { DEFAULT_S3_CONFIG, type S3Config } from '../s3/config.js';
 
 export interface GlobalOptions {
@@ -20,14 +20,14 @@ const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 /** Bad input found before anything was done: exit 2, like commander's own usage errors. */
 const USAGE_CODES = new Set(['EUSAGE', 'EBADURL', 'EBADSIZE']);
 
-export function makeContext(g: GlobalOptions): Context {
+export function makeContext(g: GlobalOptions, logFormat: LogFormat = 'text'): Context {
   if (!LEVELS.includes(g.logLevel)) throw new S3zError('EUSAGE', `--log-level must be one of ${LEVELS.join(', ')}`);
   if (g.region === '') throw new S3zError('EUSAGE', '--region is empty (give one such as us-east-1, or leave it out)');
   const endpoint = g.endpoint ?? (process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined);
   if (endpoint !== undefined) checkEndpoint(endpoint);
   const region = g.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || DEFAULT_S3_CONFIG.region);
   return {
-    log: createLogger(g.logLevel as 'warn'),
+    log: createLogger(g.logLevel as 'warn', logFormat),
     s3: { ...DEFAULT_S3_CONFIG, endpoint, region },
     debug: g.logLevel === 'debug' || g.logLevel === 'trace',
   };

@@ -209,7 +209,7 @@ export class LeaseHolder {
     const found = current.lease;
     if (isLive(found) && heldByDeadProcess(found)) {
       // A crashed mount on this host: its lease is stale, and its journal is replayed by this mount.
-      log.warn({ holder: found.holder }, 'taking over the lease of a mount whose process is gone');
+      log.warn({ holder: found.holder }, 'taking over the write lease: the process that held it is gone');
     } else if (isLive(found) && heldByLiveProcessHere(found)) {
       // --force is for a mount that is gone; this one runs here, and would go on writing.
       throw new S3zError('ELEASE', `${url} is mounted read-write by ${found.holder}, which still runs on this host: unmount it first (--force only breaks the lease of a mount that is gone)`);

@@ -14,6 +14,7 @@ import { silentLogger } from '../../dist/log.js';
 import { CLI, startS3, testBucket, type TestS3 } from '../helpers/s3.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { runCli, failsWith } from '../helpers/cli.js';
+import { until } from '../helpers/until.js';
 import { inFlight } from '../../dist/commands/image-commands.js';
 
 const BS = 64 * 1024;
@@ -407,6 +408,37 @@ test('put is refused while a read-write mount holds the lease, naming it', async
   } finally {
     bucket.destroy();
   }
+});
+
+test('a put killed with -9 leaves its lease behind; the next put takes it over with one readable warning and sends only what is left', async () => {
+  const url = await volume();
+  const { img, bytes } = await randomImage('killed.img'); // 64 blocks
+  const slow = proxy.addRule({ name: 'slow block PUT', method: 'PUT', key: /\/blocks\//, times: Infinity, action: { delay: 150 } });
+  const child = spawn(process.execPath, [CLI, 'put', '--quiet', '--concurrency', '4', img, url], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint },
+    stdio: 'ignore',
+  });
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  try {
+    await until('some blocks sent', () => proxy.fired(slow) >= 8, 30_000);
+    child.kill('SIGKILL');
+    await closed;
+  } finally {
+    child.kill('SIGKILL');
+    proxy.clearRules();
+  }
+  const stored = (await storedIndexes(url)).length;
+  assert.ok(stored > 0 && stored < 64, `${stored} blocks stored before the kill`);
+  const sentBefore = blockPuts();
+  const again = await cli('put', '--quiet', img, url);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /^s3zmount: warning: taking over the write lease: the process that held it is gone \(holder=\S+ pid \d+ running "s3zmount put /m);
+  assert.doesNotMatch(again.stderr, /"level"/, 'no JSON in a person\'s stderr, even through a pipe');
+  const sent = blockPuts() - sentBefore;
+  assert.ok(sent >= 64 - stored - 4 && sent <= 64 - stored, `${sent} block PUTs for the ${64 - stored} blocks left`);
+  const out = path.join(dir, 'killed.out');
+  assert.equal((await cli('get', '--quiet', url, out)).code, 0);
+  assert.ok((await readFile(out)).equals(bytes), 'the image is whole');
 });
 
 test('a loop block device: put from it, get onto it (old data overwritten with zeros where the volume has none)', async (t) => {
