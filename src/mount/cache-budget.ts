@@ -15,12 +15,8 @@ import { SlabFiles, slabDir } from '../store/slab-file.js';
 const USABLE_SHARE = 0.8;
 const RESERVE = 16 * 1024 ** 2;
 
-/**
- * Dirty blocks allowed at least, where the cache has room, whatever the block size: two
- * uploading, one being written, one written and waiting. With 64 MiB blocks the default
- * dirty bound was two blocks, and a sequential write had one upload in flight.
- */
-const DIRTY_BLOCKS = 4;
+/** Dirty blocks allowed at most: memory holds a few small records per dirty block (256 MiB of 4 KiB blocks). */
+const MAX_DIRTY_BLOCKS = 65_536;
 
 export interface CacheBudget {
   /** Clean blocks beyond this are evicted. */
@@ -62,7 +58,8 @@ export function cacheBudget(dir: string, requested: number, blockSize: number, r
       `cache dir ${dir} has room for ${formatSize(Math.max(0, room))}; the cache needs at least ${formatSize(roomFor(least))} there: free some space or pick another --cache-dir`,
     );
   }
-  const maxDirtyBytes = Math.max(blockSize, Math.min(Math.max(DEFAULT_CACHE_CONFIG.maxDirtyBytes, DIRTY_BLOCKS * blockSize), Math.floor(total / 2)));
+  const dirty = Math.min(DEFAULT_CACHE_CONFIG.maxDirtyBytes, MAX_DIRTY_BLOCKS * blockSize);
+  const maxDirtyBytes = Math.max(blockSize, Math.min(dirty, Math.floor(total / 2)));
   const warning =
     total < requested
       ? `--cache-size ${formatSize(requested)} does not fit in ${dir} (${formatSize(room)} free); the cache is bounded to ${formatSize(total)}`

@@ -3,7 +3,7 @@
 // which waiting blocks go up early under dirty-data pressure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QUIET_MS, WriteBack, type WriteBackConfig } from '../../dist/store/write-back.js';
+import { MAX_WAIT_DELAYS, QUIET_MS, WriteBack, type WriteBackConfig } from '../../dist/store/write-back.js';
 import { silentLogger } from '../../dist/log.js';
 
 const BS = 1 << 20;
@@ -155,5 +155,23 @@ test('without pressure a waiting block keeps its write delay, however quiet', as
   assert.deepEqual(uploads, []);
   await wb.flush();
   assert.deepEqual(uploads, [7], 'a flush does not wait for the delay');
+  wb.close();
+});
+
+test('a block rewritten while it waits waits its delay again, but goes up within MAX_WAIT_DELAYS delays of the write that made it wait', async () => {
+  const DELAY = 150;
+  const { wb, uploads } = scheduler({ uploadFails: [], cleanFails: [] }, undefined, { maxDirtyBytes: 64 * BS, writeDelayMs: DELAY });
+  const first = Date.now();
+  let uploadedAt: number | undefined;
+  // Rewritten every ~20 ms: never left alone for a whole delay.
+  while (Date.now() - first < (MAX_WAIT_DELAYS + 6) * DELAY) {
+    wb.written(0, wb.nextSeq());
+    if (uploadedAt === undefined && uploads.length > 0) uploadedAt = Date.now();
+    if (Date.now() - first < 4 * DELAY) assert.deepEqual(uploads, [], 'a fixed delay would have sent it by now; a rewrite restarts it');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(uploadedAt !== undefined, 'it goes up although the writes never stop');
+  assert.ok(uploadedAt - first >= (MAX_WAIT_DELAYS - 1) * DELAY, `not before its longest wait (${uploadedAt - first} ms)`);
+  await wb.flush();
   wb.close();
 });

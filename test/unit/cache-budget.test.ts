@@ -29,18 +29,18 @@ test('a disk too small for two blocks names the folder, its room, and the room n
   assert.match(b.warning ?? '', /^--cache-size 10 GiB does not fit in \/c \(30 MiB free\); the cache is bounded to 8 MiB$/);
 });
 
-test('a size that fits is taken as asked, dirty data bounded at 128 MiB, and no warning', () => {
+test('a size that fits is taken as asked, dirty data bounded at 1 GiB, and no warning', () => {
   const b = cacheBudget('/c', 10 * GiB, MiB, 100 * GiB);
   assert.equal(b.warning, undefined);
-  assert.equal(b.maxDirtyBytes, 128 * MiB);
-  assert.equal(b.maxBytes, 10 * GiB - 128 * MiB);
+  assert.equal(b.maxDirtyBytes, GiB);
+  assert.equal(b.maxBytes, 9 * GiB);
   const small = cacheBudget('/c', 64 * MiB, MiB, 100 * GiB);
   assert.equal(small.maxDirtyBytes, 32 * MiB, 'half of a small cache');
 });
 
-test('large blocks: dirty data may hold four blocks where the cache has room, and uploads hold at most 128 MiB of buffers', () => {
-  assert.equal(cacheBudget('/c', 10 * GiB, 64 * MiB, 100 * GiB).maxDirtyBytes, 256 * MiB);
-  assert.equal(cacheBudget('/c', 10 * GiB, 16 * MiB, 100 * GiB).maxDirtyBytes, 128 * MiB);
+test('the dirty bound by block size: 64 Ki blocks at most (memory holds a record per dirty block); uploads hold at most 128 MiB of buffers', () => {
+  assert.equal(cacheBudget('/c', 10 * GiB, 4096, 100 * GiB).maxDirtyBytes, 256 * MiB);
+  assert.equal(cacheBudget('/c', 10 * GiB, 64 * MiB, 100 * GiB).maxDirtyBytes, GiB);
   assert.equal(cacheBudget('/c', 256 * MiB, 64 * MiB, 100 * GiB).maxDirtyBytes, 128 * MiB, 'still half of a small cache');
   assert.deepEqual(
     [MiB, 4 * MiB, 8 * MiB, 16 * MiB, 64 * MiB].map((bs) => uploadsFor(DEFAULT_CACHE_CONFIG.uploadConcurrency, bs)),
