@@ -31,7 +31,7 @@ import { defer, dropCaches, memStatus, installSignalHandlers, log, machine, run,
 import { rawCeiling, startS3Env } from './bench/s3env.js';
 import { imageBench } from './bench/image.js';
 import { parseSize, s3backerArgs, s3backerTool, s3zmountTool } from './bench/tools.js';
-import { ddRead, ddWrite, fioRandRead, zdbWorkload, zfsPoolWorkload } from './bench/workloads.js';
+import { ddRead, ddWrite, fioRandRead, fioRandWrite, zdbWorkload, zfsPoolWorkload } from './bench/workloads.js';
 import { renderMarkdown, renderText } from './bench/report.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -223,6 +223,34 @@ async function suite(tool, { s3, work, src, lat }) {
       } finally {
         await m.unmount();
       }
+    });
+  }
+
+  if (!skip.has('rand')) {
+    await phase(res, 'randWrite', async () => {
+      // A new volume: blocks never written need no fetch, for either tool.
+      const wvol = await tool.newVolume('randw', size);
+      const m = await tool.mount(wvol, join(base, 'rw'));
+      settle(`${tag}: random write`);
+      await s3.resetCounts();
+      log(`${tag}: random 4K writes (fio, ${P.fioWarmS} s, no fsync), then unmount`);
+      let f;
+      try {
+        f = await fioRandWrite(m.device, sizeBytes, { seconds: P.fioWarmS });
+      } catch (e) {
+        await m.unmount().catch((e2) => log(`${tag}: unmount after a failed random write: ${e2.message}`));
+        throw e;
+      }
+      f.rss = noteRss(m);
+      // Both tools write back: the writes are in S3 once the unmount is over (s3backer's
+      // process has exited), as for the sequential write. fio's own time includes its
+      // close(), which for s3zmount is a barrier (uploads what is dirty).
+      f.unmountMs = await m.unmount();
+      f.totalMs = f.ms + f.unmountMs;
+      f.counts = await s3.counts();
+      f.iopsToS3 = f.ios / (f.totalMs / 1000);
+      log(`${tag}: random write ${f.iops.toFixed(0)} IOPS during fio, ${f.iopsToS3.toFixed(0)} until in S3 (unmount ${f.unmountMs.toFixed(0)} ms), ${f.counts.put} PUTs`);
+      return f;
     });
   }
 

@@ -95,6 +95,14 @@ function resultsTable(report, lat) {
   row('warm seq read (MB/s)', 'seqRead', 'seqRead', 'seqRead.warm.MBps', fmtMB, true, `${pct(get(z, 'seqRead.warm.MBps'), fuse?.cReadMBps)} of C FUSE read`);
   row('cold random 4K read (IOPS)', 'randCold', 'randCold', 'randCold.iops', (x) => fmt(x, 0), true);
   row('warm random 4K read (IOPS)', 'seqRead', 'seqRead', 'seqRead.fioWarm.iops', (x) => fmt(x, 0), true);
+  row('random 4K write, until in S3 (IOPS)', 'randWrite', 'randWrite', 'randWrite.iopsToS3', (x) => fmt(x, 0), true);
+  rows.push([
+    '  of which: IOPS during fio / unmount (s)',
+    z.randWrite?.error ? 'error' : `${fmt(get(z, 'randWrite.iops'), 0)} / ${fmtS(get(z, 'randWrite.unmountMs'))}`,
+    b.randWrite?.error ? 'error' : `${fmt(get(b, 'randWrite.iops'), 0)} / ${fmtS(get(b, 'randWrite.unmountMs'))}`,
+    '',
+    '',
+  ]);
   row('zfs: write files + export + unmount (MB/s)', 'zfs', 'zfs', 'zfs.MBps', fmtMB, true);
   rows.push([
     '  of which: write / export / unmount (s)',
@@ -118,6 +126,7 @@ function costsTable(report, lat) {
     ['warm seq read', 'seqRead.warm.counts', 'seqRead.warm.bytes'],
     ['cold random 4K read', 'randCold.counts', 'randCold.bytes'],
     ['warm random 4K read', 'seqRead.fioWarm.counts', 'seqRead.fioWarm.bytes'],
+    ['random 4K write + unmount', 'randWrite.counts', 'randWrite.bytes'],
     ['zfs write + export + unmount', 'zfs.counts', 'zfs.bytes'],
     ['zdb -d (import)', 'zdb.importCounts', undefined],
     ['zdb -r (one file)', 'zdb.readCounts', 'zdb.fileBytes'],
@@ -198,6 +207,7 @@ export function renderMarkdown(report) {
       "- Before each ceiling, image command, sequential write and ZFS write the bench runs `sync`: none pays for writing back to disk what the phase before it left dirty in the page cache (s3rver's objects, which Linux writes back up to 30 s later). Not before the cold reads, so that s3rver serves the objects from memory there as it does for the raw GET ceiling.",
       '- Cold reads: a fresh mount (s3zmount: empty cache folder, `--read-only`; s3backer: new process, `--readOnly`) and `echo 3 > /proc/sys/vm/drop_caches`. Warm reads: the same mount, read again.',
       `- Random reads: \`fio --rw=randread --bs=4k --iodepth=16 --ioengine=libaio --direct=1\` over the whole volume: cold on a fresh mount, size-bounded to one read per two blocks of the volume (\`--io_size\`, so that most reads need a block not fetched yet), warm for ${report.params.fioWarmS} s (\`--time_based\`) after the two sequential reads, when everything is cached.`,
+      `- Random writes: \`fio --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1\` for ${report.params.fioWarmS} s over the whole of a new volume, no fsync (both tools write back), then the unmount: "until in S3" counts the writes over fio's time plus the unmount's (for s3backer, until its process has exited).`,
       `- ZFS: Debian's zfs-fuse (pool v23) in a private mount namespace (the tests' harness): \`zpool create\` on the device of a fresh ${report.params.zfsVol} volume, \`zfs create\`, ${report.params.zfsFiles} files of ${report.params.zfsFileMiB} MiB written with dd, \`zfs snapshot\`, \`zpool export\`; then the tool is unmounted (time until the data is in S3 = write + export + unmount).`,
       '- Read-only import: zfs-fuse has no read-only import, so OpenZFS 2.3 `zdb` stands in: on a fresh read-only mount with an empty cache, `zdb -e -p DIR -d POOL` (opens the pool, lists datasets) is the "import", then `zdb -e -p DIR -r POOL/fs@snap f0 DEST` copies one file out of the snapshot.',
       `- Ceilings: raw S3 = ${report.params.rawCount} PUTs then GETs of 1 MiB objects from @aws-sdk/client-s3 (keep-alive agent, path-style, \`requestChecksumCalculation: WHEN_REQUIRED\`) through the proxy, best of concurrency 16 and 32. FUSE = \`scripts/bench-fuse.js\` (npm run bench:fuse; ${report.params.fuseMiB} MiB × ${report.params.fuseRuns} run(s), 1 MiB dd on a C no-op libfuse3 low-level filesystem and on the project's JS binding with a no-op handler).`,

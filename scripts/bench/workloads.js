@@ -38,18 +38,27 @@ function checkDd(stderr, want) {
  * fio random 4 KiB reads, iodepth 16, libaio, O_DIRECT, over the first `bytes` of the
  * device: for `seconds` (time-bounded) or `ios` reads (size-bounded).
  */
-export async function fioRandRead(device, bytes, { seconds, ios }) {
+export function fioRandRead(device, bytes, { seconds, ios }) {
+  return fioRandom('randread', device, bytes, { seconds, ios });
+}
+
+/** fio random 4 KiB writes, as fioRandRead, for `seconds`; no fsync (write-back, as the tools cache it). */
+export function fioRandWrite(device, bytes, { seconds }) {
+  return fioRandom('randwrite', device, bytes, { seconds });
+}
+
+async function fioRandom(rw, device, bytes, { seconds, ios }) {
   const args = [
-    '--name=randread',
+    `--name=${rw}`,
     `--filename=${device}`,
-    '--rw=randread',
+    `--rw=${rw}`,
     '--bs=4k',
     '--iodepth=16',
     '--ioengine=libaio',
     '--direct=1',
     `--size=${bytes}`,
     ...(ios ? [`--io_size=${ios * 4096}`] : ['--time_based', `--runtime=${seconds}`]),
-    '--readonly',
+    ...(rw === 'randread' ? ['--readonly'] : []),
     '--norandommap',
     '--randrepeat=0',
     '--output-format=json',
@@ -57,15 +66,16 @@ export async function fioRandRead(device, bytes, { seconds, ios }) {
   const r = await runOk('fio', args, { timeoutMs: ((seconds ?? 0) + 600) * 1000 });
   const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{')));
   const job = json.jobs[0];
-  const read = job.read;
+  const io = rw === 'randread' ? job.read : job.write;
   return {
     ms: r.ms,
-    runtimeMs: read.runtime,
-    bytes: read.io_bytes,
-    iops: read.iops,
-    MBps: read.io_bytes / 1e6 / (read.runtime / 1000),
-    latP50us: (read.clat_ns?.percentile?.['50.000000'] ?? 0) / 1000,
-    latP99us: (read.clat_ns?.percentile?.['99.000000'] ?? 0) / 1000,
+    runtimeMs: io.runtime,
+    bytes: io.io_bytes,
+    ios: io.total_ios,
+    iops: io.iops,
+    MBps: io.io_bytes / 1e6 / (io.runtime / 1000),
+    latP50us: (io.clat_ns?.percentile?.['50.000000'] ?? 0) / 1000,
+    latP99us: (io.clat_ns?.percentile?.['99.000000'] ?? 0) / 1000,
     errors: job.error,
   };
 }
