@@ -5,8 +5,8 @@
 // State per dirty block: its latest write sequence number, and one of
 //   waiting    queued, due at a time (a write delay lets ZFS's 128 KiB pieces of one
 //              block coalesce into one PUT; a rewrite starts the delay again, up to
-//              MAX_WAIT_DELAYS after the first write), or at once when a flush waits or writers
-//              are held back; once dirty data reaches half its bound, as soon as no
+//              MAX_WAIT_DELAYS delays after the first write), or at once when a flush
+//              waits or writers are held back; once dirty data reaches half its bound, as soon as no
 //              write touched it for QUIET_MS (a block still being written would go up
 //              again when its writer is done: twice the bytes for large blocks);
 //   uploading  one upload in flight; never two for one block. A block rewritten
@@ -160,8 +160,8 @@ export class WriteBack {
   written(index: number, seq: number, complete = false, now = Date.now()): void {
     if (!this.#pendingFrom.has(index)) this.#pendingFrom.set(index, seq);
     if ((this.#dirty.get(index) ?? 0) < seq) this.#dirty.set(index, seq);
-    // A block already waiting keeps its place and time (rewrites coalesce into one upload);
-    // once complete it is due now, ahead of the blocks still waiting.
+    // A block rewritten while it waits waits again, within its longest wait (rewrites
+    // coalesce into one upload); once complete it is due now, ahead of those waiting.
     if (complete) {
       this.#unwait(index);
       this.#now.add(index);
