@@ -6,9 +6,10 @@
 //   waiting    queued, due at a time (a write delay lets ZFS's 128 KiB pieces of one
 //              block coalesce into one PUT; a rewrite starts the delay again, up to
 //              MAX_WAIT_DELAYS delays after the first write), or at once when a flush
-//              waits or writers are held back; once dirty data reaches half its bound, as soon as no
-//              write touched it for QUIET_MS (a block still being written would go up
-//              again when its writer is done: twice the bytes for large blocks);
+//              waits or writers are held back; once dirty data reaches half its
+//              bound, as soon as no write touched it for QUIET_MS (a block still being
+//              written would go up again when its writer is done: twice the bytes
+//              for large blocks);
 //   uploading  one upload in flight; never two for one block. A block rewritten
 //              meanwhile is queued again when that upload ends.
 // Invariants:
