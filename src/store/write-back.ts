@@ -6,10 +6,11 @@
 //   waiting    queued, due at a time (a write delay lets ZFS's 128 KiB pieces of one
 //              block coalesce into one PUT; a rewrite starts the delay again, up to
 //              MAX_WAIT_DELAYS delays after the first write), or at once when a flush
-//              waits or writers are held back; once dirty data reaches half its
-//              bound, as soon as no write touched it for QUIET_MS (a block still being
-//              written would go up again when its writer is done: twice the bytes
-//              for large blocks);
+//              waits or writers are held back at the dirty bound. Nothing goes up
+//              early because dirty data is merely large: a block still being written
+//              would go up again once its writer is done (twice the bytes of large
+//              blocks under a sequential write, a whole-block PUT per rewrite under
+//              random writes);
 //   uploading  one upload in flight; never two for one block. A block rewritten
 //              meanwhile is queued again when that upload ends.
 // Invariants:
@@ -50,19 +51,11 @@ interface FlushWaiter {
 const RETRY_MS = 2000;
 
 /**
- * Under dirty-data pressure a waiting block goes up early once no write touched it for
- * this long. A sequential writer fills a block in pieces a few ms apart (dd at 100 MB/s
- * into 4 MiB blocks: 10 ms per MiB); uploading it between them cost a second PUT of the
- * whole block (4–64 MiB blocks sent 1.5–2× their bytes before).
- */
-export const QUIET_MS = 100;
-
-/**
  * A block rewritten while it waits waits its delay again, but goes up at most this many
  * delays after the write that made it wait (10 s by default): random 4 KiB writes rewrite
  * a block every few hundred ms, and each upload of it before it settles is a whole-block
- * PUT (fio, 15 s over 1 GiB: 2831 PUTs and 4.2k IOPS with a fixed delay, 1818 and 6.0k
- * with this).
+ * PUT (fio, 15 s over 1 GiB, no dirty-data pressure: 2831 PUTs and 4.2k IOPS with a fixed
+ * delay, 1818 and 6.0k with this).
  */
 export const MAX_WAIT_DELAYS = 10;
 
@@ -86,8 +79,6 @@ export class WriteBack {
   #later = new Map<number, number>();
   /** The same blocks → when the write that made them wait came. */
   #waitingSince = new Map<number, number>();
-  /** The same blocks → when last written; insertion order is that order (moved on each write). */
-  #touched = new Map<number, number>();
   #uploading = new Set<number>();
   #seq = 0;
   #flushWaiters: FlushWaiter[] = [];
@@ -176,8 +167,6 @@ export class WriteBack {
         this.#later.delete(index);
         this.#later.set(index, due);
       } // else it keeps its place and time, which is no later than that
-      this.#touched.delete(index);
-      this.#touched.set(index, now);
     }
     this.#pump();
   }
@@ -224,15 +213,6 @@ export class WriteBack {
       // Due while its last upload still runs: it stays queued, and that upload's end pumps.
       if (!this.#start(index, this.#later)) return;
     }
-    if (this.#dirty.size * this.#config.blockSize * 2 >= this.#config.maxDirtyBytes) {
-      for (const [index, last] of this.#touched) {
-        if (now - last < QUIET_MS) {
-          wake = Math.min(wake, last + QUIET_MS);
-          break;
-        }
-        if (!this.#start(index, this.#later)) return;
-      }
-    }
     this.#wakeAt(wake, now);
   }
 
@@ -266,7 +246,6 @@ export class WriteBack {
   #unwait(index: number): void {
     this.#later.delete(index);
     this.#waitingSince.delete(index);
-    this.#touched.delete(index);
   }
 
   #queued(index: number): boolean {

@@ -1,9 +1,9 @@
 // The write-back scheduler alone, driven through its hooks: what a flush waits for
 // when an upload fails, and when only the cache's record of a finished upload fails;
-// which waiting blocks go up early under dirty-data pressure.
+// when a waiting block goes up (its delay, a rewrite, the dirty bound).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MAX_WAIT_DELAYS, QUIET_MS, WriteBack, type WriteBackConfig } from '../../dist/store/write-back.js';
+import { MAX_WAIT_DELAYS, WriteBack, type WriteBackConfig } from '../../dist/store/write-back.js';
 import { silentLogger } from '../../dist/log.js';
 
 const BS = 1 << 20;
@@ -113,45 +113,30 @@ test('a retry due after the cache below went away uploads nothing', async () => 
   wb.close();
 });
 
-test('under dirty-data pressure a waiting block goes up once no write touched it for QUIET_MS, not while it is being written', async () => {
-  // One dirty block is half the bound (pressure); by time alone nothing would be due for a minute.
+test('near its dirty bound a waiting block still waits for its delay; a writer held back at the bound makes every waiting block due', async () => {
+  // Two blocks are the bound; by time alone nothing would be due for a minute.
   const { wb, uploads } = scheduler({ uploadFails: [], cleanFails: [] }, undefined, { maxDirtyBytes: 2 * BS, writeDelayMs: 60_000 });
   const tick = () => new Promise((r) => setImmediate(r));
-  wb.written(0, wb.nextSeq());
+  wb.written(0, wb.nextSeq(), false, Date.now() - 10_000); // written long ago, but not due
+  wb.written(1, wb.nextSeq());
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(uploads, [], 'at the bound, no block goes up early: it may still be being written');
+  wb.written(1, wb.nextSeq(), true);
   await tick();
-  wb.written(0, wb.nextSeq());
+  assert.deepEqual(uploads, [1], 'complete: at once');
+  wb.written(1, wb.nextSeq());
   await tick();
-  assert.deepEqual(uploads, [], 'a block written just now waits for its next piece');
-  wb.written(0, wb.nextSeq(), true);
-  assert.deepEqual(uploads, [0], 'complete: at once');
-  await wb.flush();
-
-  wb.written(1, wb.nextSeq(), false, Date.now() - QUIET_MS);
-  assert.deepEqual(uploads, [0, 1], 'untouched for QUIET_MS: at once');
-  await wb.flush();
-
-  const written = Date.now();
-  wb.written(2, wb.nextSeq());
-  while (uploads.length < 3 && Date.now() - written < 5000) await new Promise((r) => setTimeout(r, 5));
-  assert.deepEqual(uploads, [0, 1, 2], 'a block left alone goes up by itself');
-  assert.ok(Date.now() - written >= QUIET_MS - 2, `not before it was quiet (${Date.now() - written} ms)`);
-  await wb.flush();
-
-  // A writer held back at the bound: every waiting block goes up, however recently written.
-  wb.written(3, wb.nextSeq());
-  wb.written(4, wb.nextSeq());
-  await tick();
-  assert.deepEqual(uploads, [0, 1, 2], 'both still being written');
+  assert.deepEqual(uploads, [1]);
   const room = wb.roomFor(5, () => {});
-  assert.deepEqual(uploads.slice(3).sort(), [3, 4], 'a held-back writer makes them due now');
+  assert.deepEqual(uploads.slice(1).sort(), [0, 1], 'a held-back writer makes them due now');
   await room;
   wb.close();
 });
 
-test('without pressure a waiting block keeps its write delay, however quiet', async () => {
+test('a waiting block keeps its write delay, however quiet; a flush does not wait for it', async () => {
   const { wb, uploads } = scheduler({ uploadFails: [], cleanFails: [] }, undefined, { maxDirtyBytes: 64 * BS, writeDelayMs: 60_000 });
-  wb.written(7, wb.nextSeq(), false, Date.now() - 10 * QUIET_MS);
-  await new Promise((r) => setTimeout(r, 2 * QUIET_MS));
+  wb.written(7, wb.nextSeq(), false, Date.now() - 1000);
+  await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(uploads, []);
   await wb.flush();
   assert.deepEqual(uploads, [7], 'a flush does not wait for the delay');
