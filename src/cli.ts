@@ -244,6 +244,14 @@ program
     sub.help();
   });
 
+// A reader that went away (`s3zmount status URL | head -1`) is no failure of the command,
+// and no reason for a stack trace: what it would have printed is dropped. Another stdout
+// error (a full disk under `> file`) is one line. `get -` listens on its own and says so.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE' || process.stdout.listenerCount('error') > 1) return;
+  reportFailure(new S3zError('EOUTPUT', `stdout: ${err.message}`, { cause: err }), debug);
+});
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

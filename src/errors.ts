@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'ECACHEDIR' // the local cache directory cannot be made or written
   | 'EDEVICE' // a request the device refuses (errno given explicitly)
   | 'EIMAGE' // put/get: the local image is missing, unreadable, too large, or would be overwritten
+  | 'EOUTPUT' // the command's own output (stdout) could not be written
   | 'ECLOSED'; // store used after close
 
 const ERRNO: Record<ErrorCode, number> = {
@@ -51,6 +52,7 @@ const ERRNO: Record<ErrorCode, number> = {
   ECACHEDIR: E.EIO,
   EDEVICE: E.EINVAL,
   EIMAGE: E.EINVAL,
+  EOUTPUT: E.EIO,
   ECLOSED: E.EIO,
 };
 

@@ -195,6 +195,19 @@ test('volume commands: missing volume, existing volume, erase without --yes, wro
   assert.equal((await cli('status', url)).code, 0, 'still there');
 });
 
+test('stdout that goes away (a reader that closed early) is no failure and no stack trace; a full disk under stdout is one line', async () => {
+  const url = await newVolume();
+  for (const args of [['status', url], ['status', '--json', url]]) {
+    // stdout is a pipe whose reader is gone before the command prints (`... | true`).
+    const bash = spawnSync('bash', ['-c', `"${process.execPath}" "${CLI}" "$@" | true; exit \${PIPESTATUS[0]}`, 'bash', ...args], { env: { ...process.env, ...s3.env }, encoding: 'utf8' });
+    assert.equal(bash.status, 0, `${args.join(' ')} | true: ${bash.stderr}`);
+    assert.equal(bash.stderr, '', 'nothing on stderr');
+  }
+  const full = spawnSync('bash', ['-c', `"${process.execPath}" "${CLI}" status "$1" > /dev/full`, 'bash', url], { env: { ...process.env, ...s3.env }, encoding: 'utf8' });
+  assert.equal(full.status, 1);
+  assert.match(full.stderr, /^s3zmount: stdout: ENOSPC: no space left on device, write\n$/);
+});
+
 test('stats, unmount and hydrate on a directory that is not a mount, or not there', async () => {
   const plain = freshDir('plain');
   // A file called "stats" does not make a directory a mount.
