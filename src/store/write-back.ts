@@ -84,8 +84,6 @@ export class WriteBack {
   #flushWaiters: FlushWaiter[] = [];
   #spaceWaiters: Array<() => void> = [];
   #delayTimer: NodeJS.Timeout | undefined;
-  /** When #delayTimer fires. */
-  #delayAt = Infinity;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -190,52 +188,40 @@ export class WriteBack {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#delayTimer);
-    this.#delayAt = Infinity;
     for (const wake of this.#spaceWaiters.splice(0)) wake();
   }
 
   #pump(): void {
+    const urgent = this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0;
     for (const index of this.#now) {
-      if (!this.#start(index, this.#now)) return;
-    }
-    if (this.#later.size === 0) return;
-    if (this.#flushWaiters.length > 0 || this.#spaceWaiters.length > 0) {
-      for (const index of this.#later.keys()) if (!this.#start(index, this.#later)) return;
-      return;
+      if (!this.#start(index)) return;
     }
     const now = Date.now();
-    let wake = Infinity;
     for (const [index, due] of this.#later) {
-      if (due > now) {
-        wake = due;
-        break;
+      if (!urgent && due > now) {
+        // A rewrite only ever moves a block to a later due time, so the first one waiting
+        // is never due sooner than a timer already set.
+        if (this.#delayTimer === undefined && !this.#closed) {
+          this.#delayTimer = setTimeout(() => {
+            this.#delayTimer = undefined;
+            this.#pump();
+          }, due - now);
+          // Never the reason a process stays up: a flush or close makes every block due at once.
+          this.#delayTimer.unref();
+        }
+        return;
       }
       // Due while its last upload still runs: it stays queued, and that upload's end pumps.
-      if (!this.#start(index, this.#later)) return;
+      if (!this.#start(index)) return;
     }
-    this.#wakeAt(wake, now);
-  }
-
-  /** Pumps again at `at` (or sooner, if already asked for). */
-  #wakeAt(at: number, now: number): void {
-    if (at === Infinity || at >= this.#delayAt || this.#closed) return;
-    clearTimeout(this.#delayTimer);
-    this.#delayAt = at;
-    this.#delayTimer = setTimeout(() => {
-      this.#delayTimer = undefined;
-      this.#delayAt = Infinity;
-      this.#pump();
-    }, Math.max(0, at - now));
-    // Never the reason a process stays up: a flush or close makes every block due at once.
-    this.#delayTimer.unref();
   }
 
   /** Starts the upload of a due block unless one is running; false once the uploads are at their limit. */
-  #start(index: number, from: Set<number> | Map<number, number>): boolean {
+  #start(index: number): boolean {
     if (this.#uploading.size >= this.#config.uploadConcurrency) return false;
     if (this.#uploading.has(index)) return true;
-    if (from === this.#later) this.#unwait(index);
-    else from.delete(index);
+    this.#now.delete(index);
+    this.#unwait(index);
     if (this.#dirty.has(index)) {
       this.#uploading.add(index);
       void this.#upload(index);
