@@ -16,7 +16,7 @@ import { withRetry } from './retry.js';
 import type { S3Config } from './config.js';
 
 export { DEFAULT_S3_CONFIG, type S3Config } from './config.js';
-import { TransientError, isRetryable, toS3zError } from './errors.js';
+import { TransientError, isRetryable, isUnreachable, toS3zError } from './errors.js';
 import { BlockHttp } from './block-http.js';
 
 // The SDK warns on Node 20 at every start; a CLI user must never see it (DESIGN §6).
@@ -62,6 +62,8 @@ export class S3Bucket {
   #config: S3Config;
   /** SSE for PUTs that name none: the volume's, once its descriptor is read (a bucket policy may demand it on every PUT). */
   #sse: PutSse | null = null;
+  /** Whether the endpoint ever answered (an HTTP status, even an error's): from then on a refusal is an outage. */
+  #answered = false;
   #log: Logger;
 
   constructor(config: S3Config, bucket: string, log: Logger) {
@@ -119,17 +121,28 @@ export class S3Bucket {
 
   /** Runs one request with a whole-attempt deadline, retrying transient failures. */
   async #send<T>(what: string, counter: keyof S3Stats, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const policy = this.#config.retry;
     let corrupt = 0;
+    let attempts = 0;
     try {
       return await withRetry(
-        this.#config.retry,
+        policy,
         async () => {
           this.stats[counter]++;
+          attempts++;
           const signal = AbortSignal.timeout(this.#config.requestTimeoutMs);
-          return await fn(signal);
+          try {
+            const result = await fn(signal);
+            this.#answered = true;
+            return result;
+          } catch (err) {
+            if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined) this.#answered = true;
+            throw err;
+          }
         },
         (err) => {
           if (err instanceof TransientError && err.code === 'ECORRUPT') corrupt++;
+          if (!this.#answered && isUnreachable(err) && attempts > (policy.firstContactRetries ?? policy.retries)) return false;
           return isRetryable(err, corrupt);
         },
         (err, n) => {

@@ -85,6 +85,12 @@ function netCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** Whether nothing answered at all: refused, no such host, no route. */
+export function isUnreachable(err: unknown): boolean {
+  const code = netCode(err);
+  return code !== undefined && UNREACHABLE_CODES.has(code);
+}
+
 /** Wrong bytes are seldom a passing fault: a few more tries, not the full budget. */
 const CORRUPT_ATTEMPTS = 3;
 

@@ -9,9 +9,15 @@ export interface RetryPolicy {
   readonly maxDelayMs: number;
   /** No new attempt starts after this long. */
   readonly maxTotalMs: number;
+  /**
+   * Attempts after the first while the endpoint has never answered and cannot be
+   * reached (refused, no such host): more likely a wrong URL than an outage, so the
+   * user hears it within about a second. Unset: `retries`.
+   */
+  readonly firstContactRetries?: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDelayMs: 5000, maxTotalMs: 60_000 };
+export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDelayMs: 5000, maxTotalMs: 60_000, firstContactRetries: 3 };
 
 export function withRetry<T>(
   policy: RetryPolicy,

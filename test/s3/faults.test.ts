@@ -31,7 +31,7 @@ beforeEach(() => {
   proxy.resetCounts();
 });
 
-const RETRY = { retries: 4, minDelayMs: 10, maxDelayMs: 100, maxTotalMs: 10_000 };
+const RETRY = { retries: 4, minDelayMs: 10, maxDelayMs: 100, maxTotalMs: 10_000, firstContactRetries: 1 };
 const ATTEMPTS = RETRY.retries + 1;
 const BLOCK = 256 * 1024;
 /** Long enough for s3rver under a loaded test run; the hung-request tests use their own. */
@@ -282,9 +282,9 @@ test('NoSuchBucket: ENOBUCKET at once, no retry', async (t) => {
   assert.equal(bucket.stats.retries, 0);
 });
 
-test('nothing listening at the endpoint: EUNREACHABLE, in bounded time', async (t) => {
-  // A port that was just free: bind, read it, close.
-  const port = await new Promise<number>((resolve, reject) => {
+/** A port that was just free: bind, read it, close. */
+function freePort(): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
     const srv = net.createServer();
     srv.on('error', reject);
     srv.listen(0, '127.0.0.1', () => {
@@ -292,6 +292,10 @@ test('nothing listening at the endpoint: EUNREACHABLE, in bounded time', async (
       srv.close(() => resolve(p));
     });
   });
+}
+
+test('nothing listening at the endpoint: EUNREACHABLE, in bounded time', async (t) => {
+  const port = await freePort();
   const { store, bucket } = fixture(t, { endpoint: `http://127.0.0.1:${port}` });
   const t0 = performance.now();
   const err = await assertFails(store.read(0), 'EUNREACHABLE');
@@ -299,8 +303,40 @@ test('nothing listening at the endpoint: EUNREACHABLE, in bounded time', async (
   assert.ok(ms < 15_000, `EUNREACHABLE took ${ms} ms`);
   assert.equal(err.errno, 5);
   assert.match(err.message, /ECONNREFUSED/);
-  assert.equal(bucket.stats.get, ATTEMPTS, 'a refused connection is retried like any network failure');
+  // An endpoint that never answered is more likely a wrong URL than an outage.
+  assert.equal(bucket.stats.get, RETRY.firstContactRetries + 1, 'a refused first contact gets the short budget');
   await assertFails(bucket.check(), 'EUNREACHABLE');
+});
+
+test('an endpoint that answered once and then refuses is in an outage: the full retries', async (t) => {
+  // A TCP forwarder to the proxy that can stop listening (and drop its connections).
+  const port = await freePort();
+  const target = new URL(proxy.endpoint);
+  const sockets = new Set<net.Socket>();
+  const forwarder = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => forwarder.listen(port, '127.0.0.1', resolve));
+  t.after(() => {
+    forwarder.close();
+    for (const s of sockets) s.destroy();
+  });
+  const { store, bucket } = fixture(t, { endpoint: `http://127.0.0.1:${port}` });
+  assert.equal(await store.read(1), null, 'the endpoint answers (the block is absent)');
+  await new Promise<void>((resolve) => {
+    forwarder.close(() => resolve());
+    for (const s of sockets) s.destroy();
+  });
+  const before = bucket.stats.get;
+  const err = await assertFails(store.read(0), 'EUNREACHABLE');
+  assert.match(err.message, /ECONNREFUSED/);
+  assert.equal(bucket.stats.get - before, ATTEMPTS, 'an outage gets every retry');
 });
 
 test('stale read: the proxy serves the previous version, and the bottom layer cannot tell', async (t) => {
