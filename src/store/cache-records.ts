@@ -1,8 +1,12 @@
 // The records of the cache's `local` table (LMDB): what the cache knows about each
 // block it holds in its files. The first byte is the kind:
 //   CLEAN  + SHA-256 (32 bytes)          the file holds what S3 holds
-//   DIRTY  + CRC-32 per 64 KiB segment   the file holds a newer write; a write of a
-//                                        few segments recomputes only theirs
+//   DIRTY  + CRC-32 per segment          the file holds a newer write; a write of a
+//                                        few segments recomputes only theirs. The
+//                                        segment count is the record's length: records
+//                                        are written with segmentSize() (4 KiB for 1 MiB
+//                                        blocks, at most 256 per block) and read in any
+//                                        layout (64 KiB before session 25)
 //   ZEROS                                a dirty block written as zeros (range punched)
 // Used by the cache and the overlay (which keeps its blocks in the same layouts). Pure
 // functions: reading the bytes they describe is the caller's business (recordAfterWrite
@@ -13,8 +17,13 @@ export const CLEAN = 1;
 export const DIRTY = 2;
 export const ZEROS = 3;
 
-/** CRC-32 granularity of a dirty block. */
-const SEGMENT = 64 * 1024;
+/**
+ * CRC-32 granularity of new dirty records: a 4 KiB write covers its segment, so it is
+ * summed as it is, with nothing read back; at most 256 segments keep a record within
+ * 1 KiB (64 MiB blocks: 256 KiB segments).
+ */
+const MIN_SEGMENT = 4096;
+const MAX_SEGMENTS = 256;
 
 export const ZERO_RECORD: Buffer = Buffer.from([ZEROS]);
 
@@ -28,7 +37,24 @@ export function cleanSum(record: Buffer | undefined): Buffer | undefined {
 }
 
 export function segmentSize(blockSize: number): number {
-  return Math.min(SEGMENT, blockSize);
+  return Math.min(blockSize, Math.max(MIN_SEGMENT, blockSize / MAX_SEGMENTS));
+}
+
+/** The segment size a DIRTY record was written with, or undefined if it is not one for this block size. */
+export function recordSegment(blockSize: number, record: Buffer | undefined): number | undefined {
+  if (record === undefined || record[0] !== DIRTY || (record.length - 1) % 4 !== 0) return undefined;
+  const count = (record.length - 1) / 4;
+  return count > 0 && blockSize % count === 0 ? blockSize / count : undefined;
+}
+
+/**
+ * The DIRTY record of a whole block's bytes, in the layout of `like` when that is a dirty
+ * record of this block size (a journal written by an earlier build is checked as written),
+ * else in the current one.
+ */
+export function checksumsOf(blockSize: number, data: Buffer, like?: Buffer): Buffer {
+  const seg = recordSegment(blockSize, like) ?? segmentSize(blockSize);
+  return sumSegments(Buffer.alloc(1 + (4 * blockSize) / seg), seg, 0, data);
 }
 
 const zeroRecords = new Map<number, Buffer>();
@@ -61,9 +87,12 @@ export function touchedSegments(blockSize: number, at: number, length: number, p
 /** The dirty record once segments first.. hold `bytes` (a whole number of segments), the rest as in `previous`. */
 export function dirtyRecord(blockSize: number, previous: Buffer | undefined, first: number, bytes: Buffer): Buffer {
   const seg = segmentSize(blockSize);
-  const count = blockSize / seg;
-  const record = Buffer.alloc(1 + 4 * count);
+  const record = Buffer.alloc(1 + (4 * blockSize) / seg);
   if (previous !== undefined && previous[0] === DIRTY && previous.length === record.length) previous.copy(record);
+  return sumSegments(record, seg, first, bytes);
+}
+
+function sumSegments(record: Buffer, seg: number, first: number, bytes: Buffer): Buffer {
   record[0] = DIRTY;
   for (let k = 0; k * seg < bytes.length; k++) record.writeUInt32BE(crc32(bytes.subarray(k * seg, (k + 1) * seg)), 1 + 4 * (first + k));
   return record;

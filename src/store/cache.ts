@@ -6,8 +6,8 @@
 //            is made zeros before a partial write builds on it
 //   clean    the file holds what S3 holds; LMDB `local` has its SHA-256; in the
 //            eviction LRU (eviction punches the range out and drops the record)
-//   dirty    the file holds a newer write; LMDB `local` has a CRC-32 per 64 KiB
-//            segment (or says "zeros", the range then punched) and `dirty` its write
+//   dirty    the file holds a newer write; LMDB `local` has a CRC-32 per segment
+//            (cache-records.ts; or says "zeros", the range then punched) and `dirty` its write
 //            sequence number; never evicted; uploaded by write-back
 // Reads and writes take byte ranges: a 4 KiB read of a local block is a 4 KiB read of
 // its file, a 128 KiB write is a 128 KiB write plus the CRC of the segments it touched.

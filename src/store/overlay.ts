@@ -7,7 +7,7 @@
 // Block states (per index):
 //   untouched  no record: reads go to the store below (the cache, ranged; libfuse's
 //              threads answer them directly where the cache grants it)
-//   written    UNFLUSHED or DIRTY + a CRC-32 per 64 KiB segment; the file holds the
+//   written    UNFLUSHED or DIRTY + a CRC-32 per segment (cache-records.ts); the file holds the
 //              data. UNFLUSHED until a flush made its bytes durable on disk
 //   zeroed     ZEROS: reads return zeros, whatever is below
 //   legacy     an earlier build's entry (SHA-256 + the whole block, or 32 zero bytes):
@@ -36,7 +36,7 @@ import type { LocalDb } from './local-db.js';
 import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore, type ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Raw } from './checksum.js';
-import { DIRTY, ZEROS, ZERO_RECORD, dirtyRecord, recordAfterWrite, segmentSize } from './cache-records.js';
+import { DIRTY, ZEROS, ZERO_RECORD, checksumsOf, dirtyRecord, recordAfterWrite, recordSegment } from './cache-records.js';
 import { KeyedLock } from './keyed-lock.js';
 import { SMALL_READ, SlabFiles } from './slab-file.js';
 
@@ -282,9 +282,10 @@ export class OverlayStore implements RangeStore {
       this.#verified.set(index, true);
       return record;
     }
-    const count = bs / segmentSize(bs);
-    if ((record[0] === DIRTY || record[0] === UNFLUSHED) && record.length === 1 + 4 * count) {
-      const actual = dirtyRecord(bs, undefined, 0, await this.#files.read(index, 0, bs));
+    const layout = Buffer.from(record);
+    layout[0] = DIRTY; // UNFLUSHED is only a flag on the same layout
+    if (recordSegment(bs, layout) !== undefined) {
+      const actual = checksumsOf(bs, await this.#files.read(index, 0, bs), layout);
       if (actual.subarray(1).equals(record.subarray(1))) {
         this.#verified.set(index, false);
         return record;

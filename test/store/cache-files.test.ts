@@ -14,6 +14,7 @@ import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
 import { fileNative } from '../../dist/util/file-native.js';
+import { checksumsOf, recordAfterWrite, segmentSize } from '../../dist/store/cache-records.js';
 
 const BS = 256 * 1024;
 const COUNT = 512;
@@ -178,7 +179,7 @@ test('a piece written over zeros (a never-written block, a block written as zero
   const db1 = openDb();
   const c1 = make(stuck, db1);
   await c1.start();
-  const seg = 64 * 1024;
+  const seg = segmentSize(BS);
   const p6 = randomBytes(2 * seg);
   await c1.writeRange(9, seg, randomBytes(2 * seg), 2 * seg); // the first of its kind loads what it needs
   const before = await readChars();
@@ -210,6 +211,90 @@ test('a piece written over zeros (a never-written block, a block written as zero
   assert.equal(c2.stats.replayed, 4);
   for (const [i, b] of want) assert.deepEqual(below.blocks.get(i), b, `block ${i} uploaded after the reboot`);
   await c2.close();
+});
+
+test('a 4 KiB write into a dirty block reads nothing back; an unaligned one reads only the 4 KiB segments it touches', async (t) => {
+  const { openDb, make } = await setup(t, { writeDelayMs: 60_000 });
+  const stuck = new CountingStore(BS, COUNT);
+  stuck.held = true;
+  const db = openDb();
+  const c = make(stuck, db);
+  await c.start();
+  assert.equal(segmentSize(BS), 4096);
+  const block = randomBytes(BS);
+  await c.write(3, Buffer.from(block));
+  const aligned = randomBytes(4096);
+  let before = await readChars();
+  await c.writeRange(3, 20 * 4096, Buffer.from(aligned), 4096);
+  const readAligned = (await readChars()) - before; // /proc/self/io's own few hundred bytes
+  assert.ok(readAligned < 4096, `an aligned 4 KiB write is summed from its own bytes: ${readAligned} bytes read`);
+  aligned.copy(block, 20 * 4096);
+  const odd = randomBytes(512);
+  before = await readChars();
+  await c.writeRange(3, 7 * 4096 + 4000, Buffer.from(odd), odd.length); // straddles segments 7 and 8
+  const read = (await readChars()) - before;
+  assert.ok(read >= 2 * 4096 && read < 4 * 4096, `read ${read} bytes to sum two segments`);
+  odd.copy(block, 7 * 4096 + 4000);
+  const record = db.local.get(3) as Buffer;
+  assert.equal(record.length, 1 + 4 * (BS / 4096));
+  for (let k = 0; k < BS / 4096; k++) assert.equal(record.readUInt32BE(1 + 4 * k), crc32(block.subarray(k * 4096, (k + 1) * 4096)), `segment ${k}`);
+  assert.deepEqual(await c.read(3), block);
+});
+
+/** A dirty record as the build before session 25 wrote it: a CRC-32 per 64 KiB. */
+function oldRecord(b: Buffer): Buffer {
+  const r = Buffer.alloc(1 + 4 * (b.length / 65536));
+  r[0] = 2;
+  for (let k = 0; k < b.length / 65536; k++) r.writeUInt32BE(crc32(b.subarray(k * 65536, (k + 1) * 65536)), 1 + 4 * k);
+  return r;
+}
+
+test('a journal an earlier build wrote (64 KiB segments) is checked as written after a reboot', async (t) => {
+  const { dir, openDb, make } = await setup(t);
+  const stuck = new CountingStore(BS, COUNT);
+  stuck.held = true;
+  const db1 = openDb();
+  const c1 = make(stuck, db1);
+  await c1.start();
+  const blocks = new Map([4, 5, 6].map((i) => [i, randomBytes(BS)]));
+  for (const [i, b] of blocks) await c1.write(i, Buffer.from(b));
+  for (const [i, b] of blocks) await db1.local.put(i, oldRecord(b));
+  await db1.meta.put('bootId', 'a-boot-before-this-one'); // as if the machine restarted
+  await db1.close();
+  const fh = await open(path.join(dir, 'data', 'slab-0'), 'r+');
+  await fh.write(Buffer.alloc(4096), 0, 4096, 5 * BS + 8192); // block 5's pages were lost
+  await fh.close();
+  const below = new CountingStore(BS, COUNT);
+  const c2 = make(below, openDb());
+  await c2.start();
+  assert.equal(c2.stats.dropped, 1, 'only the damaged block is dropped');
+  assert.equal(c2.stats.replayed, 2);
+  assert.deepEqual(below.blocks.get(4), blocks.get(4));
+  assert.deepEqual(below.blocks.get(6), blocks.get(6));
+  assert.equal(below.blocks.get(5), undefined, 'the unverifiable write was not uploaded');
+  await c2.close();
+});
+
+test('a write over a record of another layout sums the whole block again, in 4 KiB segments', async () => {
+  const block = randomBytes(BS);
+  const piece = randomBytes(4096);
+  piece.copy(block, 8192);
+  const asked: Array<[number, number]> = [];
+  const record = await recordAfterWrite(BS, oldRecord(block), 8192, piece, async (from, length) => {
+    asked.push([from, length]);
+    return block.subarray(from, from + length);
+  });
+  assert.deepEqual(asked, [[0, BS]]);
+  assert.deepEqual(record, checksumsOf(BS, block));
+  assert.equal(record.length, 1 + 4 * (BS / 4096));
+  // The same write over a record of this layout reads nothing.
+  asked.length = 0;
+  const again = await recordAfterWrite(BS, record, 8192, piece, async () => {
+    throw new Error('read');
+  });
+  assert.deepEqual(again, record);
+  // And an old record is checked in its own layout.
+  assert.deepEqual(checksumsOf(BS, block, oldRecord(block)), oldRecord(block));
 });
 
 test('a cache dir of format 1 (whole blocks in LMDB) is migrated: its journal is replayed, its clean blocks dropped', async (t) => {

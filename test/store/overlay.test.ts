@@ -2,6 +2,7 @@
 // volume in S3, with a real LocalDb (LMDB) and real overlay files in a fresh folder per test.
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { crc32 } from 'node:zlib';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -300,6 +301,28 @@ describe('overlay: local writes over a volume that never changes', () => {
     s.db.overlay.putSync(2, Buffer.from([9, 9]));
     await reopen(s, { rebooted: false });
     await assert.rejects(s.store.read(2), { code: 'ECORRUPT' });
+  });
+
+  test("an earlier build's records (a CRC-32 per 64 KiB, here one per block) are checked as written after a reboot", async (t) => {
+    const s = await setup(t);
+    const a = randomBytes(BS);
+    const b = randomBytes(BS);
+    await s.store.write(1, Buffer.from(a));
+    await s.store.write(2, Buffer.from(b));
+    await s.store.flush();
+    const old = (data: Buffer): Buffer => {
+      const r = Buffer.alloc(5);
+      r[0] = 2;
+      r.writeUInt32BE(crc32(data), 1);
+      return r;
+    };
+    s.db.overlay.putSync(1, old(a));
+    s.db.overlay.putSync(2, old(b));
+    await reopen(s, { rebooted: true });
+    await scribble(s, 2, 100, Buffer.from([b[100]! ^ 1]));
+    assert.deepEqual(await s.store.read(1), a);
+    await assert.rejects(s.store.read(2), { code: 'ECORRUPT' }, 'a damaged block is still refused');
+    assert.equal(s.store.stats.corrupt, 1);
   });
 
   test("an earlier build's overlay entries (the whole block in LMDB) are checked, then moved into the file", async (t) => {
