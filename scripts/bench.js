@@ -124,7 +124,12 @@ async function phase(res, name, fn) {
   }
 }
 
-async function suite(tool, { s3, work, src, lat }) {
+/**
+ * One tool's workloads at one latency, a phase at a time: it yields after each phase so
+ * that the driver can run the tools' phases in turns (each pair under the same load).
+ * Its return value is the results.
+ */
+async function* suite(tool, { s3, work, src, lat }) {
   const res = { errors: [], rss: 0 };
   const tag = `${tool.name}-${lat}ms`;
   const base = join(work, tag);
@@ -174,6 +179,7 @@ async function suite(tool, { s3, work, src, lat }) {
       if (dirtyAfterFsync) log(`${tag}: WARNING ${dirtyAfterFsync} dirty blocks after fsync returned`);
       return r;
     });
+    yield;
   }
 
   if (!skip.has('seq') && vol && !res.write.error) {
@@ -205,6 +211,7 @@ async function suite(tool, { s3, work, src, lat }) {
         await m.unmount();
       }
     });
+    yield;
   }
 
   if (!skip.has('rand') && vol && !res.write.error) {
@@ -224,6 +231,7 @@ async function suite(tool, { s3, work, src, lat }) {
         await m.unmount();
       }
     });
+    yield;
   }
 
   if (!skip.has('rand')) {
@@ -252,6 +260,7 @@ async function suite(tool, { s3, work, src, lat }) {
       log(`${tag}: random write ${f.iops.toFixed(0)} IOPS during fio, ${f.iopsToS3.toFixed(0)} until in S3 (unmount ${f.unmountMs.toFixed(0)} ms), ${f.counts.put} PUTs`);
       return f;
     });
+    yield;
   }
 
   if (!skip.has('zfs')) {
@@ -282,6 +291,7 @@ async function suite(tool, { s3, work, src, lat }) {
       log(`${tag}: zfs write ${(z.writeMs / 1000).toFixed(1)} s, export ${(z.exportMs / 1000).toFixed(1)} s, unmount ${(unmountMs / 1000).toFixed(1)} s`);
       return r;
     });
+    yield;
     if (zvol && !res.zfs.error) {
       await phase(res, 'zdb', async () => {
         const dir = join(base, 'ro');
@@ -301,6 +311,7 @@ async function suite(tool, { s3, work, src, lat }) {
           await m.unmount();
         }
       });
+      yield;
     }
   }
   return res;
@@ -425,10 +436,22 @@ async function main() {
       }
       const tools = [s3zmountTool({ root: ROOT, s3, work: join(work, `z${lat}`), cpuProfDir })];
       if (!skip.has('s3backer')) tools.push(s3backerTool({ s3 }));
-      for (const tool of tools) {
-        const r = await suite(tool, { s3, work, src, lat });
-        L.tools[tool.name] = r;
-        for (const e of r.errors) results.errors.push(`${tool.name} at ${lat} ms, ${e}`);
+      // Phase by phase, the tools in turns: s3zmount's write, s3backer's write, s3zmount's
+      // reads... so that each pair runs after the same kind of work, not one tool's whole
+      // suite after the image rows and the other's after the first tool's zdb.
+      let running = tools.map((tool) => ({ tool, steps: suite(tool, { s3, work, src, lat }) }));
+      while (running.length > 0) {
+        const left = [];
+        for (const run of running) {
+          const step = await run.steps.next();
+          if (!step.done) {
+            left.push(run);
+            continue;
+          }
+          L.tools[run.tool.name] = step.value;
+          for (const e of step.value.errors) results.errors.push(`${run.tool.name} at ${lat} ms, ${e}`);
+        }
+        running = left;
       }
     }
     if (!skip.has('rss1t')) {
