@@ -12,7 +12,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { S3Object, PutSse } from './bucket.js';
-import { S3ResponseError, TransientError } from './errors.js';
+import { ConnectTimeoutError, S3ResponseError, TransientError } from './errors.js';
 import { SigV4Signer, encodePath, sha256Hex, EMPTY_SHA256, type SigningCredentials } from './signed-request.js';
 import { RawHttpPool, RawUnsupported } from './raw-http.js';
 
@@ -172,7 +172,7 @@ export class BlockHttp {
         if (!socket.connecting) return;
         // As the SDK's NodeHttpHandler: a connection that does not open in time is a TimeoutError.
         const timer = setTimeout(() => {
-          req.destroy(Object.assign(new Error(`no connection within ${this.#connectTimeoutMs} ms`), { name: 'TimeoutError', code: 'ETIMEDOUT' }));
+          req.destroy(new ConnectTimeoutError(this.#connectTimeoutMs));
         }, this.#connectTimeoutMs);
         const clear = (): void => clearTimeout(timer);
         socket.once('connect', clear);

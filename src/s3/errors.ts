@@ -85,10 +85,26 @@ function netCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** Whether nothing answered at all: refused, no such host, no route. */
+/** What the lean paths throw when a connection does not open in time (as the SDK's NodeHttpHandler, a TimeoutError). */
+export class ConnectTimeoutError extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(ms: number) {
+    super(`no connection within ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+function connectTimeout(err: unknown): ConnectTimeoutError | undefined {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; e = (e as SdkLikeError).cause, depth++) {
+    if (e instanceof ConnectTimeoutError) return e;
+  }
+  return undefined;
+}
+
+/** Whether nothing answered at all: refused, no such host, no route, or no connection in time. */
 export function isUnreachable(err: unknown): boolean {
   const code = netCode(err);
-  return code !== undefined && UNREACHABLE_CODES.has(code);
+  return (code !== undefined && UNREACHABLE_CODES.has(code)) || connectTimeout(err) !== undefined;
 }
 
 /** Wrong bytes are seldom a passing fault: a few more tries, not the full budget. */
@@ -129,6 +145,8 @@ export function toS3zError(err: unknown, what: string, bucket: string, endpoint:
   const tls = tlsProblem(err);
   if (tls !== undefined) return new S3zError('EUNREACHABLE', `cannot talk to ${endpoint} for ${what}: ${tls}`, { cause: err });
   if (code && UNREACHABLE_CODES.has(code)) return new S3zError('EUNREACHABLE', `cannot reach ${endpoint} (${code}) for ${what}`, { cause: err });
+  const unopened = connectTimeout(err);
+  if (unopened) return new S3zError('EUNREACHABLE', `cannot reach ${endpoint} (${unopened.message}) for ${what}`, { cause: err });
   if (name === 'TimeoutError' || name === 'AbortError' || code === 'ETIMEDOUT') {
     return new S3zError('EUNREACHABLE', `${endpoint} did not answer in time for ${what}`, { cause: err });
   }

@@ -21,7 +21,7 @@
 // reused socket that fails before any byte of its answer is replaced once (the request
 // may be sent again: a server may close an idle keep-alive socket at any time).
 import net from 'node:net';
-import { TransientError } from './errors.js';
+import { ConnectTimeoutError, TransientError } from './errors.js';
 
 export interface RawResponse {
   readonly status: number;
@@ -272,7 +272,7 @@ export class RawHttpPool {
     const { socket } = conn;
     // As node:http's path (block-http.ts): a connection that does not open in time is a TimeoutError.
     const timer = setTimeout(() => {
-      conn.fail(Object.assign(new Error(`no connection within ${this.#connectTimeoutMs} ms`), { name: 'TimeoutError', code: 'ETIMEDOUT' }));
+      conn.fail(new ConnectTimeoutError(this.#connectTimeoutMs));
     }, this.#connectTimeoutMs);
     socket.once('connect', () => clearTimeout(timer));
     socket.on('error', (err) => {

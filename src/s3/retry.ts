@@ -11,8 +11,9 @@ export interface RetryPolicy {
   readonly maxTotalMs: number;
   /**
    * Attempts after the first while the endpoint has never answered and cannot be
-   * reached (refused, no such host): more likely a wrong URL than an outage, so the
-   * user hears it within about a second. Unset: `retries`.
+   * reached (refused, no such host, no connection in time): more likely a wrong URL or
+   * a firewall than an outage, so the user hears it within about a second (refused) or
+   * four connect timeouts. Unset: `retries`.
    */
   readonly firstContactRetries?: number;
 }

@@ -5,6 +5,7 @@
 import { test, after, beforeEach, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { startS3, useCredentials } from '../helpers/s3.js';
 import { startFaultProxy, type FaultAction } from '../helpers/fault-proxy.js';
@@ -47,10 +48,10 @@ interface Fixture {
   readonly keys: BlockKeys;
 }
 
-function fixture(t: TestContext, opts: { endpoint?: string; requestTimeoutMs?: number } = {}): Fixture {
+function fixture(t: TestContext, opts: { endpoint?: string; requestTimeoutMs?: number; connectTimeoutMs?: number } = {}): Fixture {
   const loc = parseS3Url(s3.url('faults'));
   const keys = new BlockKeys(loc);
-  const config = { ...DEFAULT_S3_CONFIG, retry: RETRY, requestTimeoutMs: opts.requestTimeoutMs ?? TIMEOUT_MS };
+  const config = { ...DEFAULT_S3_CONFIG, retry: RETRY, requestTimeoutMs: opts.requestTimeoutMs ?? TIMEOUT_MS, ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}) };
   const bucket = new S3Bucket({ ...config, endpoint: opts.endpoint ?? proxy.endpoint }, loc.bucket, silentLogger);
   const directBucket = new S3Bucket({ ...config, endpoint: s3.endpoint }, loc.bucket, silentLogger);
   t.after(() => {
@@ -306,6 +307,40 @@ test('nothing listening at the endpoint: EUNREACHABLE, in bounded time', async (
   // An endpoint that never answered is more likely a wrong URL than an outage.
   assert.equal(bucket.stats.get, RETRY.firstContactRetries + 1, 'a refused first contact gets the short budget');
   await assertFails(bucket.check(), 'EUNREACHABLE');
+});
+
+test('an endpoint where no connection opens (a firewall that drops): EUNREACHABLE after the short budget, saying so', async (t) => {
+  // A listener that never accepts: a child that listens with a backlog of 1 and then blocks
+  // its event loop. Once its accept queue is full, the kernel drops new SYNs, as a
+  // firewall does, and connects time out.
+  const port = await freePort();
+  const child = spawn(process.execPath, ['-e', `
+    require('net').createServer().listen(${port}, '127.0.0.1', 1, () => {
+      process.stdout.write('listening\\n');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+    });`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const fillers: net.Socket[] = [];
+  t.after(() => {
+    for (const f of fillers) f.destroy();
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the listener exited (${code})`)));
+  });
+  for (let i = 0; i < 3; i++) {
+    const f = net.connect(port, '127.0.0.1');
+    f.on('error', () => {});
+    fillers.push(f);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const { store, bucket } = fixture(t, { endpoint: `http://127.0.0.1:${port}`, connectTimeoutMs: 400 });
+  const t0 = performance.now();
+  const err = await assertFails(store.read(0), 'EUNREACHABLE');
+  const ms = performance.now() - t0;
+  assert.match(err.message, /cannot reach http:\/\/127\.0\.0\.1:\d+ \(no connection within 400 ms\)/);
+  assert.equal(bucket.stats.get, RETRY.firstContactRetries + 1, 'a first contact that never connects gets the short budget');
+  assert.ok(ms < 400 * ATTEMPTS, `took ${ms} ms`);
 });
 
 test('an endpoint that answered once and then refuses is in an outage: the full retries', async (t) => {
