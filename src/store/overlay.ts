@@ -284,7 +284,7 @@ export class OverlayStore implements RangeStore {
     }
     const layout = Buffer.from(record);
     layout[0] = DIRTY; // UNFLUSHED is only a flag on the same layout
-    if (recordSegment(bs, layout) !== undefined) {
+    if ((record[0] === DIRTY || record[0] === UNFLUSHED) && recordSegment(bs, layout) !== undefined) {
       const actual = checksumsOf(bs, await this.#files.read(index, 0, bs), layout);
       if (actual.subarray(1).equals(record.subarray(1))) {
         this.#verified.set(index, false);

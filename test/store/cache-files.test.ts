@@ -51,6 +51,16 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }, config: Pa
   return { dir, openDb, make };
 }
 
+/** A started cache whose uploads never end (the process "dies" before any): all it journals stays dirty. */
+async function stuckCache(s: Awaited<ReturnType<typeof setup>>): Promise<{ cache: CacheStore; db: LocalDb }> {
+  const stuck = new CountingStore(BS, COUNT);
+  stuck.held = true;
+  const db = s.openDb();
+  const cache = s.make(stuck, db);
+  await cache.start();
+  return { cache, db };
+}
+
 test('ranged reads and writes: a piece of a local block, a never-written block, a block stored only below', async (t) => {
   const { openDb, make } = await setup(t);
   const inner = new CountingStore(BS, COUNT);
@@ -136,12 +146,9 @@ test('kill -9: dirty blocks (whole and pieces) are replayed from the files; same
 });
 
 test('after a reboot a dirty block whose bytes no longer match its journal is never uploaded; the others are', async (t) => {
-  const { dir, openDb, make } = await setup(t);
-  const stuck = new CountingStore(BS, COUNT);
-  stuck.held = true;
-  const db1 = openDb();
-  const c1 = make(stuck, db1);
-  await c1.start();
+  const s = await setup(t);
+  const { dir, openDb, make } = s;
+  const { cache: c1, db: db1 } = await stuckCache(s);
   const good = randomBytes(BS);
   const damaged = randomBytes(BS);
   await c1.write(4, Buffer.from(good));
@@ -173,12 +180,9 @@ async function readChars(): Promise<number> {
 
 test('a piece written over zeros (a never-written block, a block written as zeros) is summed alone, and its record verifies after a reboot', async (t) => {
   // Uploads wait out a long write delay: only the write itself reads anything.
-  const { openDb, make } = await setup(t, { writeDelayMs: 60_000 });
-  const stuck = new CountingStore(BS, COUNT);
-  stuck.held = true;
-  const db1 = openDb();
-  const c1 = make(stuck, db1);
-  await c1.start();
+  const s = await setup(t, { writeDelayMs: 60_000 });
+  const { openDb, make } = s;
+  const { cache: c1, db: db1 } = await stuckCache(s);
   const seg = segmentSize(BS);
   const p6 = randomBytes(2 * seg);
   await c1.writeRange(9, seg, randomBytes(2 * seg), 2 * seg); // the first of its kind loads what it needs
@@ -214,12 +218,7 @@ test('a piece written over zeros (a never-written block, a block written as zero
 });
 
 test('a 4 KiB write into a dirty block reads nothing back; an unaligned one reads only the 4 KiB segments it touches', async (t) => {
-  const { openDb, make } = await setup(t, { writeDelayMs: 60_000 });
-  const stuck = new CountingStore(BS, COUNT);
-  stuck.held = true;
-  const db = openDb();
-  const c = make(stuck, db);
-  await c.start();
+  const { cache: c, db } = await stuckCache(await setup(t, { writeDelayMs: 60_000 }));
   assert.equal(segmentSize(BS), 4096);
   const block = randomBytes(BS);
   await c.write(3, Buffer.from(block));
@@ -250,12 +249,9 @@ function oldRecord(b: Buffer): Buffer {
 }
 
 test('a journal an earlier build wrote (64 KiB segments) is checked as written after a reboot', async (t) => {
-  const { dir, openDb, make } = await setup(t);
-  const stuck = new CountingStore(BS, COUNT);
-  stuck.held = true;
-  const db1 = openDb();
-  const c1 = make(stuck, db1);
-  await c1.start();
+  const s = await setup(t);
+  const { dir, openDb, make } = s;
+  const { cache: c1, db: db1 } = await stuckCache(s);
   const blocks = new Map([4, 5, 6].map((i) => [i, randomBytes(BS)]));
   for (const [i, b] of blocks) await c1.write(i, Buffer.from(b));
   for (const [i, b] of blocks) await db1.local.put(i, oldRecord(b));

@@ -297,10 +297,12 @@ describe('overlay: local writes over a volume that never changes', () => {
     // Rewriting the whole block repairs it.
     await s.store.write(1, Buffer.from(a));
     assert.deepEqual(await s.store.read(1), a);
-    // A record this build does not know is ECORRUPT too.
+    // A record this build does not know is ECORRUPT too, even one of a dirty record's length.
     s.db.overlay.putSync(2, Buffer.from([9, 9]));
+    s.db.overlay.putSync(3, Buffer.from([9, 0, 0, 0, 0]));
     await reopen(s, { rebooted: false });
     await assert.rejects(s.store.read(2), { code: 'ECORRUPT' });
+    await assert.rejects(s.store.read(3), { code: 'ECORRUPT' });
   });
 
   test("an earlier build's records (a CRC-32 per 64 KiB, here one per block) are checked as written after a reboot", async (t) => {
