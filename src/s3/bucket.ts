@@ -122,14 +122,13 @@ export class S3Bucket {
   /** Runs one request with a whole-attempt deadline, retrying transient failures. */
   async #send<T>(what: string, counter: keyof S3Stats, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const policy = this.#config.retry;
+    const started = performance.now();
     let corrupt = 0;
-    let attempts = 0;
     try {
       return await withRetry(
         policy,
         async () => {
           this.stats[counter]++;
-          attempts++;
           const signal = AbortSignal.timeout(this.#config.requestTimeoutMs);
           try {
             const result = await fn(signal);
@@ -142,7 +141,7 @@ export class S3Bucket {
         },
         (err) => {
           if (err instanceof TransientError && err.code === 'ECORRUPT') corrupt++;
-          if (!this.#answered && isUnreachable(err) && attempts > (policy.firstContactRetries ?? policy.retries)) return false;
+          if (!this.#answered && isUnreachable(err) && performance.now() - started >= (policy.firstContactMs ?? policy.maxTotalMs)) return false;
           return isRetryable(err, corrupt);
         },
         (err, n) => {

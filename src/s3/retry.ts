@@ -10,15 +10,15 @@ export interface RetryPolicy {
   /** No new attempt starts after this long. */
   readonly maxTotalMs: number;
   /**
-   * Attempts after the first while the endpoint has never answered and cannot be
-   * reached (refused, no such host, no connection in time): more likely a wrong URL or
-   * a firewall than an outage, so the user hears it within about a second (refused) or
-   * four connect timeouts. Unset: `retries`.
+   * No new attempt after this long while the endpoint has never answered and cannot be
+   * reached (refused, no such host, no connection in time): more likely a wrong URL or a
+   * firewall than an outage, so the user hears it within seconds, yet a local server
+   * started just before (`local-s3 &`) has time to listen. Unset: `maxTotalMs`.
    */
-  readonly firstContactRetries?: number;
+  readonly firstContactMs?: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDelayMs: 5000, maxTotalMs: 60_000, firstContactRetries: 3 };
+export const DEFAULT_RETRY: RetryPolicy = { retries: 6, minDelayMs: 100, maxDelayMs: 5000, maxTotalMs: 60_000, firstContactMs: 2000 };
 
 export function withRetry<T>(
   policy: RetryPolicy,
