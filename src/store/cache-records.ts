@@ -5,8 +5,8 @@
 //                                        few segments recomputes only theirs. The
 //                                        segment count is the record's length: records
 //                                        are written with segmentSize() (4 KiB for 1 MiB
-//                                        blocks, at most 256 per block) and read in any
-//                                        layout (64 KiB before session 25)
+//                                        blocks, 64 KiB at most) and read in any layout
+//                                        (64 KiB before session 25)
 //   ZEROS                                a dirty block written as zeros (range punched)
 // Used by the cache and the overlay (which keeps its blocks in the same layouts). Pure
 // functions: reading the bytes they describe is the caller's business (recordAfterWrite
@@ -19,11 +19,13 @@ export const ZEROS = 3;
 
 /**
  * CRC-32 granularity of new dirty records: a 4 KiB write covers its segment, so it is
- * summed as it is, with nothing read back; at most 256 segments keep a record within
- * 1 KiB (64 MiB blocks: 256 KiB segments).
+ * summed as it is, with nothing read back. Larger blocks get larger segments, 256 per
+ * block (a record of 1 KiB), but never over 64 KiB, the earlier size, so that ZFS's
+ * 128 KiB writes still cover whole segments (64 MiB blocks: 1024, a record of 4 KiB).
  */
 const MIN_SEGMENT = 4096;
-const MAX_SEGMENTS = 256;
+const MAX_SEGMENT = 64 * 1024;
+const SEGMENTS = 256;
 
 export const ZERO_RECORD: Buffer = Buffer.from([ZEROS]);
 
@@ -37,7 +39,7 @@ export function cleanSum(record: Buffer | undefined): Buffer | undefined {
 }
 
 export function segmentSize(blockSize: number): number {
-  return Math.min(blockSize, Math.max(MIN_SEGMENT, blockSize / MAX_SEGMENTS));
+  return Math.min(blockSize, MAX_SEGMENT, Math.max(MIN_SEGMENT, blockSize / SEGMENTS));
 }
 
 /** The segment size a DIRTY record was written with, or undefined if it is not one for this block size. */

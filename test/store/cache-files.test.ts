@@ -293,6 +293,24 @@ test('a write over a record of another layout sums the whole block again, in 4 K
   assert.deepEqual(checksumsOf(BS, block, oldRecord(block)), oldRecord(block));
 });
 
+test('segments: 4 KiB for blocks up to 1 MiB, 256 per larger block, never over 64 KiB, so a 128 KiB write of a 64 MiB block reads nothing back', async () => {
+  const KiB = 1024;
+  const MiB = 1024 * KiB;
+  assert.deepEqual(
+    [4 * KiB, 64 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB].map((bs) => segmentSize(bs)),
+    [4 * KiB, 4 * KiB, 4 * KiB, 16 * KiB, 64 * KiB, 64 * KiB],
+  );
+  const bs = 64 * MiB;
+  const previous = checksumsOf(bs, Buffer.alloc(bs));
+  const piece = randomBytes(128 * KiB);
+  const record = await recordAfterWrite(bs, previous, 5 * 128 * KiB, piece, async () => {
+    throw new Error('read back');
+  });
+  assert.equal(record.length, 1 + 4 * 1024);
+  assert.equal(record.readUInt32BE(1 + 4 * 10), crc32(piece.subarray(0, 64 * KiB)));
+  assert.equal(record.readUInt32BE(1 + 4 * 11), crc32(piece.subarray(64 * KiB)));
+});
+
 test('a cache dir of format 1 (whole blocks in LMDB) is migrated: its journal is replayed, its clean blocks dropped', async (t) => {
   const { openDb, make } = await setup(t);
   const db = openDb();
