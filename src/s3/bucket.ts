@@ -16,7 +16,7 @@ import { withRetry } from './retry.js';
 import type { S3Config } from './config.js';
 
 export { DEFAULT_S3_CONFIG, type S3Config } from './config.js';
-import { TransientError, isRetryable, isUnreachable, toS3zError } from './errors.js';
+import { TransientError, hasAnswer, isRetryable, isUnreachable, toS3zError } from './errors.js';
 import { BlockHttp } from './block-http.js';
 
 // The SDK warns on Node 20 at every start; a CLI user must never see it (DESIGN §6).
@@ -135,7 +135,7 @@ export class S3Bucket {
             this.#answered = true;
             return result;
           } catch (err) {
-            if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode !== undefined) this.#answered = true;
+            if (hasAnswer(err)) this.#answered = true;
             throw err;
           }
         },

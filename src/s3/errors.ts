@@ -107,6 +107,11 @@ export function isUnreachable(err: unknown): boolean {
   return (code !== undefined && UNREACHABLE_CODES.has(code)) || connectTimeout(err) !== undefined;
 }
 
+/** Whether the error carries an answer of the endpoint (an HTTP status, even an error's). */
+export function hasAnswer(err: unknown): boolean {
+  return (err as SdkLikeError | undefined)?.$metadata?.httpStatusCode !== undefined;
+}
+
 /** Wrong bytes are seldom a passing fault: a few more tries, not the full budget. */
 const CORRUPT_ATTEMPTS = 3;
 
