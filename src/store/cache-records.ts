@@ -42,21 +42,24 @@ export function segmentSize(blockSize: number): number {
   return Math.min(blockSize, MAX_SEGMENT, Math.max(MIN_SEGMENT, blockSize / SEGMENTS));
 }
 
-/** The segment size a DIRTY record was written with, or undefined if it is not one for this block size. */
-export function recordSegment(blockSize: number, record: Buffer | undefined): number | undefined {
-  if (record === undefined || record[0] !== DIRTY || (record.length - 1) % 4 !== 0) return undefined;
-  const count = (record.length - 1) / 4;
+/** The segment size of a dirty layout (DIRTY, or the overlay's UNFLUSHED) of `length` bytes, or undefined if none fits this block size. */
+export function layoutSegment(blockSize: number, length: number): number | undefined {
+  if ((length - 1) % 4 !== 0) return undefined;
+  const count = (length - 1) / 4;
   return count > 0 && blockSize % count === 0 ? blockSize / count : undefined;
 }
 
+/** The segment size a DIRTY record was written with, or undefined if it is not one for this block size. */
+export function recordSegment(blockSize: number, record: Buffer | undefined): number | undefined {
+  return record !== undefined && record[0] === DIRTY ? layoutSegment(blockSize, record.length) : undefined;
+}
+
 /**
- * The DIRTY record of a whole block's bytes, in the layout of `like` when that is a dirty
- * record of this block size (a journal written by an earlier build is checked as written),
- * else in the current one.
+ * The DIRTY record of a whole block's bytes, in segments of `segment` bytes (a journal
+ * written by an earlier build is checked in its own layout), by default the current ones.
  */
-export function checksumsOf(blockSize: number, data: Buffer, like?: Buffer): Buffer {
-  const seg = recordSegment(blockSize, like) ?? segmentSize(blockSize);
-  return sumSegments(Buffer.alloc(1 + (4 * blockSize) / seg), seg, 0, data);
+export function checksumsOf(blockSize: number, data: Buffer, segment = segmentSize(blockSize)): Buffer {
+  return sumSegments(Buffer.alloc(1 + (4 * blockSize) / segment), segment, 0, data);
 }
 
 const zeroRecords = new Map<number, Buffer>();
@@ -69,7 +72,7 @@ const zeroRecords = new Map<number, Buffer>();
 export function zeroDirtyRecord(blockSize: number): Buffer {
   let record = zeroRecords.get(blockSize);
   if (record === undefined) {
-    record = dirtyRecord(blockSize, undefined, 0, Buffer.alloc(blockSize));
+    record = checksumsOf(blockSize, Buffer.alloc(blockSize));
     zeroRecords.set(blockSize, record);
   }
   return record;
@@ -81,8 +84,7 @@ export function zeroDirtyRecord(blockSize: number): Buffer {
  */
 export function touchedSegments(blockSize: number, at: number, length: number, previous: Buffer | undefined): { first: number; last: number } {
   const seg = segmentSize(blockSize);
-  const count = blockSize / seg;
-  if (previous === undefined || previous[0] !== DIRTY || previous.length !== 1 + 4 * count) return { first: 0, last: count - 1 };
+  if (recordSegment(blockSize, previous) !== seg) return { first: 0, last: blockSize / seg - 1 };
   return { first: Math.floor(at / seg), last: Math.floor((at + length - 1) / seg) };
 }
 

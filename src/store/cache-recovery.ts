@@ -11,7 +11,7 @@ import { crc32 } from 'node:zlib';
 import type { Logger } from '../log.js';
 import type { LocalDb } from './local-db.js';
 import type { SlabFiles } from './slab-file.js';
-import { ZEROS, ZERO_RECORD, checksumsOf, dirtyRecord } from './cache-records.js';
+import { ZEROS, ZERO_RECORD, checksumsOf, recordSegment } from './cache-records.js';
 
 /** The cache format of these files; an older cache dir is migrated. */
 const FORMAT = 2;
@@ -44,7 +44,7 @@ export type Recheck = 'zeros' | 'verified' | 'rejournaled' | 'dropped';
 export async function recheckDirty(d: RecoveryDeps, index: number, rebooted: boolean): Promise<Recheck> {
   const record = d.db.local.get(index);
   if (record !== undefined && record[0] === ZEROS) return 'zeros';
-  const now = checksumsOf(d.blockSize, await d.files.read(index, 0, d.blockSize), record);
+  const now = checksumsOf(d.blockSize, await d.files.read(index, 0, d.blockSize), recordSegment(d.blockSize, record));
   if (record !== undefined && now.equals(record)) return 'verified';
   if (rebooted) {
     d.log.error({ block: index }, 'after a reboot the local copy of an unuploaded write does not match its journal: dropped (never flushed); the block is read from S3 again');
@@ -78,7 +78,7 @@ export async function migrate(d: RecoveryDeps): Promise<number> {
         continue;
       }
       await d.files.write(key, 0, data);
-      await d.db.local.put(key, dirtyRecord(d.blockSize, undefined, 0, data));
+      await d.db.local.put(key, checksumsOf(d.blockSize, data));
     }
     moved++;
   }

@@ -36,7 +36,7 @@ import type { LocalDb } from './local-db.js';
 import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore, type ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Raw } from './checksum.js';
-import { DIRTY, ZEROS, ZERO_RECORD, checksumsOf, dirtyRecord, recordAfterWrite, recordSegment } from './cache-records.js';
+import { DIRTY, ZEROS, ZERO_RECORD, checksumsOf, layoutSegment, recordAfterWrite } from './cache-records.js';
 import { KeyedLock } from './keyed-lock.js';
 import { SMALL_READ, SlabFiles } from './slab-file.js';
 
@@ -216,7 +216,7 @@ export class OverlayStore implements RangeStore {
         next = Buffer.from(ZERO_RECORD);
       } else if (whole) {
         await this.#files.write(index, 0, data as Buffer);
-        next = dirtyRecord(bs, undefined, 0, data as Buffer);
+        next = checksumsOf(bs, data as Buffer);
       } else {
         const piece = data ?? Buffer.alloc(length);
         if (record === undefined || record[0] === ZEROS) {
@@ -226,7 +226,7 @@ export class OverlayStore implements RangeStore {
           if (record === undefined) (await this.#inner.read(index))?.copy(base);
           piece.copy(base, at);
           await this.#files.write(index, 0, base);
-          next = dirtyRecord(bs, undefined, 0, base);
+          next = checksumsOf(bs, base);
         } else {
           await this.#files.write(index, at, piece);
           const previous = Buffer.from(record);
@@ -276,16 +276,16 @@ export class OverlayStore implements RangeStore {
       await this.#files.write(index, 0, data);
       await this.#files.sync();
       this.#log.debug({ block: index }, 'overlay entry moved into the overlay files');
-      return this.#settle(index, dirtyRecord(bs, undefined, 0, data));
+      return this.#settle(index, checksumsOf(bs, data));
     }
     if (record.length === 1 && record[0] === ZEROS) {
       this.#verified.set(index, true);
       return record;
     }
-    const layout = Buffer.from(record);
-    layout[0] = DIRTY; // UNFLUSHED is only a flag on the same layout
-    if ((record[0] === DIRTY || record[0] === UNFLUSHED) && recordSegment(bs, layout) !== undefined) {
-      const actual = checksumsOf(bs, await this.#files.read(index, 0, bs), layout);
+    // UNFLUSHED is only a flag on DIRTY's layout.
+    const segment = record[0] === DIRTY || record[0] === UNFLUSHED ? layoutSegment(bs, record.length) : undefined;
+    if (segment !== undefined) {
+      const actual = checksumsOf(bs, await this.#files.read(index, 0, bs), segment);
       if (actual.subarray(1).equals(record.subarray(1))) {
         this.#verified.set(index, false);
         return record;

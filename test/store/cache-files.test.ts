@@ -14,7 +14,7 @@ import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
 import { fileNative } from '../../dist/util/file-native.js';
-import { checksumsOf, recordAfterWrite, segmentSize } from '../../dist/store/cache-records.js';
+import { checksumsOf, recordAfterWrite, recordSegment, segmentSize } from '../../dist/store/cache-records.js';
 
 const BS = 256 * 1024;
 const COUNT = 512;
@@ -290,7 +290,7 @@ test('a write over a record of another layout sums the whole block again, in 4 K
   });
   assert.deepEqual(again, record);
   // And an old record is checked in its own layout.
-  assert.deepEqual(checksumsOf(BS, block, oldRecord(block)), oldRecord(block));
+  assert.deepEqual(checksumsOf(BS, block, recordSegment(BS, oldRecord(block))), oldRecord(block));
 });
 
 test('segments: 4 KiB for blocks up to 1 MiB, 256 per larger block, never over 64 KiB, so a 128 KiB write of a 64 MiB block reads nothing back', async () => {
