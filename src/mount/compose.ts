@@ -92,7 +92,8 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
   // The cache sits above the prefetch layer: read-ahead skips what it already holds.
   let cache: CacheStore | undefined;
   const prefetch = new PrefetchStore(DEFAULT_PREFETCH_CONFIG, guard, { log, skip: (i) => cache?.holds(i) ?? false });
-  cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, ...o.cacheBytes, readOnly }, prefetch, { db, log });
+  // One pool of block buffers for both: a fill is handed a read-ahead's buffer, not a copy of it.
+  cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, ...o.cacheBytes, readOnly }, prefetch, { db, log, fillBuffers: prefetch.buffers });
   try {
     await cache.start();
   } catch (err) {

@@ -79,6 +79,12 @@ export class BlockBuffers {
     if (this.#free.length < this.#keep) this.#free.push(sab);
   }
 
+  /** Whether `buf` is over a backing store this pool has lent and not had back. */
+  owns(buf: Buffer): boolean {
+    const sab = buf.buffer;
+    return sab instanceof SharedArrayBuffer && this.#lent.has(sab);
+  }
+
   /** Free backing stores kept for reuse (for tests and stats). */
   get idle(): number {
     return this.#free.length;

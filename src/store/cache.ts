@@ -157,14 +157,16 @@ export class CacheStore implements RangeStore {
   /**
    * What fills (and the bases of partial writes) read their block into from below, and
    * what a block's check and a write's new checksums read its file into; the bytes never
-   * leave this layer in it: readers read the block's file once it is there.
+   * leave this layer in it: readers read the block's file once it is there. Shared with
+   * the read-ahead below when compose gives it (deps.fillBuffers): a fill is then handed
+   * the read-ahead's buffer instead of a copy.
    */
   #fillBuffers: BlockBuffers;
   /** Reads answered below JS for granted blocks (useDirectReads). */
   #grants: DirectGrants;
   #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0, writeOuts: 0 };
 
-  constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger }) {
+  constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger; fillBuffers?: BlockBuffers }) {
     this.blockSize = inner.blockSize;
     this.blockCount = inner.blockCount;
     this.#inner = inner;
@@ -174,7 +176,10 @@ export class CacheStore implements RangeStore {
     this.#files = new SlabFiles(slabDir(deps.db.dir), this.blockSize);
     const uploads = uploadsFor(config.uploadConcurrency, this.blockSize);
     this.#uploadBuffers = new BlockBuffers(this.blockSize, uploads);
-    this.#fillBuffers = new BlockBuffers(this.blockSize, FILL_BUFFERS);
+    if (deps.fillBuffers !== undefined && deps.fillBuffers.size !== this.blockSize) {
+      throw new RangeError(`fill buffers of ${deps.fillBuffers.size} bytes for ${this.blockSize}-byte blocks`);
+    }
+    this.#fillBuffers = deps.fillBuffers ?? new BlockBuffers(this.blockSize, FILL_BUFFERS);
     this.#cover = new DirtyCover(this.blockSize);
     this.#room = new DiskRoom({
       dir: this.#db.dir,
@@ -439,25 +444,38 @@ export class CacheStore implements RangeStore {
       return this.#zeroDirty.has(index) ? null : true;
     }
     return this.#fillBuffers.lend(async (buf): Promise<Local> => {
-      const data = await this.#inner.read(index, { ...opts, into: buf });
+      const data = await this.#inner.read(index, { ...opts, into: buf, pool: this.#fillBuffers });
       if (data === null) return null;
-      // The buffer goes back to the pool below: a reader that cannot read the file gets a copy.
-      if (this.#closed) return Buffer.from(data);
-      try {
-        await this.#localWrite(index, 0, data);
-      } catch (err) {
-        // Serving the read matters more than caching it.
-        this.#log.warn({ block: index, err: (err as Error).message }, 'could not cache a fetched block');
-        return Buffer.from(data);
+      // A read-ahead's own buffer of the same pool, handed over: ours to give back as well.
+      if (data.buffer !== buf.buffer && this.#fillBuffers.owns(data)) {
+        try {
+          return await this.#keepFetched(index, data);
+        } finally {
+          this.#fillBuffers.release(data);
+        }
       }
-      // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
-      const record = cleanRecord(await sha256Of(data));
-      this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
-      this.#verified.add(index);
-      this.#lru.set(index, true);
-      this.#grants.grant(index);
-      return true;
+      return this.#keepFetched(index, data);
     });
+  }
+
+  /** Writes a fetched (verified) block to its file and records it clean; its buffer is lent, not kept. */
+  async #keepFetched(index: number, data: Buffer): Promise<Local> {
+    // The buffer goes back to the pool: a reader that cannot read the file gets a copy.
+    if (this.#closed) return Buffer.from(data);
+    try {
+      await this.#localWrite(index, 0, data);
+    } catch (err) {
+      // Serving the read matters more than caching it.
+      this.#log.warn({ block: index, err: (err as Error).message }, 'could not cache a fetched block');
+      return Buffer.from(data);
+    }
+    // The S3 store checked this buffer's SHA-256 (memoized per buffer): no new hash.
+    const record = cleanRecord(await sha256Of(data));
+    this.#db.local.put(index, record).catch((err: unknown) => this.#localFailed('fill', index, err));
+    this.#verified.add(index);
+    this.#lru.set(index, true);
+    this.#grants.grant(index);
+    return true;
   }
 
   /** A reader of the block (pinned since #pins.pin) is done: a drop that waited for it happens now. */

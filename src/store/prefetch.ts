@@ -10,7 +10,9 @@
 //   held      read-ahead results waiting to be read (oldest dropped first)
 //   buffers   what read-ahead requests read their block into (block-buffers.ts): a
 //             result is copied into the reader's buffer (ReadOptions.into) and its
-//             buffer used again, so a sequential stream allocates no block memory
+//             buffer used again, so a sequential stream allocates no block memory; a
+//             reader whose buffer comes from this same pool (the cache's fills: compose
+//             shares it) is handed the result's buffer itself, with no copy
 //
 // Invariants:
 //   - foreground reads go to the store below at once; they never wait for a
@@ -25,7 +27,8 @@
 //   - a held copy is handed out once and then forgotten (the cache above keeps it).
 //   - a read-ahead's buffer has one owner at a time: the request, then the held entry or
 //     the reader that claimed it; whoever drops the result gives the buffer back, unless
-//     it was handed out as it is (to a reader without a buffer of its own).
+//     it was handed out as it is (to a reader without a buffer of its own, for good; to a
+//     reader with a buffer of the same pool, who gives it back).
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
@@ -169,6 +172,11 @@ export class PrefetchStore implements BlockStore {
     this.#buffers = new BlockBuffers(this.blockSize, maxWindow);
   }
 
+  /** The pool read-ahead reads into: a reader that lends its `into` from it (ReadOptions.pool) is handed results without a copy. */
+  get buffers(): BlockBuffers {
+    return this.#buffers;
+  }
+
   /** Milliseconds since a foreground read last waited on the store below; 0 while one waits. */
   get foregroundIdleMs(): number {
     return this.#waiting > 0 ? 0 : performance.now() - this.#lastWaitEnd;
@@ -189,7 +197,7 @@ export class PrefetchStore implements BlockStore {
       // It was here before it was asked for: the window already hides the latency.
       if (steer) this.#observe(index, false, alone);
       this.#sync();
-      return this.#handOut(held, opts?.into);
+      return this.#handOut(held, opts);
     }
     let ahead = this.#inflight.get(index);
     if (ahead !== undefined && !ahead.claimed) ahead.claimed = true;
@@ -207,7 +215,7 @@ export class PrefetchStore implements BlockStore {
         const data = await ahead.result;
         if (data !== undefined && ahead.valid) {
           this.stats.used++;
-          return this.#handOut({ data, buf: ahead.buf }, opts?.into);
+          return this.#handOut({ data, buf: ahead.buf }, opts);
         }
         // Failed, or the block was written meanwhile: fetch it ourselves.
         this.#buffers.release(ahead.buf);
@@ -299,13 +307,15 @@ export class PrefetchStore implements BlockStore {
 
   /**
    * A result for a reader: copied into the reader's buffer when it has one (the result's
-   * buffer is then used again), else handed out as it is, for good.
+   * buffer is then used again), else handed out as it is: for good, or to a reader whose
+   * buffer is of our pool, who gives it back there (a 1 MiB copy less per block).
    */
-  #handOut(held: Held, into: Buffer | undefined): Buffer | null {
+  #handOut(held: Held, opts: ReadOptions | undefined): Buffer | null {
     const { data, buf } = held;
+    const into = opts?.into;
     // The store below may answer in memory of its own (or with null): buf was then unused.
     const inBuf = data !== null && data.buffer === buf.buffer;
-    if (inBuf && into === undefined) return data;
+    if (inBuf && (into === undefined || opts?.pool === this.#buffers)) return data;
     const out = inBuf && into !== undefined ? copyBlock(data, into) : data;
     this.#buffers.release(buf);
     return out;

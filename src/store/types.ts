@@ -13,6 +13,7 @@
 // - flush() is a barrier: every write that resolved before flush() was called is durable
 //   in the bottom store (S3) when it resolves.
 // - close() flushes, then frees resources; any later call throws ECLOSED.
+import type { BlockBuffers } from './block-buffers.js';
 export interface ReadOptions {
   /** Background reads (prefetch, hydration) yield to foreground ones. */
   readonly priority?: 'foreground' | 'background';
@@ -22,6 +23,12 @@ export interface ReadOptions {
    * of a buffer of its own (the S3 store reads the GET body into it). The caller owns it.
    */
   readonly into?: Buffer;
+  /**
+   * The pool `into` was lent from. A store holding the block in another buffer lent by
+   * that same pool (a read-ahead result) may answer with that buffer instead of copying
+   * it into `into`: the buffer is then the caller's, to give back to the pool as well.
+   */
+  readonly pool?: BlockBuffers;
 }
 
 export interface BlockStore {

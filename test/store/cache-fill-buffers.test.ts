@@ -13,6 +13,7 @@ import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CacheStore, DEFAULT_CACHE_CONFIG } from '../../dist/store/cache.js';
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
+import { PrefetchStore } from '../../dist/store/prefetch.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
 import type { BlockSlice, ReadOptions } from '../../dist/store/types.js';
@@ -117,4 +118,39 @@ test('fills through reused buffers: readers get their bytes, partial writes the 
   assert.equal(again.stats.corrupt, 0, 'every clean record matched its bytes');
   assert.equal(below.stats.read, 0, 'nothing fetched again');
   await again.close();
+});
+
+test('fills over a read-ahead that shares their pool take its buffers as they are, give every one back, and cache the right bytes', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 's3z-fillbuf-'));
+  const blocks = 96;
+  const identity = { uuid: randomUUID(), size: BS * blocks, blockSize: BS };
+  const db = LocalDb.open(dir, identity);
+  t.after(async () => {
+    await db.close().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+  const inner = new SlowStore(BS, blocks);
+  const truth: Buffer[] = [];
+  for (let i = 0; i < blocks; i++) {
+    truth.push(randomBytes(BS));
+    await inner.write(i, truth[i]!);
+  }
+  const prefetch = new PrefetchStore({ maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS }, inner, { log: silentLogger });
+  // Eight blocks fit: the second pass below evicts and fetches again.
+  const config = { ...DEFAULT_CACHE_CONFIG, readOnly: true, maxBytes: 8 * BS };
+  const cache = new CacheStore(config, prefetch, { db, log: silentLogger, fillBuffers: prefetch.buffers });
+  await cache.start();
+  for (let pass = 0; pass < 2; pass++) {
+    for (let i = 0; i < blocks; i++) {
+      const reply = await cache.replyRange(i, 0, BS);
+      assert.ok(bytesOf(reply, BS).equals(truth[i]!), `pass ${pass}, block ${i}`);
+      // A reader that comes back for a piece reads it from the file, long after the buffer went back.
+      if (i > 2) assert.ok(bytesOf(await cache.readRange(i - 2, 4096, 4096), 4096).equals(truth[i - 2]!.subarray(4096, 8192)), `block ${i - 2} again`);
+    }
+  }
+  assert.ok(prefetch.stats.used > blocks, `read-ahead served the fills (${prefetch.stats.used})`);
+  // Every handed-over buffer went back to the shared pool: read-ahead kept landing in the
+  // same few backing stores (a leak would take a new one per block).
+  assert.ok(inner.intoMemory.size <= 24, `${inner.intoMemory.size} distinct buffers for ${cache.stats.miss} fills`);
+  await cache.close();
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BlockStore, ReadOptions } from '../../dist/store/types.js';
+import { BlockBuffers } from '../../dist/store/block-buffers.js';
 import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { PrefetchStore, DEFAULT_PREFETCH_CONFIG, type PrefetchConfig } from '../../dist/store/prefetch.js';
 import { silentLogger } from '../../dist/log.js';
@@ -107,6 +108,35 @@ async function scan(store: PrefetchStore, inner: SlowStore, from: number, to: nu
 }
 
 describe('prefetch: reused read-ahead buffers', () => {
+  test('a reader lending its buffer from the read-ahead pool is handed results without a copy, and every buffer comes back', async () => {
+    const inner = await filled(128, 1);
+    const store = prefetch(inner, { initialWindow: 4, maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS, concurrency: 4 });
+    const pool = store.buffers;
+    let handed = 0;
+    for (let i = 0; i < 128; i++) {
+      inner.readerAt = i;
+      const mine = pool.acquire();
+      const got = await store.read(i, { into: mine, pool });
+      assert.ok(got !== null, `block ${i}`);
+      assert.deepEqual(got, block(i), `block ${i}`);
+      if (got.buffer !== mine.buffer) {
+        // A read-ahead's own buffer: now the reader's, lent by the same pool.
+        assert.ok(pool.owns(got), `block ${i}: the handed buffer is lent by the pool`);
+        handed++;
+        pool.release(got);
+      }
+      pool.release(mine);
+    }
+    assert.ok(handed > 100, `read-ahead results handed over as they are (${handed} of 128)`);
+    // A reader whose buffer is not of that pool still gets its bytes copied into it.
+    const other = Buffer.alloc(BS);
+    for (let i = 0; i < 16; i++) {
+      const got = await store.read(i, { into: other, pool: new BlockBuffers(BS, 1) });
+      assert.ok(got !== null && got.buffer === other.buffer, `block ${i} in the reader's buffer`);
+    }
+    await store.close();
+  });
+
   test('read-ahead lands in buffers used again; readers with a buffer of their own get a copy, right through rewrites', async () => {
     const inner = await filled(256, 1);
     const store = prefetch(inner, { initialWindow: 4, maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS, concurrency: 4 });
