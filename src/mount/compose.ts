@@ -122,7 +122,7 @@ export async function composeStack(o: StackOptions): Promise<Stack> {
       const z = zeroMap.stats;
       return {
         s3: { get: b.get, put: b.put, delete: b.delete, list: b.list, head: b.head, bytesIn: b.bytesIn, bytesOut: b.bytesOut, retries: b.retries, stale: guard.stats.stale, corrupt: s3.stats.corrupt },
-        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed, localErrors: c.localErrors, slices: c.slices },
+        cache: { hit: c.hit, miss: c.miss, blocks: c.blocks, bytes: c.bytes, evictions: c.evictions, corrupt: c.corrupt, uploads: c.uploads, uploadErrors: c.uploadErrors, replayed: c.replayed, localErrors: c.localErrors, slices: c.slices, fromFetch: c.fromFetch },
         dirtyBlocks: c.dirtyBlocks,
         dirtyBytes: c.dirtyBlocks * blockSize,
         inflight: c.inflight,

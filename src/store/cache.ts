@@ -12,7 +12,9 @@
 // Reads and writes take byte ranges: a 4 KiB read of a local block is a 4 KiB read of
 // its file, a 128 KiB write is a 128 KiB write plus the CRC of the segments it touched.
 // A miss is fetched into a reused buffer (one fetch per block, whoever asks), written to
-// the file, and every reader is then answered from the file, like a hit.
+// the file, and every reader is then answered from the file, like a hit; a reader of a
+// small range (ZFS's 128 KiB) gets a copy of it as soon as the block is verified, without
+// waiting for the file write.
 //
 // Invariants
 //   - a write resolves only once its bytes are in the file and its journal entry is
@@ -101,6 +103,8 @@ export interface CacheStats {
   dropped: number;
   /** Reads answered with a slice of a local file (no copy through memory here). */
   slices: number;
+  /** Small reads of a block being fetched, answered from it once verified, before its file write. */
+  fromFetch: number;
   /** Uploaded blocks whose local pages were then sent on their way to the disk. */
   writeOuts: number;
 }
@@ -124,6 +128,25 @@ const FILL_BUFFERS = 16;
  */
 type Local = true | null | Buffer;
 
+/** A reader's range of a block being fetched, copied out once the block was verified: its own. */
+interface Piece {
+  readonly piece: Buffer;
+  /** The fill, still writing the block's file: the reader stays one (pinned) until it ends. */
+  readonly fill: Promise<Local>;
+}
+
+/** A miss being fetched: one per block, whoever asks. */
+interface Fill {
+  done: Promise<Local>;
+  /**
+   * The fetched block, verified, from then until its buffer goes back (the file write
+   * and the record meanwhile): readers of small ranges copy theirs out of it at once.
+   */
+  data: Buffer | undefined;
+  /** Readers of small ranges waiting for `data`; each copies its range when called. */
+  readonly waiting: Array<(data: Buffer) => void>;
+}
+
 export class CacheStore implements RangeStore {
   readonly blockSize: number;
   readonly blockCount: number;
@@ -144,7 +167,7 @@ export class CacheStore implements RangeStore {
   #verified = new Set<number>();
   #verifying = new Map<number, Promise<boolean>>();
   /** Misses being fetched (one request per block, whoever asks). */
-  #fills = new Map<number, Promise<Local>>();
+  #fills = new Map<number, Fill>();
   #locks = new KeyedLock();
   /** Reads in progress per block (and slices out), and the drops waiting for them. */
   #pins = new BlockPins();
@@ -164,7 +187,7 @@ export class CacheStore implements RangeStore {
   #fillBuffers: BlockBuffers;
   /** Reads answered below JS for granted blocks (useDirectReads). */
   #grants: DirectGrants;
-  #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0, writeOuts: 0 };
+  #stats = { hit: 0, miss: 0, evictions: 0, corrupt: 0, replayed: 0, localErrors: 0, dropped: 0, slices: 0, fromFetch: 0, writeOuts: 0 };
 
   constructor(config: CacheConfig, inner: BlockStore, deps: { db: LocalDb; log: Logger; fillBuffers?: BlockBuffers }) {
     this.blockSize = inner.blockSize;
@@ -282,11 +305,20 @@ export class CacheStore implements RangeStore {
     checkIndex(this, index, this.#closed);
     checkRange(this, index, at, length);
     this.#pins.pin(index);
+    let fill: Promise<Local> | undefined;
     try {
-      const local = await this.#local(index, opts);
-      return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
+      const local = await this.#local(index, opts, length <= SMALL_READ ? { at, length } : undefined);
+      if (!isPiece(local)) return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
+      fill = local.fill;
+      return local.piece;
     } finally {
-      this.#doneReading(index);
+      // Answered before the fill was done: a drop that waits for readers (the block's old
+      // bytes failed their check) must not punch out what the fill is writing.
+      if (fill === undefined) this.#doneReading(index);
+      else {
+        const done = (): void => this.#doneReading(index);
+        fill.then(done, done);
+      }
     }
   }
 
@@ -404,8 +436,12 @@ export class CacheStore implements RangeStore {
   /**
    * Makes a block local for a reader (who holds it as a reader, so it is not punched out
    * under them): a hit once verified, else one fetch from below per block, whoever asks.
+   * A reader of a small range (`want`) of a block being fetched may get a copy of that
+   * range instead, as soon as the block is verified.
    */
-  async #local(index: number, opts?: ReadOptions): Promise<Local> {
+  #local(index: number, opts?: ReadOptions): Promise<Local>;
+  #local(index: number, opts: ReadOptions | undefined, want: { at: number; length: number } | undefined): Promise<Local | Piece>;
+  async #local(index: number, opts?: ReadOptions, want?: { at: number; length: number }): Promise<Local | Piece> {
     if (this.holds(index)) {
       this.#lru.get(index); // recently used
       if (this.#zeroDirty.has(index)) {
@@ -421,10 +457,22 @@ export class CacheStore implements RangeStore {
     this.#stats.miss++;
     let fill = this.#fills.get(index);
     if (fill === undefined) {
-      fill = this.#locks.run(index, () => this.#fillLocked(index, opts)).finally(() => this.#fills.delete(index));
-      this.#fills.set(index, fill);
+      const started: Fill = { done: Promise.resolve(null), data: undefined, waiting: [] };
+      started.done = this.#locks.run(index, () => this.#fillLocked(index, started, opts)).finally(() => this.#fills.delete(index));
+      this.#fills.set(index, started);
+      fill = started;
     }
-    return fill;
+    if (want === undefined) return fill.done;
+    // Copied here and now: the buffer goes back to its pool once the fill is done.
+    const { done } = fill;
+    const copy = (data: Buffer): Piece => {
+      this.#stats.fromFetch++;
+      return { piece: Buffer.from(data.subarray(want.at, want.at + want.length)), fill: done };
+    };
+    if (fill.data !== undefined) return copy(fill.data);
+    const { waiting } = fill;
+    // The fill may end without calling us (zeros, an error, a block filled before it): its outcome then.
+    return Promise.race([new Promise<Piece>((resolve) => waiting.push((data) => resolve(copy(data)))), done]);
   }
 
   /** The range of a block held only in memory (the file refused it), or null for zeros. */
@@ -438,7 +486,7 @@ export class CacheStore implements RangeStore {
   }
 
   /** Fetches a block from below into the file (under the block's lock). */
-  async #fillLocked(index: number, opts?: ReadOptions): Promise<Local> {
+  async #fillLocked(index: number, fill: Fill, opts?: ReadOptions): Promise<Local> {
     if (this.holds(index) && (this.#zeroDirty.has(index) || (await this.#ensureVerified(index)))) {
       // Filled by the one before us in the lock queue.
       return this.#zeroDirty.has(index) ? null : true;
@@ -447,14 +495,17 @@ export class CacheStore implements RangeStore {
       const data = await this.#inner.read(index, { ...opts, into: buf, pool: this.#fillBuffers });
       if (data === null) return null;
       // A read-ahead's own buffer of the same pool, handed over: ours to give back as well.
-      if (data.buffer !== buf.buffer && this.#fillBuffers.owns(data)) {
-        try {
-          return await this.#keepFetched(index, data);
-        } finally {
-          this.#fillBuffers.release(data);
-        }
+      const handed = data.buffer !== buf.buffer && this.#fillBuffers.owns(data);
+      // Every layer below has checked it (the S3 store's SHA-256, the guard): the bytes the
+      // file is about to get, so readers may copy from it now.
+      fill.data = data;
+      for (const reader of fill.waiting.splice(0)) reader(data);
+      try {
+        return await this.#keepFetched(index, data);
+      } finally {
+        fill.data = undefined;
+        if (handed) this.#fillBuffers.release(data);
       }
-      return this.#keepFetched(index, data);
     });
   }
 
@@ -665,4 +716,8 @@ export class CacheStore implements RangeStore {
     this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
     if (!this.#wb.has(index)) this.#lru.delete(index);
   }
+}
+
+function isPiece(local: Local | Piece): local is Piece {
+  return local !== null && local !== true && !Buffer.isBuffer(local);
 }

@@ -154,3 +154,42 @@ test('fills over a read-ahead that shares their pool take its buffers as they ar
   assert.ok(inner.intoMemory.size <= 24, `${inner.intoMemory.size} distinct buffers for ${cache.stats.miss} fills`);
   await cache.close();
 });
+
+test('small reads of a block being fetched get their range from it once verified, larger ones and later ones from its file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 's3z-fillbuf-'));
+  const blocks = 8;
+  const identity = { uuid: randomUUID(), size: BS * blocks, blockSize: BS };
+  const db = LocalDb.open(dir, identity);
+  t.after(async () => {
+    await db.close().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+  const inner = new SlowStore(BS, blocks);
+  const truth: Buffer[] = [];
+  for (let i = 0; i < blocks; i++) {
+    truth.push(randomBytes(BS));
+    await inner.write(i, truth[i]!);
+  }
+  await inner.write(blocks - 1, null); // zeros: nothing to copy, the reader gets zeros
+  truth[blocks - 1] = Buffer.alloc(BS);
+  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
+  await cache.start();
+  const SMALL = 128 * 1024;
+  const check = async (i: number, at: number, length: number, reply: Promise<BlockSlice | Buffer | null>): Promise<void> => {
+    assert.ok(bytesOf(await reply, length).equals(truth[i]!.subarray(at, at + length)), `block ${i} at ${at}+${length}`);
+  };
+  // Per block, at once: four 4 KiB readers, one of 128 KiB (ZFS's), one of the whole block.
+  await Promise.all(
+    Array.from({ length: blocks }, (_, i) => [
+      ...[0, 1, 2, 3].map((k) => check(i, k * 8192 + 512, 4096, cache.readRange(i, k * 8192 + 512, 4096))),
+      check(i, SMALL, SMALL, cache.replyRange(i, SMALL, SMALL)),
+      check(i, 0, BS, cache.replyRange(i, 0, BS)),
+    ]).flat(),
+  );
+  assert.equal(inner.stats.read, blocks, 'one fetch per block');
+  assert.equal(cache.stats.fromFetch, (blocks - 1) * 5, 'the small readers of every stored block got their range from the fetch');
+  // Once the fill is done, a reader reads the file.
+  for (let i = 0; i < blocks; i++) await check(i, 4096, 4096, cache.readRange(i, 4096, 4096));
+  assert.equal(cache.stats.fromFetch, (blocks - 1) * 5, 'later readers read the file');
+  await cache.close();
+});
