@@ -3,7 +3,7 @@
 // file. Over a store that fills the caller's buffer after a delay, with many fills at
 // once and a cache small enough to evict: every reader gets its block's bytes, partial
 // writes build on the right base, and a later mount finds every clean record right.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -120,11 +120,10 @@ test('fills through reused buffers: readers get their bytes, partial writes the 
   await again.close();
 });
 
-test('fills over a read-ahead that shares their pool take its buffers as they are, give every one back, and cache the right bytes', async (t) => {
+/** A folder for one LocalDb (removed after the test) over a SlowStore of `blocks` random blocks. */
+async function stored(t: TestContext, blocks: number): Promise<{ db: LocalDb; inner: SlowStore; truth: Buffer[] }> {
   const dir = await mkdtemp(path.join(tmpdir(), 's3z-fillbuf-'));
-  const blocks = 96;
-  const identity = { uuid: randomUUID(), size: BS * blocks, blockSize: BS };
-  const db = LocalDb.open(dir, identity);
+  const db = LocalDb.open(dir, { uuid: randomUUID(), size: BS * blocks, blockSize: BS });
   t.after(async () => {
     await db.close().catch(() => {});
     await rm(dir, { recursive: true, force: true });
@@ -135,6 +134,12 @@ test('fills over a read-ahead that shares their pool take its buffers as they ar
     truth.push(randomBytes(BS));
     await inner.write(i, truth[i]!);
   }
+  return { db, inner, truth };
+}
+
+test('fills over a read-ahead that shares their pool take its buffers as they are, give every one back, and cache the right bytes', async (t) => {
+  const blocks = 96;
+  const { db, inner, truth } = await stored(t, blocks);
   const prefetch = new PrefetchStore({ maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS }, inner, { log: silentLogger });
   // Eight blocks fit: the second pass below evicts and fetches again.
   const config = { ...DEFAULT_CACHE_CONFIG, readOnly: true, maxBytes: 8 * BS };
@@ -156,20 +161,8 @@ test('fills over a read-ahead that shares their pool take its buffers as they ar
 });
 
 test('small reads of a block being fetched get their range from it once verified, larger ones and later ones from its file', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 's3z-fillbuf-'));
   const blocks = 8;
-  const identity = { uuid: randomUUID(), size: BS * blocks, blockSize: BS };
-  const db = LocalDb.open(dir, identity);
-  t.after(async () => {
-    await db.close().catch(() => {});
-    await rm(dir, { recursive: true, force: true });
-  });
-  const inner = new SlowStore(BS, blocks);
-  const truth: Buffer[] = [];
-  for (let i = 0; i < blocks; i++) {
-    truth.push(randomBytes(BS));
-    await inner.write(i, truth[i]!);
-  }
+  const { db, inner, truth } = await stored(t, blocks);
   await inner.write(blocks - 1, null); // zeros: nothing to copy, the reader gets zeros
   truth[blocks - 1] = Buffer.alloc(BS);
   const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
