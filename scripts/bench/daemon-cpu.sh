@@ -1,11 +1,13 @@
 #!/bin/bash
-# CPU time of the mount daemon and of s3rver for one 256 MiB sequential write (until
+# CPU time of the mount daemon and of s3rver for one sequential write of SIZE MiB (256) (until
 # in S3) and one cold sequential read, on a private s3rver (no latency proxy), in
 # clock ticks (1/100 s) from /proc/PID/stat. For A/B comparisons of the data path:
 # on these 2-core VMs single throughput figures spread by ±30%, CPU per MiB less so;
 # alternate the builds and compare medians.
-#   [BS=1M] bash scripts/bench/daemon-cpu.sh [DIST_DIR] [node flags...]   (default: dist)
+#   [BS=1M] [SIZE=256] bash scripts/bench/daemon-cpu.sh [DIST_DIR] [node flags...]   (default: dist)
 # BS: the write's request size (dd bs=, with O_DIRECT); 128k is what zfs-fuse sends.
+# SIZE: MiB written and read. "main" is the daemon's JS thread, the rest of its ticks are
+# the hash workers', libuv's pool's, lmdb-js's and the FUSE threads'.
 # Needs root, /dev/fuse and a free port 4599; leaves nothing behind.
 set -euo pipefail
 DIST=$(realpath "${1:-dist}"); shift || true
@@ -20,20 +22,23 @@ cleanup() {
 trap cleanup EXIT
 node "$DIST/cli.js" local-s3 --dir "$W/s3" --port 4599 --bucket bench >/dev/null 2>&1 &
 SP=$!
-for _ in $(seq 50); do node "$DIST/cli.js" create s3://bench/v --size 256M --block-size 1M >/dev/null 2>&1 && break; sleep 0.2; done
+SIZE=${SIZE:-256}
+for _ in $(seq 50); do node "$DIST/cli.js" create s3://bench/v --size "${SIZE}M" --block-size 1M >/dev/null 2>&1 && break; sleep 0.2; done
 S3PID=$(pgrep -f "legacy-provider.*local-s3 --dir $W" || echo "$SP")
-head -c 256M /dev/urandom > "$IMG"
+head -c "${SIZE}M" /dev/urandom > "$IMG"
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# The JS thread's own ticks (its task id is the process id).
+mainTicks() { awk '{print $14+$15}' "/proc/$1/task/$1/stat"; }
 faults() { awk '{print $10}' "/proc/$1/stat"; }
 for mode in write read; do
   extra=(); [ "$mode" = read ] && extra=(--read-only)
   node "$@" "$DIST/cli.js" mount s3://bench/v "$W/mnt" --cache-dir "$W/cache-$mode" --log-file "$W/log-$mode" "${extra[@]}" >/dev/null
   DP=$(pgrep -f "mount s3://bench/v $W/mnt.*--foreground")
   echo 3 > /proc/sys/vm/drop_caches
-  d0=$(ticks "$DP"); f0=$(faults "$DP"); s0=$(ticks "$S3PID"); t0=$(date +%s.%N)
+  d0=$(ticks "$DP"); m0=$(mainTicks "$DP"); f0=$(faults "$DP"); s0=$(ticks "$S3PID"); t0=$(date +%s.%N)
   if [ "$mode" = write ]; then dd if="$IMG" of="$W/mnt/disk" bs="${BS:-1M}" oflag=direct conv=fsync 2>/dev/null
   else dd if="$W/mnt/disk" of=/dev/null bs=1M iflag=direct 2>/dev/null; fi
-  t1=$(date +%s.%N); d1=$(ticks "$DP"); f1=$(faults "$DP"); s1=$(ticks "$S3PID")
-  printf '%-5s %6.1f MB/s  daemon %4d ticks %7d minor faults  s3rver %4d ticks\n' "$mode" "$(echo "268.435456/($t1-$t0)" | bc -l)" $((d1 - d0)) $((f1 - f0)) $((s1 - s0))
+  t1=$(date +%s.%N); d1=$(ticks "$DP"); m1=$(mainTicks "$DP"); f1=$(faults "$DP"); s1=$(ticks "$S3PID")
+  printf '%-5s %6.1f MB/s  daemon %4d ticks (main %4d) %7d minor faults  s3rver %4d ticks\n' "$mode" "$(echo "$SIZE*1.048576/($t1-$t0)" | bc -l)" $((d1 - d0)) $((m1 - m0)) $((f1 - f0)) $((s1 - s0))
   node "$DIST/cli.js" unmount "$W/mnt" >/dev/null
 done
