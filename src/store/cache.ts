@@ -14,7 +14,7 @@
 // A miss is fetched into a reused buffer (one fetch per block, whoever asks), written to
 // the file, and every reader is then answered from the file, like a hit; a reader of a
 // small range (ZFS's 128 KiB) gets a copy of it as soon as the block is verified, without
-// waiting for the file write.
+// waiting for the file write (while at most EARLY_FILLS fills are in progress).
 //
 // Invariants
 //   - a write resolves only once its bytes are in the file and its journal entry is
@@ -121,6 +121,14 @@ export function uploadsFor(concurrency: number, blockSize: number): number {
 
 /** Fill buffers kept for reuse: as many as fills usually run at once (the read-ahead's). */
 const FILL_BUFFERS = 16;
+
+/**
+ * Fills in progress beyond which a small reader of a block being fetched waits for the
+ * file like any other: one answered early may start its next fill before this one has
+ * written its block, so without a bound a reader faster than the cache disk would pile
+ * up fills, each holding a block buffer.
+ */
+const EARLY_FILLS = FILL_BUFFERS;
 
 /**
  * Where a block's bytes are for a reader once #local returns: true, in its file
@@ -462,7 +470,7 @@ export class CacheStore implements RangeStore {
       this.#fills.set(index, started);
       fill = started;
     }
-    if (want === undefined) return fill.done;
+    if (want === undefined || this.#fills.size > EARLY_FILLS) return fill.done;
     // Copied here and now: the buffer goes back to its pool once the fill is done.
     const { done } = fill;
     const copy = (data: Buffer): Piece => {

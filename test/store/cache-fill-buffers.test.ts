@@ -186,3 +186,16 @@ test('small reads of a block being fetched get their range from it once verified
   assert.equal(cache.stats.fromFetch, (blocks - 1) * 5, 'later readers read the file');
   await cache.close();
 });
+
+test('past 16 fills in progress, small readers of a block being fetched wait for its file: fills never pile up behind early answers', async (t) => {
+  const blocks = 40;
+  const { db, inner, truth } = await stored(t, blocks);
+  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
+  await cache.start();
+  // One first reader per block, all at once: each starts a fill.
+  const replies = Array.from({ length: blocks }, (_, i) => cache.readRange(i, 8192, 4096));
+  for (let i = 0; i < blocks; i++) assert.ok(bytesOf(await replies[i]!, 4096).equals(truth[i]!.subarray(8192, 12288)), `block ${i}`);
+  assert.equal(cache.stats.fromFetch, 16, 'the first 16 got their range early, the rest waited for the file');
+  assert.equal(inner.stats.read, blocks);
+  await cache.close();
+});
