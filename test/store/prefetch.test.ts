@@ -108,7 +108,7 @@ async function scan(store: PrefetchStore, inner: SlowStore, from: number, to: nu
 }
 
 describe('prefetch: reused read-ahead buffers', () => {
-  test('a reader lending its buffer from the read-ahead pool is handed results without a copy, and every buffer comes back', async () => {
+  test('a reader lending its buffer from the read-ahead pool is handed results without a copy; a reader with a buffer of another pool gets a copy', async () => {
     const inner = await filled(128, 1);
     const store = prefetch(inner, { initialWindow: 4, maxWindowBytes: 8 * BS, maxHeldBytes: 16 * BS, concurrency: 4 });
     const pool = store.buffers;
