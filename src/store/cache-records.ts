@@ -89,7 +89,7 @@ export function touchedSegments(blockSize: number, at: number, length: number, p
 }
 
 /** The dirty record once segments first.. hold `bytes` (a whole number of segments), the rest as in `previous`. */
-export function dirtyRecord(blockSize: number, previous: Buffer | undefined, first: number, bytes: Buffer): Buffer {
+function dirtyRecord(blockSize: number, previous: Buffer | undefined, first: number, bytes: Buffer): Buffer {
   const seg = segmentSize(blockSize);
   const record = Buffer.alloc(1 + (4 * blockSize) / seg);
   if (previous !== undefined && previous[0] === DIRTY && previous.length === record.length) previous.copy(record);
