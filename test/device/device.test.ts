@@ -197,6 +197,9 @@ describe('device', { skip }, () => {
     const st = await statsOf(cold.dir);
     assert.equal(st.mode, 'read-only');
     assert.equal(st.s3.put, 0);
+    // The kernel's 128 KiB reads of cold 64 KiB blocks got their bytes from the verified
+    // fetch, before its file write (and the bytes were right: the digest above).
+    assert.ok(st.cache.fromFetch! > 0, `reads answered from the fetch: ${JSON.stringify(st.cache)}`);
     await assert.rejects(open(path.join(cold.dir, 'disk'), 'r+'), /EROFS|EACCES/);
     await unmount(cold.dir);
   });
