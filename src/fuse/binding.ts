@@ -20,7 +20,7 @@ import type { FuseHandlers, MountOptions } from './types.js';
 import { delay, errnoOf, messageOf } from './util.js';
 
 export type {
-  ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, MountOptions, OpenResult, OpendirResult, SessionState, SetattrChanges, Stat, Statfs,
+  ConnInfo, DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, LentBytes, MountOptions, OpenResult, OpendirResult, SessionState, SetattrChanges, Stat, Statfs,
   UnmountOptions, WriteBuffers,
 } from './types.js';
 export { FALLOC_FL } from './types.js';

@@ -2,7 +2,7 @@
 // addon reads (layouts A_*, F_* and the setattr vector in native/s3zfuse.c). Pure
 // functions: a result of the wrong shape throws a TypeError, which the session
 // answers EIO and reports.
-import type { DirEntry, FileSlice, SetattrChanges, Stat, Statfs } from './types.js';
+import type { DirEntry, FileSlice, LentBytes, SetattrChanges, Stat, Statfs } from './types.js';
 import {
   S_IFDIR, S_IFMT, SET_ATIME, SET_ATIME_NOW, SET_CTIME, SET_GID, SET_MODE, SET_MTIME, SET_MTIME_NOW, SET_SIZE, SET_UID, STATFS_LEN,
 } from './native.js';
@@ -72,9 +72,21 @@ export function statfsVec(v: Statfs): Float64Array {
   return vec;
 }
 
+/** True for a read result that is LentBytes (checked by checkLent), not a FileSlice. */
+export function isLent(v: object): v is LentBytes {
+  return 'bytes' in v;
+}
+
+/** Checks a read handler's LentBytes against the request's size (before any native call). */
+export function checkLent(v: LentBytes, size: number): void {
+  if (typeof v.release !== 'function') throw new TypeError('LentBytes.release must be a function');
+  if (!(v.bytes instanceof Uint8Array)) throw new TypeError('LentBytes.bytes must be a Uint8Array');
+  if (v.bytes.length > size) throw new TypeError(`LentBytes.bytes must hold at most the request's size (${size})`);
+}
+
 /** Checks a read handler's FileSlice against the request's size (before any native call). */
 export function checkSlice(v: unknown, size: number): asserts v is FileSlice {
-  if (typeof v !== 'object' || v === null) throw new TypeError('the read handler must return a Uint8Array or a FileSlice');
+  if (typeof v !== 'object' || v === null) throw new TypeError('the read handler must return a Uint8Array, a FileSlice or LentBytes');
   const { fd, position, length, release } = v as Partial<FileSlice>;
   if (typeof release !== 'function') throw new TypeError('FileSlice.release must be a function');
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new TypeError('FileSlice.fd must be an open file descriptor');

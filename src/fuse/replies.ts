@@ -4,15 +4,15 @@
 // States of a read's FileSlice reply: sent here on the JS thread (every byte was in
 // the page cache), or queued on libuv's pool until it is out; the slice is released
 // once, whichever way its reply went, and the session is freed only after the last
-// queued one (afterSlices()).
+// queued one (afterSlices()). LentBytes are sent here and released at once after.
 // Invariants: the attribute vector is shared by every reply and filled just before
 // the call that reads it (the addon copies it); an open or opendir the kernel no longer
 // waits for (the opener was interrupted) is released here, as the kernel never will.
 import { S3zError } from '../errors.js';
-import { checkSlice, dirVec, fhOf, fillAttr, statfsVec, type AttrDefaults } from './encode.js';
+import { checkLent, checkSlice, dirVec, fhOf, fillAttr, isLent, statfsVec, type AttrDefaults } from './encode.js';
 import { ATTR_LEN, FD_QUEUED, FD_SENT, OPEN_CACHE_READDIR, OPEN_DIRECT_IO, OPEN_KEEP_CACHE, OPEN_NONSEEKABLE, type Native } from './native.js';
 import type { ResolvedOptions } from './options.js';
-import type { DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, OpendirResult, OpenResult, Stat, Statfs } from './types.js';
+import type { DirEntry, Entry, FileSlice, FuseHandlers, HandlerName, LentBytes, OpendirResult, OpenResult, Stat, Statfs } from './types.js';
 import { num } from './util.js';
 
 export class Replies {
@@ -24,7 +24,7 @@ export class Replies {
   #attrDefaults: AttrDefaults = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, timeMs: Date.now() };
   /** Slice replies queued on libuv's pool and not out yet (replyFd). */
   #fdReplies = 0;
-  #sliceReplies = { sentHere: 0, pooled: 0 };
+  #sliceReplies = { sentHere: 0, pooled: 0, lent: 0 };
   #fdDrained: (() => void) | undefined;
 
   constructor(native: Native, handlers: FuseHandlers, opts: ResolvedOptions, report: (err: unknown, op: HandlerName) => void) {
@@ -34,8 +34,8 @@ export class Replies {
     this.#report = report;
   }
 
-  /** FileSlice replies so far, by where they were sent from. */
-  get sliceReplies(): { sentHere: number; pooled: number } {
+  /** FileSlice replies so far, by where they were sent from, and LentBytes replies. */
+  get sliceReplies(): { sentHere: number; pooled: number; lent: number } {
     return { ...this.#sliceReplies };
   }
 
@@ -52,9 +52,20 @@ export class Replies {
     };
   }
 
-  read(id: number, v: Uint8Array | FileSlice, size: number): void {
+  read(id: number, v: Uint8Array | FileSlice | LentBytes, size: number): void {
     if (v instanceof Uint8Array) {
       this.#native.replyBuf(id, v);
+      return;
+    }
+    if (typeof v === 'object' && v !== null && isLent(v)) {
+      try {
+        checkLent(v, size);
+        // The addon's writev to /dev/fuse is done when this returns: the bytes go back.
+        this.#native.replyBuf(id, v.bytes);
+        this.#sliceReplies.lent++;
+      } finally {
+        this.releaseSlice(v);
+      }
       return;
     }
     let queued = false;
@@ -76,7 +87,7 @@ export class Replies {
     }
   }
 
-  /** Lets go of a read handler's FileSlice (once: every path of a read ends here once). */
+  /** Lets go of a read handler's FileSlice or LentBytes (once: every path of a read ends here once). */
   releaseSlice(v: unknown): void {
     if (typeof v !== 'object' || v === null || v instanceof Uint8Array) return;
     const release = (v as Partial<FileSlice>).release;

@@ -102,9 +102,10 @@ export class FuseSession {
 
   /**
    * FileSlice replies so far: sent on the JS thread (every byte was in the page cache)
-   * and sent from libuv's pool (some were not, or the file cannot say without waiting).
+   * and sent from libuv's pool (some were not, or the file cannot say without waiting);
+   * and replies sent from LentBytes.
    */
-  get sliceReplies(): { sentHere: number; pooled: number } {
+  get sliceReplies(): { sentHere: number; pooled: number; lent: number } {
     return this.#replies.sliceReplies;
   }
 

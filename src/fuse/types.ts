@@ -37,6 +37,17 @@ export interface FileSlice {
   release(): void;
 }
 
+/**
+ * A read reply lent by the handler: `bytes` (at most the request's size) are sent as
+ * they are when the reply goes out, on the JS thread, and the binding then calls
+ * release() exactly once, as it does for a FileSlice whose request ended otherwise.
+ * Until then the bytes must not change.
+ */
+export interface LentBytes {
+  readonly bytes: Uint8Array;
+  release(): void;
+}
+
 /** Answer to lookup. Timeouts are in seconds. */
 export interface Entry {
   ino: number;
@@ -130,9 +141,10 @@ export interface FuseHandlers {
   open?(ino: number, flags: number): Awaitable<OpenResult | void>;
   /**
    * Return at most `size` bytes; fewer means end of file. Or a FileSlice: the kernel
-   * then reads those bytes from the file itself (nothing is copied through JS).
+   * then reads those bytes from the file itself (nothing is copied through JS). Or
+   * LentBytes: bytes the handler gets back (release()) once the reply is out.
    */
-  read?(ino: number, fh: number, offset: number, size: number): Awaitable<Uint8Array | FileSlice>;
+  read?(ino: number, fh: number, offset: number, size: number): Awaitable<Uint8Array | FileSlice | LentBytes>;
   /**
    * Return the number of bytes written. `data` is a copy of the request's payload; with
    * MountOptions.writeBuffers 'owned' (default) it may be kept, with 'borrowed' or 'lent'

@@ -371,6 +371,35 @@ test('a read answered with a FileSlice serves the file\'s bytes, and each slice 
   assert.equal(counts.released, counts.handed, 'every slice handed to the binding was released');
 });
 
+test('a read answered with LentBytes serves them, and each is released once, after its reply', async (t) => {
+  if (!fuseAvailable(t)) return;
+  const size = 3 * MIB + 4321;
+  const data = randomBytes(size);
+  let handed = 0;
+  let released = 0;
+  const { file, session } = await mountWithRead(t, async (_ino, _fh, offset, want) => {
+    handed++;
+    // A copy that is wiped on release: a reply sent after it would read zeros.
+    const bytes = Buffer.from(data.subarray(offset, Math.min(size, offset + want)));
+    let done = false;
+    return {
+      bytes,
+      release: () => {
+        assert.equal(done, false, 'released twice');
+        done = true;
+        released++;
+        bytes.fill(0);
+      },
+    };
+  }, size);
+  const back = join(await tempDir(t), 'back');
+  await runOk('dd', [`if=${file}`, `of=${back}`, 'bs=1M', 'iflag=direct']);
+  assert.ok((await readFile(back)).equals(data), 'the bytes read are the ones lent');
+  assert.ok(handed >= 4);
+  assert.equal(released, handed, 'every lent reply was released');
+  assert.equal(session.sliceReplies.lent, handed);
+});
+
 test('a bad FileSlice is refused in JS (EIO, reported, released); a file that cannot supply the bytes answers EIO, never short', async (t) => {
   if (!fuseAvailable(t)) return;
   const base = await tempDir(t);
@@ -472,7 +501,7 @@ test('a FileSlice whose pages are cached is sent on the JS thread; one that is n
   await readAll('cached');
   const first = counts.handed; // 4 blocks and dd's read at the end (length 0)
   assert.ok(first >= 4);
-  assert.deepEqual(session.sliceReplies, { sentHere: first, pooled: 0 });
+  assert.deepEqual(session.sliceReplies, { sentHere: first, pooled: 0, lent: 0 });
   assert.equal(counts.released, counts.handed, 'slices sent on the JS thread are released at once');
 
   // tmpfs cannot answer without possibly waiting: every reply goes through the pool.
@@ -480,7 +509,7 @@ test('a FileSlice whose pages are cached is sent on the JS thread; one that is n
   await readAll('tmpfs');
   const second = counts.handed - first;
   // a reply of length 0 needs no read: sent here even from tmpfs
-  assert.deepEqual(session.sliceReplies, { sentHere: first + second - 4, pooled: 4 });
+  assert.deepEqual(session.sliceReplies, { sentHere: first + second - 4, pooled: 4, lent: 0 });
 
   // The disk file's pages dropped: the first read cannot be sent without the disk.
   if (process.getuid?.() === 0) {

@@ -1,7 +1,7 @@
 // A session's replies, against a stand-in for the addon's reply calls (no kernel): a
 // handler's result of the wrong shape throws before any reply; a slice sent from the
 // pool is released once, after it is out, and afterSlices() waits for the last one;
-// an open the kernel gave up on is released here.
+// lent bytes are sent and released at once; an open the kernel gave up on is released here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Replies } from '../../dist/fuse/replies.js';
@@ -60,7 +60,7 @@ test('a slice sent from the pool is released once, when it is out; afterSlices w
   fake.fdDone[0]!(0);
   assert.equal(released.n, 1);
   assert.equal(ended, 1);
-  assert.deepEqual(replies.sliceReplies, { sentHere: 0, pooled: 1 });
+  assert.deepEqual(replies.sliceReplies, { sentHere: 0, pooled: 1, lent: 0 });
   replies.afterSlices(() => void ended++);
   assert.equal(ended, 2, 'none left: at once');
 });
@@ -77,7 +77,7 @@ test('a slice sent on this thread is released at once; a failed one is reported'
   assert.equal(released.n, 2);
   assert.equal(reported.length, 1);
   assert.equal(reported[0]!.op, 'read');
-  assert.deepEqual(replies.sliceReplies, { sentHere: 1, pooled: 1 });
+  assert.deepEqual(replies.sliceReplies, { sentHere: 1, pooled: 1, lent: 0 });
 });
 
 test('a slice longer than the read is refused and still released', () => {
@@ -86,6 +86,32 @@ test('a slice longer than the read is refused and still released', () => {
   assert.throws(() => replies.read(6, slice(released), 4096));
   assert.equal(released.n, 1);
   assert.deepEqual(fake.calls, []);
+});
+
+test('lent bytes are sent as they are and released once the reply is out; bad ones are refused and still released', () => {
+  const { fake, replies } = setup();
+  const bytes = Buffer.alloc(8192, 1);
+  let seenAtRelease = '';
+  let released = 0;
+  const lent = (b: unknown) => ({
+    bytes: b as Uint8Array,
+    release: () => {
+      released++;
+      seenAtRelease = fake.calls.at(-1) ?? '';
+    },
+  });
+  replies.read(10, lent(bytes), 8192);
+  assert.deepEqual(fake.calls, ['buf 10 8192']);
+  assert.equal(released, 1);
+  assert.equal(seenAtRelease, 'buf 10 8192', 'released after the reply');
+  assert.throws(() => replies.read(11, lent(bytes), 4096), TypeError, 'longer than the read');
+  assert.throws(() => replies.read(12, lent('text'), 8192), TypeError, 'not bytes');
+  assert.throws(() => replies.read(13, { bytes } as never, 8192), TypeError, 'no release');
+  assert.equal(released, 3, 'refused ones were released too');
+  assert.deepEqual(fake.calls, ['buf 10 8192'], 'nothing sent for them');
+  assert.deepEqual(replies.sliceReplies, { sentHere: 0, pooled: 0, lent: 1 });
+  replies.releaseSlice(lent(bytes));
+  assert.equal(released, 4, 'an abandoned request lets go of its lent bytes');
 });
 
 test('an open the kernel no longer waits for is released by the handler', async () => {
