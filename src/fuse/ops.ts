@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
-import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore } from '../store/types.js';
+import { isRangeStore, type BlockBytes, type BlockSlice, type BlockStore, type RangeStore } from '../store/types.js';
 import { KeyedLock } from '../store/keyed-lock.js';
 import { FALLOC_FL, type DirEntry, type Entry, type FuseHandlers, type Stat } from './binding.js';
 
@@ -100,9 +100,10 @@ export class DeviceOps {
 
   /**
    * As read(), but a range within one block may come back as a slice of the store's local
-   * file (the FUSE reply reads it from there; the caller releases it).
+   * file (the FUSE reply reads it from there) or as bytes the store lends; the caller
+   * releases either.
    */
-  async readReply(offset: number, length: number): Promise<Buffer | BlockSlice> {
+  async readReply(offset: number, length: number): Promise<Buffer | BlockSlice | BlockBytes> {
     const first = Math.floor(offset / this.#bs);
     const ranged = this.#ranged;
     if (ranged?.replyRange !== undefined && first === Math.floor((offset + length - 1) / this.#bs)) {

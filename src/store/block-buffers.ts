@@ -36,6 +36,7 @@ export class BlockBuffers {
   #align: number;
   #free: SharedArrayBuffer[] = [];
   #lent = new WeakSet<SharedArrayBuffer>();
+  #out = 0;
   /** Where the aligned buffer starts in each backing store (shared memory never moves). */
   #starts = new WeakMap<SharedArrayBuffer, number>();
 
@@ -48,9 +49,15 @@ export class BlockBuffers {
     if (!this.aligned) this.#align = 1;
   }
 
+  /** Buffers lent and not given back yet. */
+  get out(): number {
+    return this.#out;
+  }
+
   acquire(): Buffer {
     const sab = this.#free.pop() ?? this.#allocate();
     this.#lent.add(sab);
+    this.#out++;
     return Buffer.from(sab, this.#starts.get(sab) ?? 0, this.size);
   }
 
@@ -76,6 +83,7 @@ export class BlockBuffers {
     const sab = buf.buffer;
     if (!(sab instanceof SharedArrayBuffer) || !this.#lent.has(sab)) throw new Error('release() of a buffer this pool did not lend');
     this.#lent.delete(sab);
+    this.#out--;
     if (this.#free.length < this.#keep) this.#free.push(sab);
   }
 

@@ -11,10 +11,11 @@
 //            sequence number; never evicted; uploaded by write-back
 // Reads and writes take byte ranges: a 4 KiB read of a local block is a 4 KiB read of
 // its file, a 128 KiB write is a 128 KiB write plus the CRC of the segments it touched.
-// A miss is fetched into a reused buffer (one fetch per block, whoever asks), written to
-// the file, and every reader is then answered from the file, like a hit; a reader of a
-// small range (ZFS's 128 KiB) gets a copy of it as soon as the block is verified, without
-// waiting for the file write (while at most EARLY_FILLS fills are in progress).
+// A miss is fetched into a reused buffer (one fetch per block, whoever asks, cache-fills.ts),
+// written to the file, and every reader is then answered from the file, like a hit; while
+// at most EARLY_FILLS fills are in progress, a reader is answered as soon as the block is
+// verified, without waiting for the file write: a small range (ZFS's 128 KiB) with a copy,
+// a larger one for a reply with the fetched bytes themselves, lent until the reply is out.
 //
 // Invariants
 //   - a write resolves only once its bytes are in the file and its journal entry is
@@ -39,7 +40,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { S3zError, isS3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
-import type { BlockSlice, BlockStore, DirectReads, RangeStore, ReadOptions } from './types.js';
+import type { BlockReply, BlockStore, DirectReads, RangeStore, ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Of } from './checksum.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -49,6 +50,7 @@ import { DirectGrants } from './direct-grants.js';
 import { SMALL_READ, SlabFiles, slabDir } from './slab-file.js';
 import { ZEROS, ZERO_RECORD, cleanRecord, cleanSum, recordAfterWrite, zeroDirtyRecord } from './cache-records.js';
 import { DirtyCover } from './dirty-cover.js';
+import { BlockFill, isEarly, type Early, type Local } from './cache-fills.js';
 import { DiskRoom } from './disk-room.js';
 import { migrate, noteBoot, recheckDirty } from './cache-recovery.js';
 import { WriteBack } from './write-back.js';
@@ -103,7 +105,7 @@ export interface CacheStats {
   dropped: number;
   /** Reads answered with a slice of a local file (no copy through memory here). */
   slices: number;
-  /** Small reads of a block being fetched, answered from it once verified, before its file write. */
+  /** Reads of a block being fetched answered from it once verified, before its file write. */
   fromFetch: number;
   /** Uploaded blocks whose local pages were then sent on their way to the disk. */
   writeOuts: number;
@@ -123,36 +125,19 @@ export function uploadsFor(concurrency: number, blockSize: number): number {
 const FILL_BUFFERS = 16;
 
 /**
- * Fills in progress beyond which a small reader of a block being fetched waits for the
- * file like any other: one answered early may start its next fill before this one has
- * written its block, so without a bound a reader faster than the cache disk would pile
- * up fills, each holding a block buffer.
+ * Fills in progress beyond which a reader of a block being fetched waits for the file
+ * like any other: one answered early may start its next fill before this one has written
+ * its block, so without a bound a reader faster than the cache disk would pile up fills,
+ * each holding a block buffer.
  */
 const EARLY_FILLS = FILL_BUFFERS;
 
-/**
- * Where a block's bytes are for a reader once #local returns: true, in its file
- * (verified); null, zeros; a Buffer, only here (the file refused them), the reader's own.
- */
-type Local = true | null | Buffer;
-
-/** A reader's range of a block being fetched, copied out once the block was verified: its own. */
-interface Piece {
-  readonly piece: Buffer;
-  /** The fill, still writing the block's file: the reader stays one (pinned) until it ends. */
-  readonly fill: Promise<Local>;
-}
-
-/** A miss being fetched: one per block, whoever asks. */
-interface Fill {
-  done: Promise<Local>;
-  /**
-   * The fetched block, verified, from then until its buffer goes back (the file write
-   * and the record meanwhile): readers of small ranges copy theirs out of it at once.
-   */
-  data: Buffer | undefined;
-  /** Readers of small ranges waiting for `data`; each copies its range when called. */
-  readonly waiting: Array<(data: Buffer) => void>;
+/** What a reader of a block being fetched may be answered with before the file write. */
+interface Want {
+  readonly at: number;
+  readonly length: number;
+  /** The fetched bytes themselves, until release() (a reply), rather than a copy. */
+  readonly lend: boolean;
 }
 
 export class CacheStore implements RangeStore {
@@ -175,7 +160,7 @@ export class CacheStore implements RangeStore {
   #verified = new Set<number>();
   #verifying = new Map<number, Promise<boolean>>();
   /** Misses being fetched (one request per block, whoever asks). */
-  #fills = new Map<number, Fill>();
+  #fills = new Map<number, BlockFill>();
   #locks = new KeyedLock();
   /** Reads in progress per block (and slices out), and the drops waiting for them. */
   #pins = new BlockPins();
@@ -313,37 +298,36 @@ export class CacheStore implements RangeStore {
     checkIndex(this, index, this.#closed);
     checkRange(this, index, at, length);
     this.#pins.pin(index);
-    let fill: Promise<Local> | undefined;
+    let early = false;
     try {
-      const local = await this.#local(index, opts, length <= SMALL_READ ? { at, length } : undefined);
-      if (!isPiece(local)) return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
-      fill = local.fill;
-      return local.piece;
+      const local = await this.#local(index, opts, length <= SMALL_READ ? { at, length, lend: false } : undefined);
+      if (!isEarly(local)) return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
+      early = this.#doneAfterFill(index, local.fill);
+      return local.bytes;
     } finally {
-      // Answered before the fill was done: a drop that waits for readers (the block's old
-      // bytes failed their check) must not punch out what the fill is writing.
-      if (fill === undefined) this.#doneReading(index);
-      else {
-        const done = (): void => this.#doneReading(index);
-        fill.then(done, done);
-      }
+      if (!early) this.#doneReading(index);
     }
   }
 
   /**
    * The same bytes as readRange, for a reply: a read of more than SMALL_READ bytes comes
-   * back as a slice of the block's slab file (fetched into it first on a miss), pinned (a
-   * reader: not punched out) until release(). Smaller reads, zeros (null) and blocks the
-   * file could not take come back as buffers.
+   * back as a slice of the block's slab file (fetched into it first on a miss), or, of a
+   * block being fetched, as the fetched bytes themselves; either pinned (a reader: not
+   * punched out) until release(). Smaller reads, zeros (null) and blocks the file could
+   * not take come back as buffers.
    */
-  async replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null> {
+  async replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockReply> {
     if (length <= SMALL_READ) return this.readRange(index, at, length, opts);
     checkIndex(this, index, this.#closed);
     checkRange(this, index, at, length);
     this.#pins.pin(index);
     let pinned = false;
     try {
-      const local = await this.#local(index, opts);
+      const local = await this.#local(index, opts, { at, length, lend: true });
+      if (isEarly(local)) {
+        pinned = this.#doneAfterFill(index, local.fill);
+        return local; // its bytes, until release()
+      }
       if (local !== true) return this.#rangeOf(local, at, length);
       checkOpen(this.#closed);
       // Undefined past the file's end (zeros, which read() makes).
@@ -397,6 +381,9 @@ export class CacheStore implements RangeStore {
     if (this.#started) await this.flush();
     this.#closed = true;
     this.#wb.close();
+    // A reader answered from its fetch leaves the fill writing the block's file and record:
+    // both must be done before they close (its outcome is its readers' to report).
+    await Promise.allSettled([...this.#fills.values()].map((fill) => fill.done));
     await this.#inner.close();
     // A slice's reader (the kernel) reads its fd: the files stay open until all are back.
     // The FUSE session releases every slice it got, even for requests it abandoned.
@@ -444,12 +431,12 @@ export class CacheStore implements RangeStore {
   /**
    * Makes a block local for a reader (who holds it as a reader, so it is not punched out
    * under them): a hit once verified, else one fetch from below per block, whoever asks.
-   * A reader of a small range (`want`) of a block being fetched may get a copy of that
-   * range instead, as soon as the block is verified.
+   * A reader of a block being fetched may be answered from the fetched bytes instead
+   * (`want`), as soon as the block is verified.
    */
   #local(index: number, opts?: ReadOptions): Promise<Local>;
-  #local(index: number, opts: ReadOptions | undefined, want: { at: number; length: number } | undefined): Promise<Local | Piece>;
-  async #local(index: number, opts?: ReadOptions, want?: { at: number; length: number }): Promise<Local | Piece> {
+  #local(index: number, opts: ReadOptions | undefined, want: Want | undefined): Promise<Local | Early>;
+  async #local(index: number, opts?: ReadOptions, want?: Want): Promise<Local | Early> {
     if (this.holds(index)) {
       this.#lru.get(index); // recently used
       if (this.#zeroDirty.has(index)) {
@@ -465,22 +452,26 @@ export class CacheStore implements RangeStore {
     this.#stats.miss++;
     let fill = this.#fills.get(index);
     if (fill === undefined) {
-      const started: Fill = { done: Promise.resolve(null), data: undefined, waiting: [] };
+      const started = new BlockFill();
       started.done = this.#locks.run(index, () => this.#fillLocked(index, started, opts)).finally(() => this.#fills.delete(index));
       this.#fills.set(index, started);
       fill = started;
     }
     if (want === undefined || this.#fills.size > EARLY_FILLS) return fill.done;
-    // Copied here and now: the buffer goes back to its pool once the fill is done.
-    const { done } = fill;
-    const copy = (data: Buffer): Piece => {
-      this.#stats.fromFetch++;
-      return { piece: Buffer.from(data.subarray(want.at, want.at + want.length)), fill: done };
-    };
-    if (fill.data !== undefined) return copy(fill.data);
-    const { waiting } = fill;
-    // The fill may end without calling us (zeros, an error, a block filled before it): its outcome then.
-    return Promise.race([new Promise<Piece>((resolve) => waiting.push((data) => resolve(copy(data)))), done]);
+    const local = await fill.early(want.at, want.length, want.lend);
+    if (isEarly(local)) this.#stats.fromFetch++;
+    return local;
+  }
+
+  /**
+   * A reader answered before its fill was done stays one until the fill is: a drop that
+   * waits for readers (the block's old bytes failed their check) must not punch out what
+   * the fill is writing. True: the pin is now the fill's to let go of.
+   */
+  #doneAfterFill(index: number, fill: Promise<Local>): boolean {
+    const done = (): void => this.#doneReading(index);
+    fill.then(done, done);
+    return true;
   }
 
   /** The range of a block held only in memory (the file refused it), or null for zeros. */
@@ -494,27 +485,34 @@ export class CacheStore implements RangeStore {
   }
 
   /** Fetches a block from below into the file (under the block's lock). */
-  async #fillLocked(index: number, fill: Fill, opts?: ReadOptions): Promise<Local> {
+  async #fillLocked(index: number, fill: BlockFill, opts?: ReadOptions): Promise<Local> {
     if (this.holds(index) && (this.#zeroDirty.has(index) || (await this.#ensureVerified(index)))) {
       // Filled by the one before us in the lock queue.
       return this.#zeroDirty.has(index) ? null : true;
     }
-    return this.#fillBuffers.lend(async (buf): Promise<Local> => {
+    const buf = this.#fillBuffers.acquire();
+    // The one pool buffer this fill holds: `buf`, or the read-ahead's own.
+    let held = buf;
+    try {
       const data = await this.#inner.read(index, { ...opts, into: buf, pool: this.#fillBuffers });
       if (data === null) return null;
-      // A read-ahead's own buffer of the same pool, handed over: ours to give back as well.
-      const handed = data.buffer !== buf.buffer && this.#fillBuffers.owns(data);
+      if (data.buffer !== buf.buffer && this.#fillBuffers.owns(data)) {
+        // A read-ahead's buffer of the same pool, handed over: ours to give back instead.
+        this.#fillBuffers.release(buf);
+        held = data;
+      }
       // Every layer below has checked it (the S3 store's SHA-256, the guard): the bytes the
-      // file is about to get, so readers may copy from it now.
-      fill.data = data;
-      for (const reader of fill.waiting.splice(0)) reader(data);
+      // file is about to get, so readers may be answered from it now.
+      fill.publish(data);
       try {
         return await this.#keepFetched(index, data);
       } finally {
-        fill.data = undefined;
-        if (handed) this.#fillBuffers.release(data);
+        // Lent ranges come back as their replies go out, on this thread, soon.
+        await fill.retire();
       }
-    });
+    } finally {
+      this.#fillBuffers.release(held);
+    }
   }
 
   /** Writes a fetched (verified) block to its file and records it clean; its buffer is lent, not kept. */
@@ -724,8 +722,4 @@ export class CacheStore implements RangeStore {
     this.#log.warn({ block: index, what, err: (err as Error).message }, 'local cache update failed');
     if (!this.#wb.has(index)) this.#lru.delete(index);
   }
-}
-
-function isPiece(local: Local | Piece): local is Piece {
-  return local !== null && local !== true && !Buffer.isBuffer(local);
 }

@@ -33,7 +33,7 @@ import path from 'node:path';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { LocalDb } from './local-db.js';
-import { isRangeStore, type BlockSlice, type BlockStore, type RangeStore, type ReadOptions } from './types.js';
+import { isRangeStore, type BlockReply, type BlockStore, type RangeStore, type ReadOptions } from './types.js';
 import { checkBlock, checkIndex, checkOpen, checkRange } from './checks.js';
 import { isZero, sha256Raw } from './checksum.js';
 import { DIRTY, ZEROS, ZERO_RECORD, checksumsOf, layoutSegment, recordAfterWrite } from './cache-records.js';
@@ -138,8 +138,8 @@ export class OverlayStore implements RangeStore {
     }
   }
 
-  /** Untouched blocks as the store below replies (a slice of the cache's file); overlay blocks as buffers. */
-  replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null> {
+  /** Untouched blocks as the store below replies (a slice of the cache's file, lent bytes); overlay blocks as buffers. */
+  replyRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockReply> {
     const inner = this.#inner;
     if (!this.#closed && isRangeStore(inner) && inner.replyRange !== undefined && !this.shadows(index)) {
       checkRange(this, index, at, length);

@@ -48,6 +48,15 @@ export interface BlockSlice {
   release(): void;
 }
 
+/** Bytes lent for a reply (a block being fetched): unchanged until release(). */
+export interface BlockBytes {
+  readonly bytes: Buffer;
+  release(): void;
+}
+
+/** What replyRange answers: a slice of a local file, lent bytes, bytes, or null for zeros. */
+export type BlockReply = BlockSlice | BlockBytes | Buffer | null;
+
 /**
  * A store that also takes byte ranges within a block (the cache layer): a 4 KiB read
  * or a 128 KiB write costs that many bytes of local I/O, not a whole block.
@@ -59,10 +68,11 @@ export interface RangeStore extends BlockStore {
   readRange(index: number, at: number, length: number, opts?: ReadOptions): Promise<Buffer | null>;
   /**
    * The same bytes as readRange, for a reply, possibly as a range of a local file (the
-   * store fetches the block into it first when it must): such a range stays as it is
-   * (not evicted, its file open) until release(), which the caller must call exactly once.
+   * store fetches the block into it first when it must) or as bytes lent by the store:
+   * such a range stays as it is (not evicted, its file open, its bytes unchanged) until
+   * release(), which the caller must call exactly once, soon (a fetch waits for it).
    */
-  replyRange?(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockSlice | Buffer | null>;
+  replyRange?(index: number, at: number, length: number, opts?: ReadOptions): Promise<BlockReply>;
   writeRange(index: number, at: number, data: Buffer | null, length: number): Promise<void>;
 }
 

@@ -506,6 +506,15 @@ describe('device', { skip }, () => {
       assert.equal(objs.size, COUNT);
       assert.equal(await sha256Of(path.join(dir, 'disk'), COUNT * BS), createHash('sha256').update(data).digest('hex'));
       await unmount(dir);
+      // A cold read-only remount read in 1 MiB requests: a read of a block being fetched is
+      // answered with the fetched, verified bytes themselves, lent to its reply.
+      const cold = await mountVolume(url, 'large-blocks-ro', ['--read-only'], env);
+      const back = path.join(work, 'large-blocks.back');
+      await run('dd', [`if=${path.join(cold.dir, 'disk')}`, `of=${back}`, 'bs=1M', 'iflag=direct'], { env: { ...process.env, LC_ALL: 'C' } });
+      assert.ok((await readFile(back)).equals(data), 'the cold read gets the bytes written');
+      const st = await statsOf(cold.dir);
+      assert.ok(st.fuse.sliceReplies.lent > 0 && st.cache.fromFetch >= st.fuse.sliceReplies.lent, `replies lent from the fetch: ${JSON.stringify(st.fuse.sliceReplies)}`);
+      await unmount(cold.dir);
     } finally {
       await proxy.stop();
     }

@@ -1,6 +1,6 @@
 // Fills (blocks fetched from below on a miss) and the bases of partial writes read
-// their block into buffers the cache uses again; readers are answered from the block's
-// file. Over a store that fills the caller's buffer after a delay, with many fills at
+// their block into buffers the cache uses again; readers are answered from the fetched
+// block (a copy, or its bytes lent until released) or from the block's file. Over a store that fills the caller's buffer after a delay, with many fills at
 // once and a cache small enough to evict: every reader gets its block's bytes, partial
 // writes build on the right base, and a later mount finds every clean record right.
 import { test, type TestContext } from 'node:test';
@@ -16,7 +16,7 @@ import { MemoryBlockStore } from '../../dist/store/memory-store.js';
 import { PrefetchStore } from '../../dist/store/prefetch.js';
 import { LocalDb } from '../../dist/store/local-db.js';
 import { silentLogger } from '../../dist/log.js';
-import type { BlockSlice, ReadOptions } from '../../dist/store/types.js';
+import type { BlockReply, ReadOptions } from '../../dist/store/types.js';
 
 const BS = 256 * 1024;
 const COUNT = 24;
@@ -36,9 +36,15 @@ class SlowStore extends MemoryBlockStore {
   }
 }
 
-function bytesOf(reply: BlockSlice | Buffer | null, length: number): Buffer {
+/** The reply's bytes, copied; lent bytes and slices are released. */
+function bytesOf(reply: BlockReply, length: number): Buffer {
   if (reply === null) return Buffer.alloc(length);
   if (Buffer.isBuffer(reply)) return Buffer.from(reply);
+  if ('bytes' in reply) {
+    const out = Buffer.from(reply.bytes);
+    reply.release();
+    return out;
+  }
   const out = Buffer.alloc(reply.length);
   readSync(reply.fd, out, 0, reply.length, reply.position);
   reply.release();
@@ -154,13 +160,14 @@ test('fills over a read-ahead that shares their pool take its buffers as they ar
     }
   }
   assert.ok(prefetch.stats.used > blocks, `read-ahead served the fills (${prefetch.stats.used})`);
-  // Every handed-over buffer went back to the shared pool: read-ahead kept landing in the
-  // same few backing stores (a leak would take a new one per block).
-  assert.ok(inner.intoMemory.size <= 24, `${inner.intoMemory.size} distinct buffers for ${cache.stats.miss} fills`);
+  // Read-ahead kept landing in backing stores used again (a leak would take a new one per
+  // fill: 192), and every handed-over buffer went back to the shared pool.
+  assert.ok(inner.intoMemory.size < blocks, `${inner.intoMemory.size} distinct buffers for ${2 * blocks} fills`);
   await cache.close();
+  assert.equal(prefetch.buffers.out, 0, 'every buffer of the shared pool is back');
 });
 
-test('small reads of a block being fetched get their range from it once verified, larger ones and later ones from its file', async (t) => {
+test('readers of a block being fetched are answered from it once verified (small ones a copy, larger replies its bytes), later ones from its file', async (t) => {
   const blocks = 8;
   const { db, inner, truth } = await stored(t, blocks);
   await inner.write(blocks - 1, null); // zeros: nothing to copy, the reader gets zeros
@@ -168,7 +175,7 @@ test('small reads of a block being fetched get their range from it once verified
   const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
   await cache.start();
   const SMALL = 128 * 1024;
-  const check = async (i: number, at: number, length: number, reply: Promise<BlockSlice | Buffer | null>): Promise<void> => {
+  const check = async (i: number, at: number, length: number, reply: Promise<BlockReply>): Promise<void> => {
     assert.ok(bytesOf(await reply, length).equals(truth[i]!.subarray(at, at + length)), `block ${i} at ${at}+${length}`);
   };
   // Per block, at once: four 4 KiB readers, one of 128 KiB (ZFS's), one of the whole block.
@@ -180,21 +187,73 @@ test('small reads of a block being fetched get their range from it once verified
     ]).flat(),
   );
   assert.equal(inner.stats.read, blocks, 'one fetch per block');
-  assert.equal(cache.stats.fromFetch, (blocks - 1) * 5, 'the small readers of every stored block got their range from the fetch');
-  // Once the fill is done, a reader reads the file.
+  assert.equal(cache.stats.fromFetch, (blocks - 1) * 6, 'the readers of every stored block were answered from the fetch');
+  // Once the fill is done (whole-block reads wait for it), a reader reads the file.
+  for (let i = 0; i < blocks; i++) assert.ok((await cache.read(i))?.equals(truth[i]!) ?? i === blocks - 1);
   for (let i = 0; i < blocks; i++) await check(i, 4096, 4096, cache.readRange(i, 4096, 4096));
-  assert.equal(cache.stats.fromFetch, (blocks - 1) * 5, 'later readers read the file');
+  for (let i = 0; i < blocks - 1; i++) {
+    const reply = await cache.replyRange(i, 0, BS);
+    assert.ok(reply !== null && 'fd' in reply, `block ${i}: a slice of its file now`);
+    reply.release();
+  }
+  assert.equal(cache.stats.fromFetch, (blocks - 1) * 6, 'later readers read the file');
   await cache.close();
 });
 
-test('past 16 fills in progress, small readers of a block being fetched wait for its file: fills never pile up behind early answers', async (t) => {
+test('a reply lent the bytes of a block being fetched holds them unchanged, and the fill open, until released', async (t) => {
   const blocks = 40;
   const { db, inner, truth } = await stored(t, blocks);
   const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
   await cache.start();
-  // One first reader per block, all at once: each starts a fill.
-  const replies = Array.from({ length: blocks }, (_, i) => cache.readRange(i, 8192, 4096));
-  for (let i = 0; i < blocks; i++) assert.ok(bytesOf(await replies[i]!, 4096).equals(truth[i]!.subarray(8192, 12288)), `block ${i}`);
+  const lent = await cache.replyRange(0, 0, BS);
+  assert.ok(lent !== null && 'bytes' in lent, 'lent bytes');
+  // Whole-block readers wait for the fill, which ends only once the lent bytes are back.
+  let filled = false;
+  const whole = cache.read(0).then((b) => ((filled = true), b));
+  // Fills one after another take buffers from the pool: one given back too early would be
+  // written over under the lent reply.
+  for (let i = 1; i < blocks; i++) assert.ok(bytesOf(await cache.replyRange(i, 0, BS), BS).equals(truth[i]!), `block ${i}`);
+  assert.ok(lent.bytes.equals(truth[0]!), 'the lent bytes did not change');
+  assert.equal(filled, false, 'the fill waits for its lent bytes');
+  lent.release();
+  assert.ok((await whole)?.equals(truth[0]!));
+  assert.equal(filled, true);
+  assert.equal(inner.stats.read, blocks, 'one fetch per block');
+  await cache.close();
+});
+
+test('close() lets the fills of readers answered from their fetch finish: their blocks are cached for the next mount', async (t) => {
+  const blocks = 12;
+  const { db, inner, truth } = await stored(t, blocks);
+  const config = { ...DEFAULT_CACHE_CONFIG, readOnly: true };
+  const cache = new CacheStore(config, inner, { db, log: silentLogger });
+  await cache.start();
+  const replies = await Promise.all(Array.from({ length: blocks }, (_, i) => cache.replyRange(i, 0, BS)));
+  replies.forEach((reply, i) => assert.ok(bytesOf(reply, BS).equals(truth[i]!), `block ${i}`));
+  assert.equal(cache.stats.fromFetch, blocks, 'every reader was answered before its file write');
+  await cache.close();
+  const below = new SlowStore(BS, blocks); // the first was closed with its cache
+  for (const [i, d] of inner.blocks) below.blocks.set(i, d);
+  const again = new CacheStore(config, below, { db, log: silentLogger });
+  await again.start();
+  for (let i = 0; i < blocks; i++) assert.ok(again.holds(i), `block ${i} was cached`);
+  for (let i = 0; i < blocks; i++) assert.ok((await again.read(i))?.equals(truth[i]!), `block ${i} from the cache`);
+  assert.equal(below.stats.read, 0, 'nothing fetched again');
+  await again.close();
+});
+
+test('past 16 fills in progress, readers of a block being fetched wait for its file: fills never pile up behind early answers', async (t) => {
+  const blocks = 40;
+  const { db, inner, truth } = await stored(t, blocks);
+  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
+  await cache.start();
+  // One first reader per block, all at once: each starts a fill. Small ones and replies of
+  // whole blocks, alternately.
+  const replies = Array.from({ length: blocks }, (_, i) => (i % 2 === 0 ? cache.readRange(i, 8192, 4096) : cache.replyRange(i, 0, BS)));
+  for (let i = 0; i < blocks; i++) {
+    const want = i % 2 === 0 ? truth[i]!.subarray(8192, 12288) : truth[i]!;
+    assert.ok(bytesOf(await replies[i]!, want.length).equals(want), `block ${i}`);
+  }
   assert.equal(cache.stats.fromFetch, 16, 'the first 16 got their range early, the rest waited for the file');
   assert.equal(inner.stats.read, blocks);
   await cache.close();
