@@ -8,7 +8,7 @@ import { statSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { S3zError } from '../errors.js';
 import { formatSize } from '../size.js';
-import { DEFAULT_CACHE_CONFIG } from '../store/cache.js';
+import { DEFAULT_CACHE_CONFIG } from '../store/cache-config.js';
 import { SlabFiles, slabDir } from '../store/slab-file.js';
 
 /** Share of the room the cache's data may take, and a fixed reserve on top. */
