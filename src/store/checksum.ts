@@ -1,5 +1,6 @@
 // Block checksums: SHA-256 of the content (stored in object metadata and in cache
-// entries), MD5 for the Content-MD5 header of small objects (descriptor, lease).
+// entries), MD5 for the Content-MD5 header of small objects (descriptor, lease) and
+// for `put`'s comparison of a block with its stored ETag.
 //
 // The event loop only steers (DESIGN §3): `sha256Of` hashes a block on a small
 // pool of worker threads (hash-pool.ts), so several blocks hash in parallel while
@@ -89,6 +90,15 @@ export function copyBlock(data: Buffer, into: Buffer): Buffer {
 
 export function md5(data: Buffer): string {
   return createHash('md5').update(data).digest('base64');
+}
+
+/**
+ * The raw 16-byte MD5 of a block, computed off the main thread as sha256Of is (not
+ * memoized: only `put` asks, once per block, to compare it with the stored ETag).
+ */
+export function md5Of(data: Buffer): Promise<Buffer> {
+  if (data.length < OFF_THREAD_MIN) return Promise.resolve(createHash('md5').update(data).digest());
+  return pool.md5(data);
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);

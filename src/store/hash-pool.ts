@@ -1,5 +1,6 @@
-// SHA-256 off the main thread: a few worker threads that hash staged copies of
-// blocks held in shared memory (DESIGN §3, "the event loop only steers").
+// SHA-256 (and MD5, for `put`'s comparison with stored ETags) off the main thread: a
+// few worker threads that hash staged copies of blocks held in shared memory (DESIGN §3,
+// "the event loop only steers").
 //
 // Why workers and not WebCrypto: measured on the 2-core dev machine for 1 MiB
 // blocks, 16 in flight, WebCrypto's digest copies its input into freshly allocated
@@ -21,13 +22,15 @@
 //   reads it in place, so its holder must not change it until the digest is back.
 // - At most `perWorker` jobs per worker are staged at once, the rest queue here
 //   (unstaged), so staging memory is bounded by workers × perWorker × block size.
-// - A worker that dies takes no job with it: its jobs are hashed by WebCrypto.
+// - A worker that dies takes no job with it: its jobs are hashed by WebCrypto (MD5,
+//   which WebCrypto lacks, by node:crypto on the calling thread).
 import { Worker } from 'node:worker_threads';
-import { webcrypto } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import type { HashAnswer, HashRequest } from './hash-worker.js';
+import type { HashAlgorithm, HashAnswer, HashRequest } from './hash-worker.js';
 
 interface Job {
+  readonly algorithm: HashAlgorithm;
   readonly data: Buffer;
   readonly resolve: (digest: Buffer) => void;
   readonly reject: (err: unknown) => void;
@@ -42,7 +45,10 @@ interface Slot {
 export interface HashPoolOptions {
   readonly workers?: number;
   readonly perWorker?: number;
-  /** Larger inputs are not staged (a staging buffer that size would stay allocated). */
+  /**
+   * Larger inputs are not staged (a staging buffer that size would stay allocated): unless
+   * they are shared memory already (read in place), they are hashed without the workers.
+   */
   readonly maxStaged?: number;
 }
 
@@ -67,10 +73,19 @@ export class HashPool {
   }
 
   sha256(data: Buffer): Promise<Buffer> {
+    return this.#hash('sha256', data);
+  }
+
+  md5(data: Buffer): Promise<Buffer> {
+    return this.#hash('md5', data);
+  }
+
+  #hash(algorithm: HashAlgorithm, data: Buffer): Promise<Buffer> {
+    const staged = !(data.buffer instanceof SharedArrayBuffer);
     // Closed: no worker will take a queued job any more.
-    if (data.length > this.#maxStaged || this.#failures >= MAX_FAILURES || this.#closing) return webDigest(data);
+    if ((staged && data.length > this.#maxStaged) || this.#failures >= MAX_FAILURES || this.#closing) return digestHere(algorithm, data);
     return new Promise<Buffer>((resolve, reject) => {
-      this.#queue.push({ data, resolve, reject, staging: undefined });
+      this.#queue.push({ algorithm, data, resolve, reject, staging: undefined });
       this.#dispatch();
     });
   }
@@ -90,7 +105,7 @@ export class HashPool {
     this.#closing = true;
     const slots = this.#slots;
     this.#slots = [];
-    for (const job of this.#queue.splice(0)) webDigest(job.data).then(job.resolve, job.reject);
+    for (const job of this.#queue.splice(0)) digestHere(job.algorithm, job.data).then(job.resolve, job.reject);
     // An unref'd worker's exit does not keep the loop alive for terminate()'s promise.
     for (const s of slots) s.worker.ref();
     await Promise.all(slots.map((s) => s.worker.terminate()));
@@ -113,7 +128,7 @@ export class HashPool {
       const id = this.#nextId++;
       if (slot.jobs.size === 0) slot.worker.ref();
       slot.jobs.set(id, job);
-      const req: HashRequest = { id, data: view };
+      const req: HashRequest = { id, algorithm: job.algorithm, data: view };
       slot.worker.postMessage(req);
     }
   }
@@ -147,11 +162,11 @@ export class HashPool {
       }
       for (const job of slot.jobs.values()) {
         this.#release(job);
-        webDigest(job.data).then(job.resolve, job.reject);
+        digestHere(job.algorithm, job.data).then(job.resolve, job.reject);
       }
       slot.jobs.clear();
       if (this.#failures >= MAX_FAILURES || this.#closing) {
-        for (const job of this.#queue.splice(0)) webDigest(job.data).then(job.resolve, job.reject);
+        for (const job of this.#queue.splice(0)) digestHere(job.algorithm, job.data).then(job.resolve, job.reject);
       }
       this.#dispatch();
     };
@@ -182,7 +197,9 @@ export class HashPool {
   }
 }
 
-async function webDigest(data: Buffer): Promise<Buffer> {
+/** Without the workers: SHA-256 by WebCrypto (libuv's pool), MD5 here (WebCrypto has none). */
+async function digestHere(algorithm: HashAlgorithm, data: Buffer): Promise<Buffer> {
+  if (algorithm === 'md5') return createHash('md5').update(data).digest();
   // WebCrypto refuses views of shared memory (block-buffers.ts): hash a private copy.
   const input = data.buffer instanceof SharedArrayBuffer ? Buffer.from(data) : data;
   return Buffer.from(await webcrypto.subtle.digest('SHA-256', input));

@@ -1,6 +1,7 @@
 // src/store/checksum.ts and hash-pool.ts: the async SHA-256 (sha256Of) is right,
 // shares one memo with the sync API (a block is hashed once across layers), and
-// runs off the main thread, several at once; the pool survives losing its workers.
+// runs off the main thread, several at once; so does `put`'s MD5 (md5Of); the pool
+// survives losing its workers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -8,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sha256, sha256Of, sha256Raw } from '../../dist/store/checksum.js';
+import { md5Of, sha256, sha256Of, sha256Raw } from '../../dist/store/checksum.js';
 import { HashPool } from '../../dist/store/hash-pool.js';
 
 const plain = (b: Buffer): Buffer => createHash('sha256').update(b).digest();
@@ -65,6 +66,33 @@ test('sha256Of: hashes run off the main thread, several at once', async (t) => {
   got.forEach((d, i) => assert.deepEqual(d, plain(blocks[i]!)));
 });
 
+test('md5Of: the MD5 of buffers of every size, large ones hashed off the main thread, several at once', async (t) => {
+  const md5 = (b: Buffer): Buffer => createHash('md5').update(b).digest();
+  for (const n of [0, 1, 65535, 65536, 1 << 20, (4 << 20) + 3]) {
+    const b = randomBytes(n);
+    assert.deepEqual(await md5Of(b), md5(b), `${n} bytes`);
+  }
+  const shared = Buffer.from(new SharedArrayBuffer(2 << 20), 5, 1 << 20);
+  shared.set(randomBytes(shared.length));
+  assert.deepEqual(await md5Of(shared), md5(shared), 'a view of shared memory, read in place');
+  const offThread = t.mock.method(HashPool.prototype, 'md5');
+  // Blocks of 2 MiB (staged) and of 8 MiB in shared memory (read in place, past the staging limit).
+  const blocks = Array.from({ length: 16 }, (_, i) => {
+    if (i % 2 === 0) return randomBytes(2 << 20);
+    const b = Buffer.from(new SharedArrayBuffer(8 << 20));
+    b.set(randomBytes(b.length));
+    return b;
+  });
+  let settled = 0;
+  const all = Promise.all(blocks.map((b) => md5Of(b).then((d) => (settled++, d))));
+  assert.equal(offThread.mock.callCount(), blocks.length, 'every block went to the pool');
+  // A digest made on this thread settles before the loop turns; a worker's answer comes
+  // through the loop's poll phase, after it.
+  await new Promise<void>((r) => setImmediate(r));
+  assert.equal(settled, 0, `${settled} hashes were done before the loop turned: not off the main thread`);
+  (await all).forEach((d, i) => assert.deepEqual(d, md5(blocks[i]!)));
+});
+
 test('HashPool: warm() boots every worker ahead of the first job, and an idle warm pool lets the process exit', async () => {
   const pool = new HashPool({ workers: 2 });
   assert.equal(pool.workers, 0, 'workers start on demand');
@@ -102,8 +130,12 @@ test('HashPool: more jobs than staging slots, sizes mixed, all right; close() mi
   const again = await Promise.all(inputs.map((b) => pool.sha256(b)));
   again.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i} again`));
   const late = inputs.map((b) => pool.sha256(b));
+  const lateMd5 = inputs.map((b) => pool.md5(b));
   await pool.close();
   (await Promise.all(late)).forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i} after close`));
+  // MD5, which WebCrypto lacks, is finished here.
+  (await Promise.all(lateMd5)).forEach((d, i) => assert.deepEqual(d, createHash('md5').update(inputs[i]!).digest(), `MD5 of input ${i} after close`));
+  assert.deepEqual(await pool.md5(inputs[0]!), createHash('md5').update(inputs[0]!).digest(), 'MD5 on a closed pool');
 });
 
 test('HashPool: shared-memory inputs are hashed in place, views and offsets respected, mixed with staged ones', async () => {
@@ -114,8 +146,9 @@ test('HashPool: shared-memory inputs are hashed in place, views and offsets resp
   const inputs = [whole.subarray(0, 1 << 20), randomBytes(1 << 20), whole.subarray((1 << 20) + 5, (3 << 20) - 7), Buffer.from(sab, 17, 100_000)];
   const got = await Promise.all(inputs.map((b) => pool.sha256(b)));
   got.forEach((d, i) => assert.deepEqual(d, plain(inputs[i]!), `input ${i}`));
-  // Past the pool's staging limit (blocks of 8 MiB and more), and once the pool is closed,
-  // WebCrypto hashes instead; it refuses shared memory, so it must get a private copy.
+  // Past the pool's staging limit (blocks of 8 MiB and more), shared memory is still read in
+  // place by the workers; once the pool is closed, WebCrypto hashes instead, and it refuses
+  // shared memory, so it must get a private copy.
   const big = Buffer.from(new SharedArrayBuffer(5 << 20));
   big.set(randomBytes(big.length));
   assert.deepEqual(await sha256Of(big), plain(big));
