@@ -6,7 +6,8 @@
 // volume's LIST is walked in step (StoredCursor), so each block meets its stored
 // object, if any, with one LIST request per 1000 stored blocks and no HEAD:
 //   all zeros          -> nothing to send; its object, if stored, is deleted
-//   MD5 = listed ETag  -> unchanged, no request (ETag is the MD5 of a single-part body)
+//   MD5 = listed ETag  -> unchanged, no request (ETag is the MD5 of a single-part body;
+//                         hashed off the main thread, as SHA-256 is)
 //   otherwise          -> PUT through the S3 store (SHA-256 off the main thread)
 // then every stored block past the image's end is deleted, so the rest of the
 // volume reads as zeros. A run cut short leaves each block either old or new, and
@@ -17,13 +18,12 @@
 // changes nothing (checked before the lease for a file, at the first extra byte
 // for stdin, which may by then have sent earlier blocks: they are valid blocks of
 // the image's start, and the next run compares them like any other).
-import { createHash } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { Logger } from '../log.js';
 import { S3zError } from '../errors.js';
 import type { ProgressDisplay } from '../progress-display.js';
 import { S3BlockStore } from '../store/s3-store.js';
-import { isZero } from '../store/checksum.js';
+import { isZero, md5Of } from '../store/checksum.js';
 import { BlockBuffers } from '../store/block-buffers.js';
 import { DIRECT_IO_ALIGN, directOrBuffered, setDirectIO, type DirectState } from '../util/direct-io.js';
 import { mapEach } from '../util/map-each.js';
@@ -106,7 +106,7 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
         doomed.push(b.stored.key);
         await deleteSome(false);
       }
-    } else if (b.stored !== undefined && b.stored.size === blockSize && etagMatches(b.stored.etag, md5Hex(b.data))) {
+    } else if (b.stored !== undefined && b.stored.size === blockSize && etagMatches(b.stored.etag, (await md5Of(b.data)).toString('hex'))) {
       counts.unchanged++;
     } else {
       await store.write(b.index, b.data);
@@ -156,11 +156,6 @@ async function transfer(vol: Volume, src: ImageSource, opts: PutOptions): Promis
     opts.progress.done(ok);
   }
   return counts;
-}
-
-/** MD5 only for blocks S3 already holds, on the main thread: ~2 ms per MiB, and only a re-put pays it. */
-function md5Hex(data: Buffer): string {
-  return createHash('md5').update(data).digest('hex');
 }
 
 /**
