@@ -1,7 +1,7 @@
 // keepFreedMemory (src/util/memory.ts over native/s3zproc.c): once asked, glibc keeps
 // freed memory and grows the heap in TOP_PAD_BYTES steps. Seen from outside in a child
 // process: the [heap] mapping of /proc/self/maps grows by ~16 MiB at a time, against a
-// few hundred KiB without the call. In about 1 process in 300 here another mapping lands
+// few hundred KiB without the call. In under 1% of processes here another mapping lands
 // right at the heap's end, so the heap cannot grow in place (glibc then maps memory
 // elsewhere and [heap] stays as it is): that process says so, and a fresh one is asked.
 import { test } from 'node:test';
