@@ -240,7 +240,8 @@ export class CacheStore implements RangeStore {
     try {
       const local = await this.#local(index, opts, length <= SMALL_READ ? { at, length, lend: false } : undefined);
       if (!isEarly(local)) return local === true ? this.#readFile(index, at, length) : this.#rangeOf(local, at, length);
-      early = this.#doneAfterFill(index, local.fill);
+      this.#doneReadingAfter(index, local.fill);
+      early = true;
       return local.bytes;
     } finally {
       if (!early) this.#doneReading(index);
@@ -263,7 +264,8 @@ export class CacheStore implements RangeStore {
     try {
       const local = await this.#local(index, opts, { at, length, lend: true });
       if (isEarly(local)) {
-        pinned = this.#doneAfterFill(index, local.fill);
+        this.#doneReadingAfter(index, local.fill);
+        pinned = true;
         return local; // its bytes, until release()
       }
       if (local !== true) return this.#rangeOf(local, at, length);
@@ -404,12 +406,11 @@ export class CacheStore implements RangeStore {
   /**
    * A reader answered before its fill was done stays one until the fill is: a drop that
    * waits for readers (the block's old bytes failed their check) must not punch out what
-   * the fill is writing. True: the pin is now the fill's to let go of.
+   * the fill is writing.
    */
-  #doneAfterFill(index: number, fill: Promise<Local>): boolean {
+  #doneReadingAfter(index: number, fill: Promise<Local>): void {
     const done = (): void => this.#doneReading(index);
     fill.then(done, done);
-    return true;
   }
 
   /** The range of a block held only in memory (the file refused it), or null for zeros. */
