@@ -143,6 +143,13 @@ async function stored(t: TestContext, blocks: number): Promise<{ db: LocalDb; in
   return { db, inner, truth };
 }
 
+/** A started read-only cache over `inner`, with the default settings. */
+async function readOnlyCache(db: LocalDb, inner: SlowStore): Promise<CacheStore> {
+  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
+  await cache.start();
+  return cache;
+}
+
 test('fills over a read-ahead that shares their pool take its buffers as they are, give every one back, and cache the right bytes', async (t) => {
   const blocks = 96;
   const { db, inner, truth } = await stored(t, blocks);
@@ -172,8 +179,7 @@ test('readers of a block being fetched are answered from it once verified (small
   const { db, inner, truth } = await stored(t, blocks);
   await inner.write(blocks - 1, null); // zeros: nothing to copy, the reader gets zeros
   truth[blocks - 1] = Buffer.alloc(BS);
-  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
-  await cache.start();
+  const cache = await readOnlyCache(db, inner);
   const SMALL = 128 * 1024;
   const check = async (i: number, at: number, length: number, reply: Promise<BlockReply>): Promise<void> => {
     assert.ok(bytesOf(await reply, length).equals(truth[i]!.subarray(at, at + length)), `block ${i} at ${at}+${length}`);
@@ -203,8 +209,7 @@ test('readers of a block being fetched are answered from it once verified (small
 test('a reply lent the bytes of a block being fetched holds them unchanged, and the fill open, until released', async (t) => {
   const blocks = 40;
   const { db, inner, truth } = await stored(t, blocks);
-  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
-  await cache.start();
+  const cache = await readOnlyCache(db, inner);
   const lent = await cache.replyRange(0, 0, BS);
   assert.ok(lent !== null && 'bytes' in lent, 'lent bytes');
   // Whole-block readers wait for the fill, which ends only once the lent bytes are back.
@@ -225,17 +230,14 @@ test('a reply lent the bytes of a block being fetched holds them unchanged, and 
 test('close() lets the fills of readers answered from their fetch finish: their blocks are cached for the next mount', async (t) => {
   const blocks = 12;
   const { db, inner, truth } = await stored(t, blocks);
-  const config = { ...DEFAULT_CACHE_CONFIG, readOnly: true };
-  const cache = new CacheStore(config, inner, { db, log: silentLogger });
-  await cache.start();
+  const cache = await readOnlyCache(db, inner);
   const replies = await Promise.all(Array.from({ length: blocks }, (_, i) => cache.replyRange(i, 0, BS)));
   replies.forEach((reply, i) => assert.ok(bytesOf(reply, BS).equals(truth[i]!), `block ${i}`));
   assert.equal(cache.stats.fromFetch, blocks, 'every reader was answered before its file write');
   await cache.close();
   const below = new SlowStore(BS, blocks); // the first was closed with its cache
   for (const [i, d] of inner.blocks) below.blocks.set(i, d);
-  const again = new CacheStore(config, below, { db, log: silentLogger });
-  await again.start();
+  const again = await readOnlyCache(db, below);
   for (let i = 0; i < blocks; i++) assert.ok(again.holds(i), `block ${i} was cached`);
   for (let i = 0; i < blocks; i++) assert.ok((await again.read(i))?.equals(truth[i]!), `block ${i} from the cache`);
   assert.equal(below.stats.read, 0, 'nothing fetched again');
@@ -245,8 +247,7 @@ test('close() lets the fills of readers answered from their fetch finish: their 
 test('past 16 fills in progress, readers of a block being fetched wait for its file: fills never pile up behind early answers', async (t) => {
   const blocks = 40;
   const { db, inner, truth } = await stored(t, blocks);
-  const cache = new CacheStore({ ...DEFAULT_CACHE_CONFIG, readOnly: true }, inner, { db, log: silentLogger });
-  await cache.start();
+  const cache = await readOnlyCache(db, inner);
   // One first reader per block, all at once: each starts a fill. Small ones and replies of
   // whole blocks, alternately.
   const replies = Array.from({ length: blocks }, (_, i) => (i % 2 === 0 ? cache.readRange(i, 8192, 4096) : cache.replyRange(i, 0, BS)));
